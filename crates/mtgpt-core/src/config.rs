@@ -1,0 +1,663 @@
+//! The config schema users write in TOML (see `configs/README.md` for every key).
+//!
+//! Two layers, as in candle: [`ConfigFile`] is exactly what the file says, with defaults and
+//! `deny_unknown_fields`; [`Config`] is the validated runtime config made from it by
+//! [`Config::load`] / [`Config::from_toml_str`], with the model preset resolved.
+use crate::task::TaskKind;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// A config file as written, before presets are applied and values validated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Run name; outputs go under `runs/<name>/` unless `--out` is given.
+    pub name: String,
+    /// The seed every random stream derives from.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The GPT trunk.
+    #[serde(default)]
+    pub model: ModelSection,
+    /// The tokenizer.
+    #[serde(default)]
+    pub tokenizer: TokenizerConfig,
+    /// Text preprocessing shared by all tasks.
+    #[serde(default)]
+    pub preprocess: PreprocessConfig,
+    /// Joint training.
+    #[serde(default)]
+    pub train: TrainConfig,
+    /// Compression after training.
+    #[serde(default)]
+    pub compress: CompressConfig,
+    /// The tasks, one `[[task]]` table each.
+    #[serde(default, rename = "task")]
+    pub tasks: Vec<TaskConfig>,
+}
+
+fn default_seed() -> u64 {
+    42
+}
+
+/// Named model shapes that `[model]` starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Preset {
+    /// 4 layers, 4 heads, 256 wide, 256-token context: trains in minutes on 2 cores.
+    #[default]
+    Tiny,
+    /// 6 layers, 8 heads, 512 wide, 512-token context.
+    Small,
+    /// GPT-2 124M: 12 layers, 12 heads, 768 wide, 1024-token context, 50257 tokens.
+    Base,
+}
+
+/// Numeric precision of training and inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// fp32 everywhere.
+    #[default]
+    Fp32,
+    /// fp32 master weights, bf16 matmuls and attention (AMX on CPU, tensor cores on CUDA).
+    Bf16,
+}
+
+/// `[model]` as written: a preset plus optional overrides of any of its fields.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// The preset the other keys override.
+    #[serde(default)]
+    pub preset: Preset,
+    /// Transformer blocks.
+    pub n_layer: Option<usize>,
+    /// Attention heads per block.
+    pub n_head: Option<usize>,
+    /// Width of the residual stream.
+    pub d_model: Option<usize>,
+    /// Width of the MLP hidden layer (default 4 × `d_model`).
+    pub d_ff: Option<usize>,
+    /// Longest sequence the model sees (learned positions).
+    pub block_size: Option<usize>,
+    /// Vocabulary size; 0 takes it from the tokenizer.
+    pub vocab_size: Option<usize>,
+    /// Dropout on embeddings, attention and residual branches.
+    pub dropout: Option<f64>,
+    /// Epsilon of every LayerNorm.
+    pub layer_norm_eps: Option<f64>,
+    /// fp32 or bf16.
+    pub precision: Option<Precision>,
+}
+
+/// The resolved shape and numerics of the GPT trunk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    /// Transformer blocks.
+    pub n_layer: usize,
+    /// Attention heads per block.
+    pub n_head: usize,
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Width of the MLP hidden layer.
+    pub d_ff: usize,
+    /// Longest sequence (learned positions).
+    pub block_size: usize,
+    /// Vocabulary size (0 until the tokenizer is known).
+    pub vocab_size: usize,
+    /// Dropout probability.
+    pub dropout: f64,
+    /// LayerNorm epsilon.
+    pub layer_norm_eps: f64,
+    /// fp32 or bf16.
+    pub precision: Precision,
+}
+
+impl ModelConfig {
+    /// 4 layers × 4 heads × 256 wide, 256-token context.
+    pub fn tiny() -> Self {
+        Self::shape(4, 4, 256, 256, 0)
+    }
+
+    /// 6 layers × 8 heads × 512 wide, 512-token context.
+    pub fn small() -> Self {
+        Self::shape(6, 8, 512, 512, 0)
+    }
+
+    /// The GPT-2 124M shape: 12 × 12 × 768, 1024-token context, 50257 tokens.
+    pub fn base() -> Self {
+        Self::shape(12, 12, 768, 1024, 50257)
+    }
+
+    /// The config of a named preset.
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Tiny => Self::tiny(),
+            Preset::Small => Self::small(),
+            Preset::Base => Self::base(),
+        }
+    }
+
+    fn shape(n_layer: usize, n_head: usize, d_model: usize, block: usize, vocab: usize) -> Self {
+        ModelConfig {
+            n_layer,
+            n_head,
+            d_model,
+            d_ff: 4 * d_model,
+            block_size: block,
+            vocab_size: vocab,
+            dropout: 0.1,
+            layer_norm_eps: 1e-5,
+            precision: Precision::Fp32,
+        }
+    }
+
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_head.max(1)
+    }
+
+    /// Parameter count of the trunk with a tied LM head (closed form).
+    pub fn num_parameters(&self) -> usize {
+        let (d, f, l) = (self.d_model, self.d_ff, self.n_layer);
+        let embeddings = self.vocab_size * d + self.block_size * d;
+        let attn = d * 3 * d + 3 * d + d * d + d;
+        let mlp = d * f + f + f * d + d;
+        let norms = 2 * 2 * d;
+        embeddings + l * (attn + mlp + norms) + 2 * d
+    }
+
+    fn apply(section: &ModelSection) -> Self {
+        let mut m = Self::preset(section.preset);
+        let width_given = section.d_model.is_some();
+        if let Some(v) = section.n_layer {
+            m.n_layer = v;
+        }
+        if let Some(v) = section.n_head {
+            m.n_head = v;
+        }
+        if let Some(v) = section.d_model {
+            m.d_model = v;
+        }
+        m.d_ff = match section.d_ff {
+            Some(v) => v,
+            None if width_given => 4 * m.d_model,
+            None => m.d_ff,
+        };
+        if let Some(v) = section.block_size {
+            m.block_size = v;
+        }
+        if let Some(v) = section.vocab_size {
+            m.vocab_size = v;
+        }
+        if let Some(v) = section.dropout {
+            m.dropout = v;
+        }
+        if let Some(v) = section.layer_norm_eps {
+            m.layer_norm_eps = v;
+        }
+        if let Some(v) = section.precision {
+            m.precision = v;
+        }
+        m
+    }
+
+    fn to_section(&self, preset: Preset) -> ModelSection {
+        ModelSection {
+            preset,
+            n_layer: Some(self.n_layer),
+            n_head: Some(self.n_head),
+            d_model: Some(self.d_model),
+            d_ff: Some(self.d_ff),
+            block_size: Some(self.block_size),
+            vocab_size: Some(self.vocab_size),
+            dropout: Some(self.dropout),
+            layer_norm_eps: Some(self.layer_norm_eps),
+            precision: Some(self.precision),
+        }
+    }
+}
+
+/// Tokenizer families.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenizerKind {
+    /// Byte-level BPE trained with the `tokenizers` crate.
+    #[default]
+    Bpe,
+    /// One token per character seen in training (small experiments).
+    Char,
+}
+
+/// `[tokenizer]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenizerConfig {
+    /// `bpe` or `char`.
+    pub kind: TokenizerKind,
+    /// Target vocabulary size for BPE, special tokens included.
+    pub vocab_size: usize,
+    /// Task names whose training text trains the tokenizer; empty means all tasks.
+    pub train_on: Vec<String>,
+    /// An existing `tokenizer.json` to reuse instead of training; empty means train one.
+    pub path: String,
+    /// Segment Chinese with jieba before BPE, so merges respect word boundaries.
+    pub presegment: bool,
+    /// Minimum pair frequency for a BPE merge.
+    pub min_frequency: u64,
+}
+
+impl Default for TokenizerConfig {
+    fn default() -> Self {
+        TokenizerConfig {
+            kind: TokenizerKind::Bpe,
+            vocab_size: 8000,
+            train_on: Vec::new(),
+            path: String::new(),
+            presegment: true,
+            min_frequency: 2,
+        }
+    }
+}
+
+impl TokenizerConfig {
+    /// The tokenizer file to reuse, if one is configured.
+    pub fn existing(&self) -> Option<&Path> {
+        (!self.path.is_empty()).then(|| Path::new(&self.path))
+    }
+}
+
+/// `[preprocess]`: text cleaning and data handling shared by all tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreprocessConfig {
+    /// Unicode NFKC normalisation.
+    pub nfkc: bool,
+    /// Full-width ASCII and spaces to half-width.
+    pub halfwidth: bool,
+    /// Lower-case all text.
+    pub lowercase: bool,
+    /// jieba's HMM for words not in its dictionary.
+    pub hmm: bool,
+    /// Extra jieba dictionary (`word [freq] [tag]` per line); empty for none.
+    pub user_dict: String,
+    /// Skip and count malformed records instead of stopping at the first one.
+    pub skip_bad: bool,
+    /// Share of a task's training file held out as `valid` when the task names no `valid`.
+    pub valid_fraction: f64,
+    /// Share held out as `test` when the task names no `test`.
+    pub test_fraction: f64,
+    /// Worker threads for preprocessing; 0 uses every core.
+    pub threads: usize,
+}
+
+impl Default for PreprocessConfig {
+    fn default() -> Self {
+        PreprocessConfig {
+            nfkc: true,
+            halfwidth: true,
+            lowercase: false,
+            hmm: true,
+            user_dict: String::new(),
+            skip_bad: false,
+            valid_fraction: 0.1,
+            test_fraction: 0.1,
+            threads: 0,
+        }
+    }
+}
+
+/// Learning-rate schedule after warmup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Cosine decay to `min_lr_ratio × lr`.
+    #[default]
+    Cosine,
+    /// Linear decay to `min_lr_ratio × lr`.
+    Linear,
+    /// Constant after warmup.
+    Constant,
+}
+
+/// How the next training task (or batch mix) is drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SamplingStrategy {
+    /// Proportional to (capped) dataset size.
+    Proportional,
+    /// Proportional to size^(1/T), sizes capped (T5 / jiant).
+    #[default]
+    Temperature,
+    /// Round-robin over tasks.
+    Uniform,
+    /// Temperature moving from `temperature` to `end_temperature` over training.
+    Annealed,
+}
+
+/// `[train] sampling = { ... }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SamplingConfig {
+    /// The strategy.
+    pub strategy: SamplingStrategy,
+    /// Temperature T (≥ 1 flattens the mixture).
+    pub temperature: f64,
+    /// Final temperature of the `annealed` strategy.
+    pub end_temperature: f64,
+    /// Dataset sizes above this count as this many examples.
+    pub cap: usize,
+    /// `true`: every batch mixes tasks; `false`: one task per step.
+    pub mixed_batches: bool,
+}
+
+impl Default for SamplingConfig {
+    fn default() -> Self {
+        SamplingConfig {
+            strategy: SamplingStrategy::Temperature,
+            temperature: 2.0,
+            end_temperature: 1.0,
+            cap: 20000,
+            mixed_batches: false,
+        }
+    }
+}
+
+/// How task losses are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightingStrategy {
+    /// The fixed per-task `weight`.
+    Static,
+    /// Learned log-variance per task (Kendall et al. 2018).
+    #[default]
+    Uncertainty,
+    /// Dynamic weight average (Liu et al. 2019).
+    Dwa,
+    /// Projecting conflicting gradients (Yu et al. 2020).
+    Pcgrad,
+}
+
+/// `[train] weighting = { ... }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WeightingConfig {
+    /// The strategy.
+    pub strategy: WeightingStrategy,
+    /// Softmax temperature of DWA.
+    pub dwa_temperature: f64,
+}
+
+impl Default for WeightingConfig {
+    fn default() -> Self {
+        WeightingConfig {
+            strategy: WeightingStrategy::Uncertainty,
+            dwa_temperature: 2.0,
+        }
+    }
+}
+
+/// `[train]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Joint-training optimizer steps.
+    pub steps: usize,
+    /// Wall-clock budget in seconds; 0 = none. Training stops cleanly and saves.
+    pub max_seconds: f64,
+    /// LM-only steps on the `lm` tasks before joint training.
+    pub pretrain_steps: usize,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate as a share of `lr`.
+    pub min_lr_ratio: f64,
+    /// Linear warmup steps.
+    pub warmup_steps: usize,
+    /// Decay after warmup.
+    pub schedule: Schedule,
+    /// AdamW decoupled weight decay (not applied to biases, norms, embeddings).
+    pub weight_decay: f64,
+    /// AdamW β1.
+    pub beta1: f64,
+    /// AdamW β2.
+    pub beta2: f64,
+    /// AdamW ε.
+    pub eps: f64,
+    /// Global gradient-norm clip; 0 = off.
+    pub grad_clip: f64,
+    /// Evaluate on the valid splits every this many steps; 0 = only at the end.
+    pub eval_every: usize,
+    /// Evaluations without improvement before stopping; 0 = never stop early.
+    pub patience: usize,
+    /// Write a checkpoint every this many steps; 0 = only at the end.
+    pub checkpoint_every: usize,
+    /// Checkpoints kept (the best one is kept in addition).
+    pub keep_checkpoints: usize,
+    /// A loss above this many times its running mean counts as divergence.
+    pub spike_factor: f64,
+    /// Task mixture sampling.
+    pub sampling: SamplingConfig,
+    /// Loss weighting.
+    pub weighting: WeightingConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 3000,
+            max_seconds: 0.0,
+            pretrain_steps: 0,
+            batch_size: 16,
+            grad_accum: 1,
+            lr: 3e-4,
+            min_lr_ratio: 0.1,
+            warmup_steps: 100,
+            schedule: Schedule::Cosine,
+            weight_decay: 0.1,
+            beta1: 0.9,
+            beta2: 0.95,
+            eps: 1e-8,
+            grad_clip: 1.0,
+            eval_every: 250,
+            patience: 0,
+            checkpoint_every: 500,
+            keep_checkpoints: 2,
+            spike_factor: 5.0,
+            sampling: SamplingConfig::default(),
+            weighting: WeightingConfig::default(),
+        }
+    }
+}
+
+/// Per-task data augmentation (`augment = { ... }` in a `[[task]]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AugmentConfig {
+    /// EDA: share of words changed by each operation.
+    pub eda_alpha: f64,
+    /// Augmented copies made of each training example.
+    pub n_aug: usize,
+    /// Probability per character of a typo (keyboard neighbour, insert, delete, swap).
+    pub char_noise: f64,
+    /// Probability per word of replacing it with the unknown/mask token.
+    pub token_noise: f64,
+}
+
+impl Default for AugmentConfig {
+    fn default() -> Self {
+        AugmentConfig {
+            eda_alpha: 0.1,
+            n_aug: 1,
+            char_noise: 0.0,
+            token_noise: 0.0,
+        }
+    }
+}
+
+/// One `[[task]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    /// Unique task name (letters, digits, `_`, `-`); becomes the `<|task:NAME|>` token.
+    pub name: String,
+    /// The task kind.
+    pub kind: TaskKind,
+    /// Training data: `.jsonl`, or `.txt` raw text for `lm`.
+    pub train: PathBuf,
+    /// Validation data; split off `train` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid: Option<PathBuf>,
+    /// Test data; split off `train` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
+    /// Closed label set (`classify`, `tagging`); read from the training data when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
+    /// Static loss weight.
+    #[serde(default = "default_weight")]
+    pub weight: f64,
+    /// Snowball stemmer language applied to the task's words (e.g. `"english"`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stem: Option<String>,
+    /// Longest tokenized example; longer ones are truncated (QA: windowed). Default: block size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<usize>,
+    /// Data augmentation of the training split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augment: Option<AugmentConfig>,
+}
+
+fn default_weight() -> f64 {
+    1.0
+}
+
+/// Scope of unstructured magnitude pruning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PruneScope {
+    /// One threshold over all prunable weights.
+    #[default]
+    Global,
+    /// The target sparsity in every layer.
+    Layer,
+}
+
+/// `[compress]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CompressConfig {
+    /// Methods `mtgpt run` applies after training (`prune`, `prune-structured`, `int8`,
+    /// `distill`); empty = none.
+    pub methods: Vec<String>,
+    /// Target share of zero weights for `prune`.
+    pub sparsity: f64,
+    /// `global` or `layer`.
+    pub scope: PruneScope,
+    /// Fine-tuning steps during gradual pruning and for distillation.
+    pub finetune_steps: usize,
+    /// Share of attention heads removed by `prune-structured`.
+    pub head_fraction: f64,
+    /// Share of MLP neurons removed by `prune-structured`.
+    pub neuron_fraction: f64,
+    /// Student depth for `distill`; 0 = half the teacher's.
+    pub student_layers: usize,
+    /// Weight of the KL term in distillation (the task loss gets 1 − α).
+    pub alpha: f64,
+    /// Distillation temperature τ.
+    pub temperature: f64,
+    /// Weight of hidden-state matching; 0 = off.
+    pub hidden_weight: f64,
+}
+
+impl Default for CompressConfig {
+    fn default() -> Self {
+        CompressConfig {
+            methods: Vec::new(),
+            sparsity: 0.5,
+            scope: PruneScope::Global,
+            finetune_steps: 300,
+            head_fraction: 0.25,
+            neuron_fraction: 0.25,
+            student_layers: 0,
+            alpha: 0.5,
+            temperature: 2.0,
+            hidden_weight: 0.0,
+        }
+    }
+}
+
+/// The compression methods mtgpt knows.
+pub const COMPRESS_METHODS: [&str; 4] = ["prune", "prune-structured", "int8", "distill"];
+
+/// A validated config, ready for the library crates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Run name.
+    pub name: String,
+    /// Root seed.
+    pub seed: u64,
+    /// The preset `[model]` started from.
+    pub preset: Preset,
+    /// Resolved model shape.
+    pub model: ModelConfig,
+    /// Tokenizer settings.
+    pub tokenizer: TokenizerConfig,
+    /// Preprocessing settings.
+    pub preprocess: PreprocessConfig,
+    /// Training settings.
+    pub train: TrainConfig,
+    /// Compression settings.
+    pub compress: CompressConfig,
+    /// Tasks in file order.
+    pub tasks: Vec<TaskConfig>,
+    /// The file it was read from, if any.
+    pub source: Option<PathBuf>,
+}
+
+impl Config {
+    pub(crate) fn from_file(file: ConfigFile, source: Option<PathBuf>) -> Self {
+        Config {
+            name: file.name,
+            seed: file.seed,
+            preset: file.model.preset,
+            model: ModelConfig::apply(&file.model),
+            tokenizer: file.tokenizer,
+            preprocess: file.preprocess,
+            train: file.train,
+            compress: file.compress,
+            tasks: file.tasks,
+            source,
+        }
+    }
+
+    /// The config in file form with every default written out (what `config check` prints and
+    /// what is saved beside checkpoints); loading it gives this config back.
+    pub fn to_file(&self) -> ConfigFile {
+        ConfigFile {
+            name: self.name.clone(),
+            seed: self.seed,
+            model: self.model.to_section(self.preset),
+            tokenizer: self.tokenizer.clone(),
+            preprocess: self.preprocess.clone(),
+            train: self.train.clone(),
+            compress: self.compress.clone(),
+            tasks: self.tasks.clone(),
+        }
+    }
+
+    /// The resolved config as TOML text.
+    pub fn to_toml_string(&self) -> String {
+        // Serialising plain structs of strings and numbers cannot fail.
+        toml::to_string_pretty(&self.to_file()).unwrap_or_default()
+    }
+
+    /// The task called `name`.
+    pub fn task(&self, name: &str) -> Option<&TaskConfig> {
+        self.tasks.iter().find(|t| t.name == name)
+    }
+}
