@@ -1,1 +1,60 @@
-//! e2e
+//! Helpers for the end-to-end tests in `tests/tests/`, which drive the real `mtgpt` binary.
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+/// Path of the `mtgpt` binary, built once per test process with the cargo that runs the
+/// tests (a no-op when it is up to date).
+pub fn mtgpt_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "--quiet", "-p", "mtgpt-cli", "--bin", "mtgpt"])
+            .current_dir(repo_root())
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building mtgpt failed");
+        // Test executables live in target/<profile>/deps/.
+        let exe = std::env::current_exe().expect("test exe path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>");
+        let debug = profile_dir
+            .parent()
+            .expect("target")
+            .join("debug")
+            .join("mtgpt");
+        assert!(debug.exists(), "{} missing after build", debug.display());
+        debug
+    })
+}
+
+/// Runs `mtgpt ARGS` from the repository root and returns its output.
+pub fn mtgpt(args: &[&str]) -> Output {
+    Command::new(mtgpt_bin())
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("mtgpt starts")
+}
+
+/// Standard output as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}

@@ -1,1 +1,123 @@
-fn main(){}
+//! `mtgpt`: the command-line front end. Thin by design: parse arguments, load the config,
+//! call library functions, map errors to an exit code.
+mod info;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Multi-task training of GPT-style models on libtorch.
+#[derive(Parser, Debug)]
+#[command(name = "mtgpt", version, about, long_about = None, propagate_version = true)]
+struct Cli {
+    /// More log output (-v: debug, -vv: trace). RUST_LOG overrides both flags.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    quiet: bool,
+    /// libtorch intra-op threads (default: every core).
+    #[arg(long, global = true, env = "MTGPT_THREADS", value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print libtorch version, threads, CPU features and CUDA availability.
+    Info(info::InfoArgs),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum ConfigCommand {
+    /// Validate a config and print it resolved, with every default filled in.
+    Check(ConfigCheckArgs),
+}
+
+#[derive(Args, Debug)]
+struct ConfigCheckArgs {
+    /// The TOML config file.
+    file: PathBuf,
+    /// Override a key, e.g. `--set train.steps=50` or `--set task.NAME.weight=2`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+fn config_check(args: &ConfigCheckArgs) -> anyhow::Result<()> {
+    let config = mtgpt_core::Config::load(&args.file, &args.sets)?;
+    for task in &config.tasks {
+        for (split, path) in [
+            ("train", Some(&task.train)),
+            ("valid", task.valid.as_ref()),
+            ("test", task.test.as_ref()),
+        ] {
+            if let Some(path) = path.filter(|p| !p.exists()) {
+                tracing::warn!(
+                    "task `{}`: {split} file {} does not exist yet",
+                    task.name,
+                    path.display()
+                );
+            }
+        }
+    }
+    print!("{}", config.to_toml_string());
+    tracing::info!(
+        "{}: valid ({} tasks; {} trunk parameters, token embeddings not counted until the tokenizer fixes the vocabulary)",
+        args.file.display(),
+        config.tasks.len(),
+        config.model.num_parameters()
+    );
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Info(args) => info::run(&args).context("mtgpt info"),
+        Command::Config(ConfigCommand::Check(args)) => config_check(&args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose, cli.quiet);
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("error: --threads / MTGPT_THREADS must be at least 1");
+            return ExitCode::FAILURE;
+        }
+        tch::set_num_threads(n as i32);
+    }
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // The library errors already name file, line and key; print the chain once.
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -35,7 +35,7 @@ pub use config::{
     TokenizerConfig, TokenizerKind, TrainConfig, WeightingConfig, WeightingStrategy,
 };
 pub use error::{Error, Result};
-pub use task::{Answer, Batch, Example, IGNORE_INDEX, TaskKind, Targets};
+pub use task::{Answer, Batch, Example, IGNORE_INDEX, Targets, TaskKind};
 
 /// Languages of the Snowball stemmers (rust-stemmers), as written in a task's `stem` key.
 pub const STEMMER_LANGUAGES: [&str; 18] = [

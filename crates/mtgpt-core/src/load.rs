@@ -25,7 +25,8 @@ impl Config {
         let (parsed, overridden) = if overrides.is_empty() {
             (parsed, Vec::new())
         } else {
-            let mut table: toml::Table = toml::from_str(text).map_err(|e| source.parse_error(&e))?;
+            let mut table: toml::Table =
+                toml::from_str(text).map_err(|e| source.parse_error(&e))?;
             let mut keys = Vec::new();
             for arg in overrides {
                 keys.push(apply_override(&mut table, arg)?);
@@ -123,14 +124,20 @@ impl Source<'_> {
     }
 
     fn value_error(&self, overridden: &[String], key: &str, value: String, reason: &str) -> Error {
-        let by_override = overridden.iter().any(|k| k == key || key.starts_with(&format!("{k}.")));
+        let by_override = overridden
+            .iter()
+            .any(|k| k == key || key.starts_with(&format!("{k}.")));
         Error::ConfigValue {
             file: if by_override {
                 PathBuf::from("--set")
             } else {
                 self.file.to_path_buf()
             },
-            line: if by_override { None } else { line_of_key(self.text, key) },
+            line: if by_override {
+                None
+            } else {
+                line_of_key(self.text, key)
+            },
             key: key.to_string(),
             value,
             reason: reason.to_string(),
@@ -227,7 +234,8 @@ fn line_of_key(text: &str, key: &str) -> Option<usize> {
 }
 
 fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
-    let err = |key: &str, value: String, reason: &str| src.value_error(overridden, key, value, reason);
+    let err =
+        |key: &str, value: String, reason: &str| src.value_error(overridden, key, value, reason);
     let positive = |key: &str, v: usize| {
         if v == 0 {
             Err(err(key, v.to_string(), "must be at least 1"))
@@ -244,7 +252,11 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
     };
 
     if c.name.trim().is_empty() || !is_safe_name(&c.name) {
-        return Err(err("name", format!("{:?}", c.name), "use letters, digits, `_`, `-` or `.` (it names the output folder)"));
+        return Err(err(
+            "name",
+            format!("{:?}", c.name),
+            "use letters, digits, `_`, `-` or `.` (it names the output folder)",
+        ));
     }
 
     let m = &c.model;
@@ -262,11 +274,18 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
     }
     finite_in("model.dropout", m.dropout, 0.0, 0.999, "in [0, 1)")?;
     if !(m.layer_norm_eps.is_finite() && m.layer_norm_eps > 0.0) {
-        return Err(err("model.layer_norm_eps", m.layer_norm_eps.to_string(), "must be a positive number"));
+        return Err(err(
+            "model.layer_norm_eps",
+            m.layer_norm_eps.to_string(),
+            "must be a positive number",
+        ));
     }
 
     let tok = &c.tokenizer;
-    if tok.existing().is_none() && tok.kind == crate::config::TokenizerKind::Bpe && tok.vocab_size < 260 {
+    if tok.existing().is_none()
+        && tok.kind == crate::config::TokenizerKind::Bpe
+        && tok.vocab_size < 260
+    {
         return Err(err(
             "tokenizer.vocab_size",
             tok.vocab_size.to_string(),
@@ -275,36 +294,84 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
     }
 
     let p = &c.preprocess;
-    finite_in("preprocess.valid_fraction", p.valid_fraction, 0.0, 0.5, "in [0, 0.5]")?;
-    finite_in("preprocess.test_fraction", p.test_fraction, 0.0, 0.5, "in [0, 0.5]")?;
+    finite_in(
+        "preprocess.valid_fraction",
+        p.valid_fraction,
+        0.0,
+        0.5,
+        "in [0, 0.5]",
+    )?;
+    finite_in(
+        "preprocess.test_fraction",
+        p.test_fraction,
+        0.0,
+        0.5,
+        "in [0, 0.5]",
+    )?;
 
     let t = &c.train;
     positive("train.batch_size", t.batch_size)?;
     positive("train.grad_accum", t.grad_accum)?;
     if t.steps == 0 && t.pretrain_steps == 0 {
-        return Err(err("train.steps", "0".into(), "train.steps or train.pretrain_steps must be at least 1"));
+        return Err(err(
+            "train.steps",
+            "0".into(),
+            "train.steps or train.pretrain_steps must be at least 1",
+        ));
     }
     if !(t.lr.is_finite() && t.lr > 0.0 && t.lr < 10.0) {
-        return Err(err("train.lr", t.lr.to_string(), "must be a positive number below 10 (3e-4 is typical)"));
+        return Err(err(
+            "train.lr",
+            t.lr.to_string(),
+            "must be a positive number below 10 (3e-4 is typical)",
+        ));
     }
     finite_in("train.max_seconds", t.max_seconds, 0.0, f64::MAX, "≥ 0")?;
     finite_in("train.min_lr_ratio", t.min_lr_ratio, 0.0, 1.0, "in [0, 1]")?;
-    finite_in("train.weight_decay", t.weight_decay, 0.0, 10.0, "in [0, 10]")?;
+    finite_in(
+        "train.weight_decay",
+        t.weight_decay,
+        0.0,
+        10.0,
+        "in [0, 10]",
+    )?;
     finite_in("train.beta1", t.beta1, 0.0, 0.999_999, "in [0, 1)")?;
     finite_in("train.beta2", t.beta2, 0.0, 0.999_999, "in [0, 1)")?;
     if !(t.eps.is_finite() && t.eps > 0.0) {
-        return Err(err("train.eps", t.eps.to_string(), "must be a positive number"));
+        return Err(err(
+            "train.eps",
+            t.eps.to_string(),
+            "must be a positive number",
+        ));
     }
-    finite_in("train.grad_clip", t.grad_clip, 0.0, f64::MAX, "≥ 0 (0 turns clipping off)")?;
+    finite_in(
+        "train.grad_clip",
+        t.grad_clip,
+        0.0,
+        f64::MAX,
+        "≥ 0 (0 turns clipping off)",
+    )?;
     if !(t.spike_factor.is_finite() && t.spike_factor > 1.0) {
-        return Err(err("train.spike_factor", t.spike_factor.to_string(), "must be a number above 1"));
+        return Err(err(
+            "train.spike_factor",
+            t.spike_factor.to_string(),
+            "must be a number above 1",
+        ));
     }
     let s = &t.sampling;
     if !(s.temperature.is_finite() && s.temperature > 0.0) {
-        return Err(err("train.sampling.temperature", s.temperature.to_string(), "must be a positive number"));
+        return Err(err(
+            "train.sampling.temperature",
+            s.temperature.to_string(),
+            "must be a positive number",
+        ));
     }
     if !(s.end_temperature.is_finite() && s.end_temperature > 0.0) {
-        return Err(err("train.sampling.end_temperature", s.end_temperature.to_string(), "must be a positive number"));
+        return Err(err(
+            "train.sampling.end_temperature",
+            s.end_temperature.to_string(),
+            "must be a positive number",
+        ));
     }
     positive("train.sampling.cap", s.cap)?;
     if !(t.weighting.dwa_temperature.is_finite() && t.weighting.dwa_temperature > 0.0) {
@@ -321,17 +388,42 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
             return Err(err(
                 &format!("compress.methods[{i}]"),
                 format!("{method:?}"),
-                &format!("unknown method; expected one of {}", COMPRESS_METHODS.join(", ")),
+                &format!(
+                    "unknown method; expected one of {}",
+                    COMPRESS_METHODS.join(", ")
+                ),
             ));
         }
     }
     finite_in("compress.sparsity", k.sparsity, 0.0, 0.99, "in [0, 0.99]")?;
-    finite_in("compress.head_fraction", k.head_fraction, 0.0, 0.95, "in [0, 0.95]")?;
-    finite_in("compress.neuron_fraction", k.neuron_fraction, 0.0, 0.95, "in [0, 0.95]")?;
+    finite_in(
+        "compress.head_fraction",
+        k.head_fraction,
+        0.0,
+        0.95,
+        "in [0, 0.95]",
+    )?;
+    finite_in(
+        "compress.neuron_fraction",
+        k.neuron_fraction,
+        0.0,
+        0.95,
+        "in [0, 0.95]",
+    )?;
     finite_in("compress.alpha", k.alpha, 0.0, 1.0, "in [0, 1]")?;
-    finite_in("compress.hidden_weight", k.hidden_weight, 0.0, f64::MAX, "≥ 0")?;
+    finite_in(
+        "compress.hidden_weight",
+        k.hidden_weight,
+        0.0,
+        f64::MAX,
+        "≥ 0",
+    )?;
     if !(k.temperature.is_finite() && k.temperature > 0.0) {
-        return Err(err("compress.temperature", k.temperature.to_string(), "must be a positive number"));
+        return Err(err(
+            "compress.temperature",
+            k.temperature.to_string(),
+            "must be a positive number",
+        ));
     }
 
     if c.tasks.is_empty() {
@@ -341,24 +433,47 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
     for (i, task) in c.tasks.iter().enumerate() {
         let key = |field: &str| format!("task[{i}].{field}");
         if !is_safe_name(&task.name) || task.name.contains('|') {
-            return Err(err(&key("name"), format!("{:?}", task.name), "use letters, digits, `_`, `-` or `.`"));
+            return Err(err(
+                &key("name"),
+                format!("{:?}", task.name),
+                "use letters, digits, `_`, `-` or `.`",
+            ));
         }
         if !seen.insert(task.name.as_str()) {
-            return Err(err(&key("name"), format!("{:?}", task.name), "another task has this name"));
+            return Err(err(
+                &key("name"),
+                format!("{:?}", task.name),
+                "another task has this name",
+            ));
         }
         if task.train.as_os_str().is_empty() {
             return Err(err(&key("train"), "\"\"".into(), "give the training file"));
         }
         if !(task.weight.is_finite() && task.weight >= 0.0) {
-            return Err(err(&key("weight"), task.weight.to_string(), "must be a number ≥ 0"));
+            return Err(err(
+                &key("weight"),
+                task.weight.to_string(),
+                "must be a number ≥ 0",
+            ));
         }
         if let Some(labels) = &task.labels {
             if !task.kind.has_label_set() {
-                return Err(err(&key("labels"), format!("{labels:?}"), &format!("only classify and tagging tasks take labels, this one is {}", task.kind)));
+                return Err(err(
+                    &key("labels"),
+                    format!("{labels:?}"),
+                    &format!(
+                        "only classify and tagging tasks take labels, this one is {}",
+                        task.kind
+                    ),
+                ));
             }
             let mut uniq = HashSet::new();
             if labels.is_empty() || labels.iter().any(|l| l.is_empty() || !uniq.insert(l)) {
-                return Err(err(&key("labels"), format!("{labels:?}"), "must be non-empty, distinct, non-empty strings"));
+                return Err(err(
+                    &key("labels"),
+                    format!("{labels:?}"),
+                    "must be non-empty, distinct, non-empty strings",
+                ));
             }
         }
         if let Some(lang) = &task.stem
@@ -367,21 +482,46 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
             return Err(err(
                 &key("stem"),
                 format!("{lang:?}"),
-                &format!("unknown language; expected one of {}", crate::STEMMER_LANGUAGES.join(", ")),
+                &format!(
+                    "unknown language; expected one of {}",
+                    crate::STEMMER_LANGUAGES.join(", ")
+                ),
             ));
         }
         if task.max_len == Some(0) {
             return Err(err(&key("max_len"), "0".into(), "must be at least 1"));
         }
         if let Some(a) = &task.augment {
-            finite_in(&key("augment.eda_alpha"), a.eda_alpha, 0.0, 1.0, "in [0, 1]")?;
-            finite_in(&key("augment.char_noise"), a.char_noise, 0.0, 1.0, "in [0, 1]")?;
-            finite_in(&key("augment.token_noise"), a.token_noise, 0.0, 1.0, "in [0, 1]")?;
+            finite_in(
+                &key("augment.eda_alpha"),
+                a.eda_alpha,
+                0.0,
+                1.0,
+                "in [0, 1]",
+            )?;
+            finite_in(
+                &key("augment.char_noise"),
+                a.char_noise,
+                0.0,
+                1.0,
+                "in [0, 1]",
+            )?;
+            finite_in(
+                &key("augment.token_noise"),
+                a.token_noise,
+                0.0,
+                1.0,
+                "in [0, 1]",
+            )?;
         }
     }
     for (i, name) in c.tokenizer.train_on.iter().enumerate() {
         if !seen.contains(name.as_str()) {
-            return Err(err(&format!("tokenizer.train_on[{i}]"), format!("{name:?}"), "no task has this name"));
+            return Err(err(
+                &format!("tokenizer.train_on[{i}]"),
+                format!("{name:?}"),
+                "no task has this name",
+            ));
         }
     }
     if t.pretrain_steps > 0 && !c.tasks.iter().any(|t| t.kind == TaskKind::Lm) {
@@ -395,5 +535,7 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
 }
 
 fn is_safe_name(s: &str) -> bool {
-    !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }

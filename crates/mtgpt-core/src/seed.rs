@@ -48,8 +48,14 @@ mod tests {
 
     #[test]
     fn same_seed_and_name_give_the_same_stream() {
-        let a: Vec<u64> = (0..8).map(|_| 0).scan(rng_for(7, "x"), |r, _: u64| Some(r.random())).collect();
-        let b: Vec<u64> = (0..8).map(|_| 0).scan(rng_for(7, "x"), |r, _: u64| Some(r.random())).collect();
+        let a: Vec<u64> = (0..8)
+            .map(|_| 0)
+            .scan(rng_for(7, "x"), |r, _: u64| Some(r.random()))
+            .collect();
+        let b: Vec<u64> = (0..8)
+            .map(|_| 0)
+            .scan(rng_for(7, "x"), |r, _: u64| Some(r.random()))
+            .collect();
         assert_eq!(a, b);
     }
 

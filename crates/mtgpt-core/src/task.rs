@@ -192,7 +192,10 @@ mod tests {
         let cases = [
             (r#"{"text":"hello"}"#, TaskKind::Lm),
             (r#"{"text":"好","label":"pos"}"#, TaskKind::Classify),
-            (r#"{"text":"a","text_pair":"b","label":"x"}"#, TaskKind::Classify),
+            (
+                r#"{"text":"a","text_pair":"b","label":"x"}"#,
+                TaskKind::Classify,
+            ),
             (
                 r#"{"context":"abc","question":"q","answer":{"text":"b","start":1}}"#,
                 TaskKind::ExtractiveQa,

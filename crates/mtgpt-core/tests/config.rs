@@ -4,7 +4,9 @@ use mtgpt_core::{Config, Error, ModelConfig, Precision};
 use std::path::{Path, PathBuf};
 
 fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 const MINI: &str = r#"name = "mini"
@@ -36,10 +38,16 @@ fn load(text: &str) -> Result<Config, Error> {
 
 #[test]
 fn shipped_configs_validate() {
-    for name in ["configs/demo.toml"] {
-        let c = Config::load(repo_file(name), &[]).unwrap_or_else(|e| panic!("{name}: {e}"));
-        assert!(!c.tasks.is_empty());
+    let mut checked = 0;
+    for entry in std::fs::read_dir(repo_file("configs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let c = Config::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!c.tasks.is_empty());
+            checked += 1;
+        }
     }
+    assert!(checked >= 1, "configs/demo.toml at least");
 }
 
 #[test]
@@ -52,7 +60,10 @@ fn presets_fill_what_the_file_leaves_out() {
     assert_eq!(c.seed, 7);
     assert_eq!(c.train.batch_size, 16, "default");
     let base = ModelConfig::base();
-    assert_eq!((base.n_layer, base.n_head, base.d_model, base.block_size), (12, 12, 768, 1024));
+    assert_eq!(
+        (base.n_layer, base.n_head, base.d_model, base.block_size),
+        (12, 12, 768, 1024)
+    );
     // GPT-2 124M with tied embeddings has 124,439,808 parameters.
     assert_eq!(base.num_parameters(), 124_439_808);
 }
@@ -99,16 +110,56 @@ fn wrong_type_names_file_line_and_key() {
 #[test]
 fn bad_values_name_file_line_key_and_value() {
     let cases = [
-        ("steps = 10", "steps = 10\nlr = nan", "cfg.toml:10: key `train.lr` = NaN"),
-        ("steps = 10", "steps = 10\nlr = -0.1", "key `train.lr` = -0.1"),
-        ("n_layer = 2", "n_layer = 2\nn_head = 3", "cfg.toml:7: key `model.n_head` = 3: must divide"),
-        ("n_layer = 2", "n_layer = 2\ndropout = 1.5", "key `model.dropout` = 1.5"),
-        ("n_layer = 2", "n_layer = 0", "cfg.toml:6: key `model.n_layer` = 0"),
-        ("name = \"b\"", "name = \"a\"", "key `task[1].name` = \"a\": another task"),
-        ("labels = [\"x\", \"y\"]", "labels = [\"x\", \"x\"]", "task[1].labels"),
-        ("strategy = \"uniform\"", "strategy = \"uniform\", temperature = -1.0", "cfg.toml:10: key `train.sampling.temperature` = -1"),
-        ("train = \"a.txt\"", "train = \"a.txt\"\nlabels = [\"q\"]", "only classify and tagging"),
-        ("train = \"a.txt\"", "train = \"a.txt\"\nstem = \"klingon\"", "key `task[0].stem`"),
+        (
+            "steps = 10",
+            "steps = 10\nlr = nan",
+            "cfg.toml:10: key `train.lr` = NaN",
+        ),
+        (
+            "steps = 10",
+            "steps = 10\nlr = -0.1",
+            "key `train.lr` = -0.1",
+        ),
+        (
+            "n_layer = 2",
+            "n_layer = 2\nn_head = 3",
+            "cfg.toml:7: key `model.n_head` = 3: must divide",
+        ),
+        (
+            "n_layer = 2",
+            "n_layer = 2\ndropout = 1.5",
+            "key `model.dropout` = 1.5",
+        ),
+        (
+            "n_layer = 2",
+            "n_layer = 0",
+            "cfg.toml:6: key `model.n_layer` = 0",
+        ),
+        (
+            "name = \"b\"",
+            "name = \"a\"",
+            "key `task[1].name` = \"a\": another task",
+        ),
+        (
+            "labels = [\"x\", \"y\"]",
+            "labels = [\"x\", \"x\"]",
+            "task[1].labels",
+        ),
+        (
+            "strategy = \"uniform\"",
+            "strategy = \"uniform\", temperature = -1.0",
+            "cfg.toml:10: key `train.sampling.temperature` = -1",
+        ),
+        (
+            "train = \"a.txt\"",
+            "train = \"a.txt\"\nlabels = [\"q\"]",
+            "only classify and tagging",
+        ),
+        (
+            "train = \"a.txt\"",
+            "train = \"a.txt\"\nstem = \"klingon\"",
+            "key `task[0].stem`",
+        ),
     ];
     for (from, to, want) in cases {
         let text = MINI.replacen(from, to, 1);
@@ -136,7 +187,12 @@ fn overrides_apply_and_are_validated() {
     let c = Config::from_toml_str(
         MINI,
         p,
-        &sets(&["train.steps=50", "model.precision=bf16", "task.b.weight=2.5", "train.sampling.cap=9"]),
+        &sets(&[
+            "train.steps=50",
+            "model.precision=bf16",
+            "task.b.weight=2.5",
+            "train.sampling.cap=9",
+        ]),
     )
     .unwrap();
     assert_eq!(c.train.steps, 50);
@@ -144,18 +200,28 @@ fn overrides_apply_and_are_validated() {
     assert_eq!(c.task("b").unwrap().weight, 2.5);
     assert_eq!(c.train.sampling.cap, 9);
 
-    let m = Config::from_toml_str(MINI, p, &sets(&["train.lr=-1"])).unwrap_err().to_string();
+    let m = Config::from_toml_str(MINI, p, &sets(&["train.lr=-1"]))
+        .unwrap_err()
+        .to_string();
     assert!(m.starts_with("--set: key `train.lr` = -1"), "{m}");
-    let m = Config::from_toml_str(MINI, p, &sets(&["train.stepz=5"])).unwrap_err().to_string();
+    let m = Config::from_toml_str(MINI, p, &sets(&["train.stepz=5"]))
+        .unwrap_err()
+        .to_string();
     assert!(m.contains("stepz"), "{m}");
-    let m = Config::from_toml_str(MINI, p, &sets(&["task.zzz.weight=1"])).unwrap_err().to_string();
+    let m = Config::from_toml_str(MINI, p, &sets(&["task.zzz.weight=1"]))
+        .unwrap_err()
+        .to_string();
     assert!(m.contains("no task is named `zzz`"), "{m}");
-    let m = Config::from_toml_str(MINI, p, &sets(&["train.steps"])).unwrap_err().to_string();
+    let m = Config::from_toml_str(MINI, p, &sets(&["train.steps"]))
+        .unwrap_err()
+        .to_string();
     assert!(m.contains("KEY=VALUE"), "{m}");
 }
 
 #[test]
 fn missing_file_names_the_path() {
-    let m = Config::load("no/such/config.toml", &[]).unwrap_err().to_string();
+    let m = Config::load("no/such/config.toml", &[])
+        .unwrap_err()
+        .to_string();
     assert!(m.contains("no/such/config.toml"), "{m}");
 }
