@@ -1,6 +1,7 @@
 //! `mtgpt`: the command-line front end. Thin by design: parse arguments, load the config,
 //! call library functions, map errors to an exit code.
 mod info;
+mod text;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -31,6 +32,17 @@ enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Normalize text from stdin (NFKC, full-width → half-width, whitespace, controls).
+    Normalize(text::NormalizeArgs),
+    /// Segment text from stdin into words (jieba for Chinese), one line in, one line out.
+    Segment(text::SegmentArgs),
+    /// Stem the words of stdin with a Snowball stemmer.
+    Stem(text::StemArgs),
+    /// Train, or encode and decode with, a tokenizer.
+    #[command(subcommand)]
+    Tokenizer(text::TokenizerCommand),
+    /// Write augmented copies of a task JSONL file to stdout (EDA, char and token noise).
+    Augment(text::AugmentArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -96,6 +108,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Info(args) => info::run(&args).context("mtgpt info"),
         Command::Config(ConfigCommand::Check(args)) => config_check(&args),
+        Command::Normalize(args) => text::normalize(&args),
+        Command::Segment(args) => text::segment(&args),
+        Command::Stem(args) => text::stem(&args),
+        Command::Tokenizer(cmd) => text::tokenizer(&cmd),
+        Command::Augment(args) => text::augment(&args),
     }
 }
 

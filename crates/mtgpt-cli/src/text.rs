@@ -1,0 +1,358 @@
+//! Text verbs: `normalize`, `segment`, `stem`, `tokenizer train|encode|decode`, `augment`.
+//! Line-oriented filters read stdin and write stdout, one line out per line in.
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use mtgpt_core::{AugmentConfig, Example, TaskKind, TokenizerKind};
+use mtgpt_text::augment::{Augmenter, Lexicon};
+use mtgpt_text::data::{ExampleReader, ReadOptions};
+use mtgpt_text::{Normalizer, Segmenter, TextTokenizer, TrainOptions};
+use rayon::prelude::*;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::PathBuf;
+
+/// Lines processed together by the parallel filters: bounded memory for any input size.
+const CHUNK: usize = 8192;
+
+/// Reads stdin in chunks of lines, maps each chunk in parallel and writes the results in order.
+fn filter_lines(f: impl Fn(&str) -> anyhow::Result<String> + Sync) -> anyhow::Result<()> {
+    let stdin = std::io::stdin().lock();
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    let mut lines = stdin.lines();
+    let mut line_no = 0usize;
+    loop {
+        let mut chunk = Vec::with_capacity(CHUNK);
+        for line in lines.by_ref().take(CHUNK) {
+            line_no += 1;
+            chunk.push(line.with_context(|| format!("<stdin>:{line_no}: not valid UTF-8 text"))?);
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let done: Vec<anyhow::Result<String>> = chunk.par_iter().map(|l| f(l)).collect();
+        let first = line_no - chunk.len() + 1;
+        for (i, r) in done.into_iter().enumerate() {
+            let text = r.with_context(|| format!("<stdin>:{}", first + i))?;
+            writeln!(out, "{text}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `mtgpt normalize`.
+#[derive(Args, Debug)]
+pub struct NormalizeArgs {
+    /// Skip Unicode NFKC.
+    #[arg(long)]
+    no_nfkc: bool,
+    /// Keep full-width characters.
+    #[arg(long)]
+    no_halfwidth: bool,
+    /// Lower-case.
+    #[arg(long)]
+    lowercase: bool,
+}
+
+/// Normalizes stdin line by line.
+pub fn normalize(a: &NormalizeArgs) -> anyhow::Result<()> {
+    let n = Normalizer {
+        nfkc: !a.no_nfkc,
+        halfwidth: !a.no_halfwidth,
+        lowercase: a.lowercase,
+    };
+    filter_lines(|l| Ok(n.normalize(l)))
+}
+
+/// `mtgpt segment`.
+#[derive(Args, Debug)]
+pub struct SegmentArgs {
+    /// Use jieba's HMM for words missing from the dictionary.
+    #[arg(long)]
+    hmm: bool,
+    /// Extra jieba dictionary (`word [freq] [tag]` per line).
+    #[arg(long, value_name = "FILE")]
+    user_dict: Option<PathBuf>,
+}
+
+/// Segments stdin line by line: words separated by single spaces.
+pub fn segment(a: &SegmentArgs) -> anyhow::Result<()> {
+    let s = match &a.user_dict {
+        Some(p) => Segmenter::with_user_dict(a.hmm, p)?,
+        None => Segmenter::new(a.hmm),
+    };
+    filter_lines(|l| Ok(s.segment_line(l)))
+}
+
+/// `mtgpt stem`.
+#[derive(Args, Debug)]
+pub struct StemArgs {
+    /// Snowball language: english, french, german, russian, ... (18 in all).
+    #[arg(long, default_value = "english")]
+    lang: String,
+}
+
+/// Stems every word of stdin, line by line.
+pub fn stem(a: &StemArgs) -> anyhow::Result<()> {
+    let stemmer = mtgpt_text::stem::stemmer(&a.lang)?;
+    let seg = Segmenter::new(true);
+    filter_lines(|l| Ok(mtgpt_text::stem::stem_text(&stemmer, &seg, l)))
+}
+
+/// `mtgpt tokenizer ...`.
+#[derive(Subcommand, Debug)]
+pub enum TokenizerCommand {
+    /// Train a byte-level BPE (or char) tokenizer on text files.
+    Train(TrainArgs),
+    /// Encode stdin: one line of space-separated ids per input line.
+    Encode(EncodeArgs),
+    /// Decode stdin: one line of space-separated ids per output line.
+    Decode(EncodeArgs),
+}
+
+/// `mtgpt tokenizer train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training text: `.txt` (every line) or `.jsonl` (every string field).
+    #[arg(long, required = true, num_args = 1..)]
+    input: Vec<PathBuf>,
+    /// Vocabulary size, special tokens included.
+    #[arg(long, default_value_t = 8000)]
+    vocab_size: usize,
+    /// `bpe` or `char`.
+    #[arg(long, default_value = "bpe", value_parser = ["bpe", "char"])]
+    kind: String,
+    /// Task names that get a `<|task:NAME|>` token.
+    #[arg(long = "task", value_name = "NAME")]
+    tasks: Vec<String>,
+    /// Do not pre-segment Chinese with jieba.
+    #[arg(long)]
+    no_presegment: bool,
+    /// Minimum pair count for a merge.
+    #[arg(long, default_value_t = 2)]
+    min_frequency: u64,
+    /// Output `tokenizer.json` (a `*.mtgpt.json` sidecar is written beside it).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `mtgpt tokenizer encode|decode`.
+#[derive(Args, Debug)]
+pub struct EncodeArgs {
+    /// The `tokenizer.json`.
+    #[arg(long)]
+    tokenizer: PathBuf,
+}
+
+/// Every string in a JSON value (keys excluded), for training on JSONL of any task kind.
+fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
+    match v {
+        serde_json::Value::String(s) => out.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
+        serde_json::Value::Object(o) => o.values().for_each(|x| json_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Streams training texts from `.txt` lines or JSONL string fields.
+pub fn training_texts(paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
+    let mut texts = Vec::new();
+    for path in paths {
+        let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+        let jsonl = path.extension().is_some_and(|e| e == "jsonl" || e == "json");
+        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+            let line = line.with_context(|| format!("{}:{}: not valid UTF-8", path.display(), i + 1))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            if jsonl {
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
+                json_strings(&v, &mut texts);
+            } else {
+                texts.push(line);
+            }
+        }
+    }
+    Ok(texts)
+}
+
+/// Runs a tokenizer verb.
+pub fn tokenizer(cmd: &TokenizerCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokenizerCommand::Train(a) => {
+            let texts = training_texts(&a.input)?;
+            if texts.is_empty() {
+                bail!("no training text in {:?}", a.input);
+            }
+            let opts = TrainOptions {
+                kind: if a.kind == "char" { TokenizerKind::Char } else { TokenizerKind::Bpe },
+                vocab_size: a.vocab_size,
+                min_frequency: a.min_frequency,
+                tasks: a.tasks.clone(),
+                presegment: (!a.no_presegment).then(Segmenter::default),
+            };
+            let started = std::time::Instant::now();
+            let tok = TextTokenizer::train(texts.iter(), &opts)?;
+            if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+            tok.save(&a.out)?;
+            tracing::info!(
+                "trained a {} tokenizer with {} tokens on {} texts in {:.1}s → {}",
+                a.kind,
+                tok.vocab_size(),
+                texts.len(),
+                started.elapsed().as_secs_f64(),
+                a.out.display()
+            );
+            Ok(())
+        }
+        TokenizerCommand::Encode(a) => {
+            let tok = TextTokenizer::load(&a.tokenizer)?;
+            filter_lines(|l| {
+                let ids = tok.encode_ids(l)?;
+                Ok(ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))
+            })
+        }
+        TokenizerCommand::Decode(a) => {
+            let tok = TextTokenizer::load(&a.tokenizer)?;
+            let vocab = tok.vocab_size() as u32;
+            filter_lines(|l| {
+                let ids = l
+                    .split_whitespace()
+                    .map(|t| match t.parse::<u32>() {
+                        Ok(id) if id < vocab => Ok(id),
+                        _ => bail!("`{t}` is not a token id below {vocab}"),
+                    })
+                    .collect::<anyhow::Result<Vec<u32>>>()?;
+                Ok(tok.decode(&ids, false)?.replace('\n', "\\n"))
+            })
+        }
+    }
+}
+
+/// `mtgpt augment`.
+#[derive(Args, Debug)]
+pub struct AugmentArgs {
+    /// Task JSONL file to augment.
+    #[arg(long)]
+    input: PathBuf,
+    /// Its task kind (default: guessed from the first line's fields).
+    #[arg(long, value_parser = ["lm", "classify", "extractive_qa", "tagging", "generate"])]
+    kind: Option<String>,
+    /// Augmented copies per example.
+    #[arg(long, default_value_t = 4)]
+    n_aug: usize,
+    /// EDA α: share of words each operation changes.
+    #[arg(long, default_value_t = 0.1)]
+    alpha: f64,
+    /// Typo probability per character.
+    #[arg(long, default_value_t = 0.0)]
+    char_noise: f64,
+    /// Mask probability per word.
+    #[arg(long, default_value_t = 0.0)]
+    token_noise: f64,
+    /// Seed.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Synonym lexicons (tab-separated groups); default: the shipped English and Chinese ones.
+    #[arg(long = "lexicon")]
+    lexicons: Vec<PathBuf>,
+    /// Also print the original examples.
+    #[arg(long)]
+    keep_original: bool,
+    /// Skip malformed lines (counted on stderr) instead of stopping.
+    #[arg(long)]
+    skip_bad: bool,
+}
+
+/// Default lexicon files: the full fetched ones when present, else the shipped samples.
+pub fn default_lexicons() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for name in ["en_synonyms.txt", "zh_synonyms.txt"] {
+        let full = PathBuf::from("data/full/lexicon").join(name);
+        let sample = PathBuf::from("data/lexicon").join(name);
+        if full.exists() {
+            out.push(full);
+        } else if sample.exists() {
+            out.push(sample);
+        }
+    }
+    out
+}
+
+fn guess_kind(path: &PathBuf) -> anyhow::Result<TaskKind> {
+    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
+    let first = std::io::BufReader::new(file)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&first)
+        .with_context(|| format!("{}: first line is not JSON; pass --kind", path.display()))?;
+    let has = |k: &str| v.get(k).is_some();
+    Ok(if has("context") {
+        TaskKind::ExtractiveQa
+    } else if has("tokens") {
+        TaskKind::Tagging
+    } else if has("source") {
+        TaskKind::Generate
+    } else if has("label") {
+        TaskKind::Classify
+    } else {
+        TaskKind::Lm
+    })
+}
+
+/// Writes augmented copies of a JSONL file to stdout.
+pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
+    let kind = match &a.kind {
+        Some(k) => serde_json::from_value(serde_json::Value::String(k.clone()))?,
+        None => guess_kind(&a.input)?,
+    };
+    let paths = if a.lexicons.is_empty() { default_lexicons() } else { a.lexicons.clone() };
+    let mut lexicon = Lexicon::default();
+    for p in &paths {
+        lexicon.extend(Lexicon::load(p)?);
+    }
+    tracing::info!("{} synonym groups from {:?}", lexicon.len(), paths);
+    let aug = Augmenter::new(
+        lexicon,
+        Segmenter::default(),
+        AugmentConfig {
+            eda_alpha: a.alpha,
+            n_aug: a.n_aug,
+            char_noise: a.char_noise,
+            token_noise: a.token_noise,
+        },
+    );
+    let mut reader = ExampleReader::open(&a.input, kind, ReadOptions { skip_bad: a.skip_bad, labels: None })?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    loop {
+        let mut chunk: Vec<(usize, Example)> = Vec::with_capacity(CHUNK);
+        for item in reader.by_ref().take(CHUNK) {
+            chunk.push(item?);
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let copies: Vec<Vec<Example>> = chunk
+            .par_iter()
+            .map(|(line, ex)| aug.augment_copies(ex, a.seed, &format!("augment/{line}")))
+            .collect();
+        for ((_, ex), copies) in chunk.iter().zip(copies) {
+            if a.keep_original {
+                writeln!(out, "{}", serde_json::to_string(ex)?)?;
+            }
+            for c in copies {
+                writeln!(out, "{}", serde_json::to_string(&c)?)?;
+            }
+        }
+    }
+    out.flush()?;
+    let r = reader.report();
+    if r.skipped > 0 {
+        tracing::warn!("{}: skipped {} bad lines; first: {}", r.file.display(), r.skipped, r.first_errors.join(" | "));
+    }
+    Ok(())
+}

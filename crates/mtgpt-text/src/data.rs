@@ -1,0 +1,417 @@
+//! Streaming, validating readers of task data (one JSONL line = one example; `.txt` raw text
+//! for `lm`), and the seeded train/valid/test split.
+//!
+//! Every problem names the file, the 1-based line and the field. With `skip_bad`, bad
+//! records are skipped and counted instead, and the first few messages are kept for the
+//! report.
+use crate::error::{Error, Result};
+use mtgpt_core::{Answer, Example, TaskKind};
+use rand::seq::SliceRandom;
+use serde_json::{Map, Value};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// How a reader treats a file.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOptions {
+    /// Skip and count bad records instead of failing on the first.
+    pub skip_bad: bool,
+    /// The closed label set (`classify`: labels; `tagging`: tags); others are errors.
+    pub labels: Option<Vec<String>>,
+}
+
+/// Counts from reading one file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadReport {
+    /// The file.
+    pub file: PathBuf,
+    /// Examples read.
+    pub read: usize,
+    /// Bad records skipped (only with `skip_bad`).
+    pub skipped: usize,
+    /// Blank lines passed over.
+    pub blank: usize,
+    /// The first messages about skipped records (at most 10).
+    pub first_errors: Vec<String>,
+}
+
+/// A streaming reader over one task file: yields examples one at a time, so a file of any
+/// size is read in bounded memory.
+pub struct ExampleReader<R> {
+    reader: R,
+    file: PathBuf,
+    kind: TaskKind,
+    jsonl: bool,
+    opts: ReadOptions,
+    label_set: Option<HashSet<String>>,
+    line: usize,
+    buf: Vec<u8>,
+    report: ReadReport,
+}
+
+impl ExampleReader<BufReader<std::fs::File>> {
+    /// Opens `path` for task kind `kind`. `.txt` files are raw text (only for `lm`: one
+    /// example per non-blank line); anything else is JSONL.
+    pub fn open(path: &Path, kind: TaskKind, opts: ReadOptions) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| mtgpt_core::Error::io(path, e))?;
+        let jsonl = path.extension().is_none_or(|e| e != "txt");
+        if !jsonl && kind != TaskKind::Lm {
+            return Err(Error::Invalid(format!(
+                "{}: a {kind} task reads JSONL (.jsonl); only lm tasks read raw .txt",
+                path.display()
+            )));
+        }
+        Ok(Self::new(BufReader::with_capacity(1 << 16, file), path, kind, jsonl, opts))
+    }
+}
+
+impl<R: BufRead> ExampleReader<R> {
+    /// A reader over any buffered source; `file` names it in errors.
+    pub fn new(reader: R, file: &Path, kind: TaskKind, jsonl: bool, opts: ReadOptions) -> Self {
+        let label_set = opts.labels.as_ref().map(|l| l.iter().cloned().collect());
+        ExampleReader {
+            reader,
+            file: file.to_path_buf(),
+            kind,
+            jsonl,
+            opts,
+            label_set,
+            line: 0,
+            buf: Vec::new(),
+            report: ReadReport {
+                file: file.to_path_buf(),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Counts so far.
+    pub fn report(&self) -> &ReadReport {
+        &self.report
+    }
+
+    /// The next example with its 1-based line number; `None` at the end.
+    pub fn next_example(&mut self) -> Option<Result<(usize, Example)>> {
+        loop {
+            self.buf.clear();
+            match self.reader.read_until(b'\n', &mut self.buf) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(mtgpt_core::Error::io(&self.file, e).into())),
+            }
+            self.line += 1;
+            let result = self.parse_line();
+            match result {
+                Ok(Some(ex)) => {
+                    self.report.read += 1;
+                    return Some(Ok((self.line, ex)));
+                }
+                Ok(None) => self.report.blank += 1,
+                Err(e) if self.opts.skip_bad && e.is_bad_record() => {
+                    self.report.skipped += 1;
+                    if self.report.first_errors.len() < 10 {
+                        self.report.first_errors.push(e.to_string());
+                    }
+                }
+                Err(e) => return Some(Err(e)),
+            }
+        }
+    }
+
+    fn bad(&self, field: &str, reason: impl Into<String>) -> Error {
+        Error::bad_record(&self.file, self.line, field, reason)
+    }
+
+    fn parse_line(&self) -> Result<Option<Example>> {
+        let text = std::str::from_utf8(&self.buf).map_err(|e| {
+            self.bad("-", format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))
+        })?;
+        let text = text.trim_end_matches(['\n', '\r']);
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        if !self.jsonl {
+            return Ok(Some(Example::Lm {
+                text: text.to_string(),
+            }));
+        }
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| self.bad("-", format!("not valid JSON: {e}")))?;
+        let Value::Object(obj) = value else {
+            return Err(self.bad("-", "expected a JSON object"));
+        };
+        self.example(&obj).map(Some)
+    }
+
+    fn string(&self, obj: &Map<String, Value>, field: &str) -> Result<String> {
+        match obj.get(field) {
+            None => Err(self.bad(field, format!("missing (a {} example needs it)", self.kind))),
+            Some(Value::String(s)) if s.trim().is_empty() => Err(self.bad(field, "empty")),
+            Some(Value::String(s)) => Ok(s.clone()),
+            Some(other) => Err(self.bad(field, format!("expected a string, found {}", type_name(other)))),
+        }
+    }
+
+    fn strings(&self, obj: &Map<String, Value>, field: &str) -> Result<Vec<String>> {
+        match obj.get(field) {
+            None => Err(self.bad(field, format!("missing (a {} example needs it)", self.kind))),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| match v {
+                    Value::String(s) if !s.is_empty() => Ok(s.clone()),
+                    Value::String(_) => Err(self.bad(&format!("{field}[{i}]"), "empty")),
+                    other => Err(self.bad(
+                        &format!("{field}[{i}]"),
+                        format!("expected a string, found {}", type_name(other)),
+                    )),
+                })
+                .collect(),
+            Some(other) => Err(self.bad(field, format!("expected an array of strings, found {}", type_name(other)))),
+        }
+    }
+
+    fn check_label(&self, field: &str, label: &str) -> Result<()> {
+        match &self.label_set {
+            Some(set) if !set.contains(label) => {
+                let mut known: Vec<&String> = set.iter().collect();
+                known.sort();
+                Err(self.bad(field, format!("unknown label `{label}`; the config allows {known:?}")))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn example(&self, obj: &Map<String, Value>) -> Result<Example> {
+        Ok(match self.kind {
+            TaskKind::Lm => Example::Lm {
+                text: self.string(obj, "text")?,
+            },
+            TaskKind::Classify => {
+                let text = self.string(obj, "text")?;
+                let text_pair = match obj.get("text_pair") {
+                    None | Some(Value::Null) => None,
+                    Some(_) => Some(self.string(obj, "text_pair")?),
+                };
+                let label = match obj.get("label") {
+                    // Integer labels are accepted and kept as their decimal text.
+                    Some(Value::Number(n)) if n.is_u64() => n.to_string(),
+                    _ => self.string(obj, "label")?,
+                };
+                self.check_label("label", &label)?;
+                Example::Classify {
+                    text,
+                    text_pair,
+                    label,
+                }
+            }
+            TaskKind::ExtractiveQa => {
+                let context = self.string(obj, "context")?;
+                let question = self.string(obj, "question")?;
+                let answer = match obj.get("answer") {
+                    Some(Value::Object(a)) => a,
+                    None => return Err(self.bad("answer", "missing (an extractive_qa example needs it)")),
+                    Some(other) => {
+                        return Err(self.bad("answer", format!("expected an object {{text, start}}, found {}", type_name(other))));
+                    }
+                };
+                let text = match answer.get("text") {
+                    Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                    _ => return Err(self.bad("answer.text", "missing or not a non-empty string")),
+                };
+                let start = match answer.get("start") {
+                    Some(Value::Number(n)) if n.is_u64() => n.as_u64().unwrap_or(0) as usize,
+                    _ => return Err(self.bad("answer.start", "missing or not a whole number ≥ 0")),
+                };
+                let found: String = context.chars().skip(start).take(text.chars().count()).collect();
+                if found != text {
+                    let hint = match context.find(&text) {
+                        Some(b) => format!(" (it occurs at char {})", context[..b].chars().count()),
+                        None => " (it does not occur in the context at all)".to_string(),
+                    };
+                    return Err(self.bad("answer.start", format!("the context at char {start} is {found:?}, not the answer {text:?}{hint}")));
+                }
+                Example::ExtractiveQa {
+                    context,
+                    question,
+                    answer: Answer { text, start },
+                }
+            }
+            TaskKind::Tagging => {
+                let tokens = self.strings(obj, "tokens")?;
+                let tags = self.strings(obj, "tags")?;
+                if tokens.is_empty() {
+                    return Err(self.bad("tokens", "empty"));
+                }
+                if tokens.len() != tags.len() {
+                    return Err(self.bad("tags", format!("{} tags for {} tokens", tags.len(), tokens.len())));
+                }
+                for (i, t) in tags.iter().enumerate() {
+                    self.check_label(&format!("tags[{i}]"), t)?;
+                }
+                Example::Tagging { tokens, tags }
+            }
+            TaskKind::Generate => Example::Generate {
+                source: self.string(obj, "source")?,
+                target: self.string(obj, "target")?,
+            },
+        })
+    }
+}
+
+impl<R: BufRead> Iterator for ExampleReader<R> {
+    type Item = Result<(usize, Example)>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_example()
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Reads a whole task file into memory (labelled tasks are small; use [`ExampleReader`] to
+/// stream large LM corpora).
+pub fn read_examples(path: &Path, kind: TaskKind, opts: ReadOptions) -> Result<(Vec<Example>, ReadReport)> {
+    let mut reader = ExampleReader::open(path, kind, opts)?;
+    let mut out = Vec::new();
+    while let Some(item) = reader.next_example() {
+        out.push(item?.1);
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{}: no usable examples ({} lines skipped as bad)",
+            path.display(),
+            reader.report().skipped
+        )));
+    }
+    Ok((out, reader.report.clone()))
+}
+
+/// The labels seen in `examples`, sorted (classify labels or tagging tags).
+pub fn collect_labels(examples: &[Example]) -> Vec<String> {
+    let mut set = std::collections::BTreeSet::new();
+    for ex in examples {
+        match ex {
+            Example::Classify { label, .. } => {
+                set.insert(label.clone());
+            }
+            Example::Tagging { tags, .. } => set.extend(tags.iter().cloned()),
+            _ => {}
+        }
+    }
+    set.into_iter().collect()
+}
+
+/// Splits examples into (train, valid, test) with a seeded shuffle; `valid`/`test` get
+/// `round(n × fraction)` examples each (at least one when the fraction is positive and there
+/// are enough examples). The same seed and input always give the same split.
+pub fn split<T>(mut items: Vec<T>, valid_fraction: f64, test_fraction: f64, seed: u64, name: &str) -> (Vec<T>, Vec<T>, Vec<T>) {
+    let mut rng = mtgpt_core::seed::rng_for(seed, &format!("split/{name}"));
+    items.shuffle(&mut rng);
+    let n = items.len();
+    let take = |f: f64| if f > 0.0 && n >= 3 { ((n as f64 * f).round() as usize).max(1) } else { 0 };
+    let n_valid = take(valid_fraction);
+    let n_test = take(test_fraction).min(n.saturating_sub(n_valid + 1));
+    let test = items.split_off(n - n_test);
+    let valid = items.split_off(items.len() - n_valid);
+    (items, valid, test)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(kind: TaskKind, text: &str, opts: ReadOptions) -> Result<Vec<Example>> {
+        ExampleReader::new(text.as_bytes(), Path::new("t.jsonl"), kind, true, opts)
+            .map(|r| r.map(|(_, e)| e))
+            .collect()
+    }
+
+    fn err(kind: TaskKind, line: &str) -> String {
+        // A blank first line, so the bad record is line 2.
+        read(kind, &format!("\n{line}\n"), ReadOptions::default())
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn bad_records_name_file_line_and_field() {
+        use TaskKind::*;
+        let cases = [
+            (Classify, "{\"text\": 5, \"label\": \"a\"}", "t.jsonl:2: field `text`: expected a string, found a number"),
+            (Classify, "{\"text\": \"x\"}", "t.jsonl:2: field `label`: missing"),
+            (Classify, "{\"text\": \"  \", \"label\": \"a\"}", "t.jsonl:2: field `text`: empty"),
+            (Classify, "{\"text\": \"x\", \"label\": ", "t.jsonl:2: field `-`: not valid JSON"),
+            (Classify, "[1,2]", "t.jsonl:2: field `-`: expected a JSON object"),
+            (Tagging, "{\"tokens\": [\"a\",\"b\"], \"tags\": [\"O\"]}", "t.jsonl:2: field `tags`: 1 tags for 2 tokens"),
+            (Tagging, "{\"tokens\": [\"a\", 3], \"tags\": [\"O\",\"O\"]}", "field `tokens[1]`: expected a string"),
+            (Generate, "{\"source\": \"x\", \"target\": null}", "field `target`: expected a string, found null"),
+            (ExtractiveQa, "{\"context\": \"abc\", \"question\": \"q\", \"answer\": {\"text\": \"b\", \"start\": 0}}", "field `answer.start`: the context at char 0 is \"a\", not the answer \"b\" (it occurs at char 1)"),
+            (ExtractiveQa, "{\"context\": \"abc\", \"question\": \"q\", \"answer\": {\"text\": \"z\", \"start\": 0}}", "does not occur in the context"),
+            (ExtractiveQa, "{\"context\": \"abc\", \"question\": \"q\", \"answer\": {\"text\": \"a\", \"start\": -1}}", "field `answer.start`"),
+        ];
+        for (kind, line, want) in cases {
+            let got = err(kind, line);
+            assert!(got.contains(want), "{line}: got {got:?}, want {want:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_a_bad_record() {
+        let bytes: &[u8] = b"{\"text\":\"a\xff\"}\n";
+        let e = ExampleReader::new(bytes, Path::new("x.jsonl"), TaskKind::Lm, true, ReadOptions::default())
+            .next()
+            .unwrap()
+            .unwrap_err();
+        assert!(e.to_string().starts_with("x.jsonl:1: field `-`: invalid UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn unknown_labels_are_rejected_or_skipped_and_counted() {
+        let text = "{\"text\":\"a\",\"label\":\"pos\"}\n\n{\"text\":\"b\",\"label\":\"meh\"}\n{\"text\":\"c\",\"label\":\"neg\"}\n";
+        let labels = Some(vec!["neg".to_string(), "pos".to_string()]);
+        let e = read(TaskKind::Classify, text, ReadOptions { skip_bad: false, labels: labels.clone() }).unwrap_err();
+        assert!(e.to_string().contains("t.jsonl:3: field `label`: unknown label `meh`"), "{e}");
+        let mut r = ExampleReader::new(text.as_bytes(), Path::new("t.jsonl"), TaskKind::Classify, true, ReadOptions { skip_bad: true, labels });
+        let got: Vec<usize> = r.by_ref().map(|x| x.unwrap().0).collect();
+        assert_eq!(got, vec![1, 4]);
+        assert_eq!((r.report().read, r.report().skipped, r.report().blank), (2, 1, 1));
+        assert!(r.report().first_errors[0].contains(":3:"));
+    }
+
+    #[test]
+    fn every_kind_reads_its_fields() {
+        let ok = [
+            (TaskKind::Lm, r#"{"text":"hello"}"#),
+            (TaskKind::Classify, r#"{"text":"a","text_pair":"b","label":1}"#),
+            (TaskKind::ExtractiveQa, r#"{"context":"北京是首都","question":"首都?","answer":{"text":"首都","start":3}}"#),
+            (TaskKind::Tagging, r#"{"tokens":["小","明"],"tags":["B-PER","I-PER"]}"#),
+            (TaskKind::Generate, r#"{"source":"s","target":"t"}"#),
+        ];
+        for (kind, line) in ok {
+            let ex = read(kind, line, ReadOptions::default()).unwrap();
+            assert_eq!(ex[0].kind(), kind);
+        }
+    }
+
+    #[test]
+    fn split_is_seeded_and_complete() {
+        let items: Vec<u32> = (0..100).collect();
+        let (tr, va, te) = split(items.clone(), 0.1, 0.2, 7, "t");
+        assert_eq!((tr.len(), va.len(), te.len()), (70, 10, 20));
+        let mut all: Vec<u32> = tr.iter().chain(&va).chain(&te).copied().collect();
+        all.sort();
+        assert_eq!(all, items);
+        assert_eq!(split(items.clone(), 0.1, 0.2, 7, "t").1, va);
+        assert_ne!(split(items, 0.1, 0.2, 8, "t").1, va);
+    }
+}

@@ -1,0 +1,143 @@
+//! Tokenizer training, special tokens, offsets, save/load and round trips on mixed text.
+use mtgpt_core::TokenizerKind;
+use mtgpt_text::tokenizer::{ENDOFTEXT, PAD, SEP, task_token};
+use mtgpt_text::{Segmenter, TextTokenizer, TrainOptions};
+use proptest::prelude::*;
+use std::sync::LazyLock;
+
+const CORPUS: &[&str] = &[
+    "我来到北京清华大学，学习自然语言处理。",
+    "他来到了网易杭研大厦。今天天气很好，我们去公园散步。",
+    "To be, or not to be, that is the question:",
+    "Whether 'tis nobler in the mind to suffer the slings and arrows.",
+    "The quick brown fox jumps over the lazy dog 123 times.",
+    "混合 text 也可以：iPhone 15 很贵，price is 999 dollars.",
+];
+
+fn corpus() -> impl Iterator<Item = &'static str> + Send {
+    CORPUS.iter().copied().cycle().take(CORPUS.len() * 20)
+}
+
+fn opts(kind: TokenizerKind, presegment: bool, vocab: usize) -> TrainOptions {
+    TrainOptions {
+        kind,
+        vocab_size: vocab,
+        min_frequency: 2,
+        tasks: vec!["lm_en".into(), "ner_zh".into()],
+        presegment: presegment.then(Segmenter::default),
+    }
+}
+
+static BPE: LazyLock<TextTokenizer> =
+    LazyLock::new(|| TextTokenizer::train(corpus(), &opts(TokenizerKind::Bpe, true, 400)).unwrap());
+
+#[test]
+fn bpe_has_special_and_task_tokens_first() {
+    let t = &*BPE;
+    assert_eq!(t.token_id(ENDOFTEXT), Some(0));
+    assert_eq!(t.token_id(PAD), Some(1));
+    assert_eq!(t.token_id(SEP), Some(2));
+    assert!(t.task_id("lm_en").is_some() && t.task_id("ner_zh").is_some());
+    assert!(t.vocab_size() <= 400 && t.vocab_size() > 300, "{}", t.vocab_size());
+    // A special token written in text is one token.
+    let ids = t.encode_ids(&format!("{}问题{SEP}答案", task_token("ner_zh"))).unwrap();
+    assert_eq!(ids[0], t.task_id("ner_zh").unwrap());
+    assert!(ids.contains(&t.special().sep));
+}
+
+#[test]
+fn presegmented_merges_respect_jieba_words() {
+    // 北京 and 清华大学 are jieba words: no token may span 京清.
+    let t = &*BPE;
+    let text = "我来到北京清华大学";
+    let enc = t.encode(text).unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    let boundary = chars.iter().position(|&c| c == '清').unwrap();
+    for &(s, e) in &enc.offsets {
+        assert!(!(s < boundary && e > boundary), "token {s}..{e} crosses the word boundary");
+    }
+}
+
+#[test]
+fn offsets_are_char_ranges_of_the_input() {
+    let t = &*BPE;
+    let text = "混合 text 也可以：iPhone 15";
+    let enc = t.encode(text).unwrap();
+    assert_eq!(enc.ids.len(), enc.offsets.len());
+    let chars: Vec<char> = text.chars().collect();
+    let mut rebuilt = String::new();
+    let mut last_end = 0;
+    for &(s, e) in &enc.offsets {
+        assert!(s <= e && e <= chars.len());
+        if s >= last_end {
+            rebuilt.extend(&chars[s..e]);
+            last_end = e;
+        }
+    }
+    assert_eq!(rebuilt, text);
+}
+
+#[test]
+fn save_load_gives_the_same_ids_and_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    BPE.save(&path).unwrap();
+    assert!(TextTokenizer::meta_path(&path).exists());
+    let loaded = TextTokenizer::load(&path).unwrap();
+    assert_eq!(loaded.meta(), BPE.meta());
+    for text in CORPUS {
+        assert_eq!(loaded.encode_ids(text).unwrap(), BPE.encode_ids(text).unwrap());
+    }
+}
+
+#[test]
+fn char_tokenizer_round_trips_known_characters() {
+    let t = TextTokenizer::train(corpus(), &opts(TokenizerKind::Char, false, 1000)).unwrap();
+    let text = "我来到北京，to be or not";
+    let ids = t.encode_ids(text).unwrap();
+    assert_eq!(ids.len(), text.chars().count());
+    assert_eq!(t.decode(&ids, false).unwrap(), text);
+    // Characters never seen map to <|unk|>.
+    let ids = t.encode_ids("龘").unwrap();
+    assert_eq!(ids, vec![t.token_id("<|unk|>").unwrap()]);
+}
+
+#[test]
+fn bad_tokenizer_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokenizer.json");
+    std::fs::write(&path, "{not json").unwrap();
+    let e = TextTokenizer::load(&path).unwrap_err().to_string();
+    assert!(e.contains("tokenizer.json") && e.contains("not a valid tokenizer.json"), "{e}");
+    let e = TextTokenizer::load(&dir.path().join("missing.json")).unwrap_err().to_string();
+    assert!(e.contains("missing.json"), "{e}");
+    // A valid HF tokenizer without mtgpt's special tokens.
+    let plain = serde_json::json!({"version":"1.0","truncation":null,"padding":null,"added_tokens":[],
+        "normalizer":null,"pre_tokenizer":null,"post_processor":null,"decoder":null,
+        "model":{"type":"WordLevel","vocab":{"a":0,"[UNK]":1},"unk_token":"[UNK]"}});
+    std::fs::write(&path, plain.to_string()).unwrap();
+    let e = TextTokenizer::load(&path).unwrap_err().to_string();
+    assert!(e.contains("has no `<|endoftext|>` token"), "{e}");
+}
+
+#[test]
+fn vocab_too_small_is_rejected() {
+    let e = TextTokenizer::train(corpus(), &opts(TokenizerKind::Bpe, false, 200)).unwrap_err();
+    assert!(e.to_string().contains("vocab_size"), "{e}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+    #[test]
+    fn bpe_round_trips_any_utf8(text in any::<String>()) {
+        // Text that spells a special token decodes to it as well; skip_special = false.
+        let ids = BPE.encode_ids(&text).unwrap();
+        prop_assert_eq!(BPE.decode(&ids, false).unwrap(), text);
+    }
+
+    #[test]
+    fn bpe_round_trips_mixed_chinese_english(text in "[a-zA-Z0-9 ,.!?，。！？我来到北京清华大学今天天气很好的是了在]{0,40}") {
+        let ids = BPE.encode_ids(&text).unwrap();
+        prop_assert_eq!(BPE.decode(&ids, false).unwrap(), text);
+    }
+}
