@@ -43,6 +43,8 @@ enum Command {
     Tokenizer(text::TokenizerCommand),
     /// Write augmented copies of a task JSONL file to stdout (EDA, char and token noise).
     Augment(text::AugmentArgs),
+    /// Preprocess every task of a config and write the tokenized cache the trainer reads.
+    Prep(text::PrepArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stem(args) => text::stem(&args),
         Command::Tokenizer(cmd) => text::tokenizer(&cmd),
         Command::Augment(args) => text::augment(&args),
+        Command::Prep(args) => text::prep(&args),
     }
 }
 

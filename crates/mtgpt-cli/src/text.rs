@@ -158,9 +158,12 @@ pub fn training_texts(paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
     let mut texts = Vec::new();
     for path in paths {
         let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-        let jsonl = path.extension().is_some_and(|e| e == "jsonl" || e == "json");
+        let jsonl = path
+            .extension()
+            .is_some_and(|e| e == "jsonl" || e == "json");
         for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line = line.with_context(|| format!("{}:{}: not valid UTF-8", path.display(), i + 1))?;
+            let line =
+                line.with_context(|| format!("{}:{}: not valid UTF-8", path.display(), i + 1))?;
             if line.trim().is_empty() {
                 continue;
             }
@@ -185,7 +188,11 @@ pub fn tokenizer(cmd: &TokenizerCommand) -> anyhow::Result<()> {
                 bail!("no training text in {:?}", a.input);
             }
             let opts = TrainOptions {
-                kind: if a.kind == "char" { TokenizerKind::Char } else { TokenizerKind::Bpe },
+                kind: if a.kind == "char" {
+                    TokenizerKind::Char
+                } else {
+                    TokenizerKind::Bpe
+                },
                 vocab_size: a.vocab_size,
                 min_frequency: a.min_frequency,
                 tasks: a.tasks.clone(),
@@ -194,7 +201,8 @@ pub fn tokenizer(cmd: &TokenizerCommand) -> anyhow::Result<()> {
             let started = std::time::Instant::now();
             let tok = TextTokenizer::train(texts.iter(), &opts)?;
             if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
             }
             tok.save(&a.out)?;
             tracing::info!(
@@ -310,7 +318,11 @@ pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
         Some(k) => serde_json::from_value(serde_json::Value::String(k.clone()))?,
         None => guess_kind(&a.input)?,
     };
-    let paths = if a.lexicons.is_empty() { default_lexicons() } else { a.lexicons.clone() };
+    let paths = if a.lexicons.is_empty() {
+        default_lexicons()
+    } else {
+        a.lexicons.clone()
+    };
     let mut lexicon = Lexicon::default();
     for p in &paths {
         lexicon.extend(Lexicon::load(p)?);
@@ -326,7 +338,14 @@ pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
             token_noise: a.token_noise,
         },
     );
-    let mut reader = ExampleReader::open(&a.input, kind, ReadOptions { skip_bad: a.skip_bad, labels: None })?;
+    let mut reader = ExampleReader::open(
+        &a.input,
+        kind,
+        ReadOptions {
+            skip_bad: a.skip_bad,
+            labels: None,
+        },
+    )?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     loop {
         let mut chunk: Vec<(usize, Example)> = Vec::with_capacity(CHUNK);
@@ -352,7 +371,72 @@ pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
     out.flush()?;
     let r = reader.report();
     if r.skipped > 0 {
-        tracing::warn!("{}: skipped {} bad lines; first: {}", r.file.display(), r.skipped, r.first_errors.join(" | "));
+        tracing::warn!(
+            "{}: skipped {} bad lines; first: {}",
+            r.file.display(),
+            r.skipped,
+            r.first_errors.join(" | ")
+        );
     }
+    Ok(())
+}
+
+/// `mtgpt prep`.
+#[derive(Args, Debug)]
+pub struct PrepArgs {
+    /// The config.
+    #[arg(long)]
+    config: PathBuf,
+    /// Output folder (default: runs/<name>/prep).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Override a config key (`--set tokenizer.vocab_size=4000`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Skip and count bad records instead of stopping at the first.
+    #[arg(long)]
+    skip_bad: bool,
+}
+
+/// Runs the preprocessing stage and prints a summary per task.
+pub fn prep(a: &PrepArgs) -> anyhow::Result<()> {
+    let config = mtgpt_core::Config::load(&a.config, &a.sets)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name).join("prep"));
+    let started = std::time::Instant::now();
+    let opts = mtgpt_text::prep::PrepOptions {
+        lexicons: default_lexicons(),
+        skip_bad: a.skip_bad,
+    };
+    let m = mtgpt_text::prep::prepare(&config, &out, &opts)?;
+    println!(
+        "{:<16} {:<14} {:>8} {:>8} {:>8} {:>10} {:>8}",
+        "task", "kind", "train", "valid", "test", "lm tokens", "skipped"
+    );
+    for (name, t) in &m.tasks {
+        let n = |s: &str| t.splits.get(s).map_or(0, |x| x.examples);
+        let tokens: usize = t.splits.values().map(|x| x.tokens).sum();
+        println!(
+            "{:<16} {:<14} {:>8} {:>8} {:>8} {:>10} {:>8}",
+            name,
+            t.kind.as_str(),
+            n("train"),
+            n("valid"),
+            n("test"),
+            tokens,
+            t.skipped
+        );
+        for msg in &t.skip_messages {
+            tracing::warn!("{name}: skipped: {msg}");
+        }
+    }
+    tracing::info!(
+        "vocabulary {} tokens; wrote {} in {:.1}s",
+        m.vocab_size,
+        out.display(),
+        started.elapsed().as_secs_f64()
+    );
     Ok(())
 }

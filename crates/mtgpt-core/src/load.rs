@@ -477,6 +477,18 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
             }
         }
         if let Some(lang) = &task.stem
+            && matches!(task.kind, TaskKind::ExtractiveQa | TaskKind::Tagging)
+        {
+            return Err(err(
+                &key("stem"),
+                format!("{lang:?}"),
+                &format!(
+                    "stemming would break the {} spans; only lm, classify and generate tasks take it",
+                    task.kind
+                ),
+            ));
+        }
+        if let Some(lang) = &task.stem
             && !crate::STEMMER_LANGUAGES.contains(&lang.as_str())
         {
             return Err(err(

@@ -102,13 +102,15 @@ impl Lexicon {
 /// Applies a task's `augment` settings to examples.
 #[derive(Debug, Clone)]
 pub struct Augmenter {
-    lexicon: Lexicon,
+    lexicon: std::sync::Arc<Lexicon>,
     segmenter: Segmenter,
     config: AugmentConfig,
 }
 
+/// Words EDA and noise may touch: ones with letters (Han included); numbers, punctuation and
+/// special tokens are left alone (WordNet would turn `21` into `xxi`).
 fn is_content_word(w: &str) -> bool {
-    w.chars().any(|c| c.is_alphanumeric()) && !w.starts_with("<|")
+    w.chars().any(char::is_alphabetic) && !w.starts_with("<|")
 }
 
 /// Joins words back into text: a space between two non-Han words, nothing next to Han text
@@ -136,11 +138,32 @@ pub fn join_words<S: AsRef<str>>(words: &[S]) -> String {
 /// Keyboard neighbours of a lower-case ASCII letter on a QWERTY layout.
 fn keyboard_neighbours(c: char) -> &'static str {
     match c {
-        'q' => "wa", 'w' => "qes", 'e' => "wrd", 'r' => "etf", 't' => "ryg", 'y' => "tuh",
-        'u' => "yij", 'i' => "uok", 'o' => "ipl", 'p' => "ol", 'a' => "qsz", 's' => "awdz",
-        'd' => "sefx", 'f' => "drgc", 'g' => "fthv", 'h' => "gyjb", 'j' => "hukn", 'k' => "jilm",
-        'l' => "kop", 'z' => "asx", 'x' => "zsdc", 'c' => "xdfv", 'v' => "cfgb", 'b' => "vghn",
-        'n' => "bhjm", 'm' => "njk",
+        'q' => "wa",
+        'w' => "qes",
+        'e' => "wrd",
+        'r' => "etf",
+        't' => "ryg",
+        'y' => "tuh",
+        'u' => "yij",
+        'i' => "uok",
+        'o' => "ipl",
+        'p' => "ol",
+        'a' => "qsz",
+        's' => "awdz",
+        'd' => "sefx",
+        'f' => "drgc",
+        'g' => "fthv",
+        'h' => "gyjb",
+        'j' => "hukn",
+        'k' => "jilm",
+        'l' => "kop",
+        'z' => "asx",
+        'x' => "zsdc",
+        'c' => "xdfv",
+        'v' => "cfgb",
+        'b' => "vghn",
+        'n' => "bhjm",
+        'm' => "njk",
         _ => "",
     }
 }
@@ -205,10 +228,14 @@ pub enum EdaOp {
 }
 
 impl Augmenter {
-    /// An augmenter with this lexicon, segmenter and settings.
-    pub fn new(lexicon: Lexicon, segmenter: Segmenter, config: AugmentConfig) -> Self {
+    /// An augmenter with this lexicon (shared, not copied), segmenter and settings.
+    pub fn new(
+        lexicon: impl Into<std::sync::Arc<Lexicon>>,
+        segmenter: Segmenter,
+        config: AugmentConfig,
+    ) -> Self {
         Augmenter {
-            lexicon,
+            lexicon: lexicon.into(),
             segmenter,
             config,
         }
@@ -228,8 +255,12 @@ impl Augmenter {
         op: EdaOp,
         rng: &mut impl Rng,
     ) -> (Vec<String>, Vec<Option<usize>>) {
-        let mut out: Vec<(String, Option<usize>)> =
-            words.iter().cloned().enumerate().map(|(i, w)| (w, Some(i))).collect();
+        let mut out: Vec<(String, Option<usize>)> = words
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, w)| (w, Some(i)))
+            .collect();
         let candidates: Vec<usize> = (0..words.len())
             .filter(|&i| editable[i] && is_content_word(&words[i]))
             .collect();
@@ -257,8 +288,14 @@ impl Augmenter {
                         .copied()
                         .filter(|&i| !self.lexicon.synonyms(&words[i]).is_empty())
                         .collect();
-                    let Some(&src) = with_syn.choose(rng) else { break };
-                    let syn = self.lexicon.synonyms(&words[src]).choose(rng).map(|s| s.to_string());
+                    let Some(&src) = with_syn.choose(rng) else {
+                        break;
+                    };
+                    let syn = self
+                        .lexicon
+                        .synonyms(&words[src])
+                        .choose(rng)
+                        .map(|s| s.to_string());
                     // Insert before an editable position (or at the end) so protected spans
                     // stay contiguous.
                     let slots: Vec<usize> = (0..=out.len())
@@ -305,7 +342,12 @@ impl Augmenter {
 
     /// One augmented version of a free text: a random EDA op, then char and token noise.
     pub fn augment_text(&self, text: &str, rng: &mut impl Rng) -> String {
-        let words: Vec<String> = self.segmenter.words(text).iter().map(|w| w.text.to_string()).collect();
+        let words: Vec<String> = self
+            .segmenter
+            .words(text)
+            .iter()
+            .map(|w| w.text.to_string())
+            .collect();
         if words.is_empty() {
             return text.to_string();
         }
@@ -365,7 +407,10 @@ impl Augmenter {
                     .iter()
                     .map(|o| o.map_or_else(|| "O".to_string(), |i| tags[i].clone()))
                     .collect();
-                let new_editable: Vec<bool> = origin.iter().map(|o| o.is_none_or(|i| editable[i])).collect();
+                let new_editable: Vec<bool> = origin
+                    .iter()
+                    .map(|o| o.is_none_or(|i| editable[i]))
+                    .collect();
                 self.noise_words(&mut new_tokens, Some(&new_editable), rng);
                 Example::Tagging {
                     tokens: new_tokens,
@@ -375,7 +420,13 @@ impl Augmenter {
         }
     }
 
-    fn augment_qa(&self, context: &str, question: &str, answer: &Answer, rng: &mut impl Rng) -> Example {
+    fn augment_qa(
+        &self,
+        context: &str,
+        question: &str,
+        answer: &Answer,
+        rng: &mut impl Rng,
+    ) -> Example {
         let chars: Vec<char> = context.chars().collect();
         let end = (answer.start + answer.text.chars().count()).min(chars.len());
         let start = answer.start.min(end);
@@ -409,7 +460,9 @@ impl Augmenter {
     /// under the same key always gets the same copies, whatever thread or order runs it.
     pub fn augment_copies(&self, ex: &Example, seed: u64, key: &str) -> Vec<Example> {
         let mut rng = mtgpt_core::seed::rng_for(seed, key);
-        (0..self.config.n_aug).map(|_| self.augment(ex, &mut rng)).collect()
+        (0..self.config.n_aug)
+            .map(|_| self.augment(ex, &mut rng))
+            .collect()
     }
 }
 
@@ -435,7 +488,11 @@ mod tests {
     use super::*;
 
     fn augmenter(alpha: f64) -> Augmenter {
-        let lex = Lexicon::from_groups([vec!["good", "fine", "nice"], vec!["movie", "film"], vec!["喜欢", "喜爱"]]);
+        let lex = Lexicon::from_groups([
+            vec!["good", "fine", "nice"],
+            vec!["movie", "film"],
+            vec!["喜欢", "喜爱"],
+        ]);
         Augmenter::new(
             lex,
             Segmenter::default(),
@@ -460,7 +517,10 @@ mod tests {
     #[test]
     fn synonym_replacement_uses_the_lexicon() {
         let a = augmenter(1.0);
-        let words: Vec<String> = ["a", "good", "movie"].iter().map(|s| s.to_string()).collect();
+        let words: Vec<String> = ["a", "good", "movie"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let mut rng = mtgpt_core::seed::rng_for(1, "t");
         let (out, origin) = a.eda(&words, &[true; 3], EdaOp::SynonymReplacement, &mut rng);
         assert_eq!(out[0], "a");
@@ -471,8 +531,14 @@ mod tests {
 
     #[test]
     fn join_words_spaces_latin_and_glues_chinese_and_punctuation() {
-        assert_eq!(join_words(&["I", "like", "it", ",", "ok", "!"]), "I like it, ok!");
-        assert_eq!(join_words(&["我", "喜欢", "iPhone", "手机", "。"]), "我喜欢iPhone手机。");
+        assert_eq!(
+            join_words(&["I", "like", "it", ",", "ok", "!"]),
+            "I like it, ok!"
+        );
+        assert_eq!(
+            join_words(&["我", "喜欢", "iPhone", "手机", "。"]),
+            "我喜欢iPhone手机。"
+        );
     }
 
     #[test]
@@ -488,7 +554,9 @@ mod tests {
         assert_eq!(one, a.augment_copies(&ex, 5, "task/0"));
         assert_ne!(one, a.augment_copies(&ex, 6, "task/0"));
         for e in &one {
-            let Example::Classify { label, .. } = e else { panic!() };
+            let Example::Classify { label, .. } = e else {
+                panic!()
+            };
             assert_eq!(label, "pos");
         }
     }

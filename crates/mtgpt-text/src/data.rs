@@ -62,7 +62,13 @@ impl ExampleReader<BufReader<std::fs::File>> {
                 path.display()
             )));
         }
-        Ok(Self::new(BufReader::with_capacity(1 << 16, file), path, kind, jsonl, opts))
+        Ok(Self::new(
+            BufReader::with_capacity(1 << 16, file),
+            path,
+            kind,
+            jsonl,
+            opts,
+        ))
     }
 }
 
@@ -125,7 +131,10 @@ impl<R: BufRead> ExampleReader<R> {
 
     fn parse_line(&self) -> Result<Option<Example>> {
         let text = std::str::from_utf8(&self.buf).map_err(|e| {
-            self.bad("-", format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()))
+            self.bad(
+                "-",
+                format!("invalid UTF-8 at byte {} of the line", e.valid_up_to()),
+            )
         })?;
         let text = text.trim_end_matches(['\n', '\r']);
         if text.trim().is_empty() {
@@ -149,7 +158,10 @@ impl<R: BufRead> ExampleReader<R> {
             None => Err(self.bad(field, format!("missing (a {} example needs it)", self.kind))),
             Some(Value::String(s)) if s.trim().is_empty() => Err(self.bad(field, "empty")),
             Some(Value::String(s)) => Ok(s.clone()),
-            Some(other) => Err(self.bad(field, format!("expected a string, found {}", type_name(other)))),
+            Some(other) => Err(self.bad(
+                field,
+                format!("expected a string, found {}", type_name(other)),
+            )),
         }
     }
 
@@ -168,7 +180,10 @@ impl<R: BufRead> ExampleReader<R> {
                     )),
                 })
                 .collect(),
-            Some(other) => Err(self.bad(field, format!("expected an array of strings, found {}", type_name(other)))),
+            Some(other) => Err(self.bad(
+                field,
+                format!("expected an array of strings, found {}", type_name(other)),
+            )),
         }
     }
 
@@ -177,7 +192,10 @@ impl<R: BufRead> ExampleReader<R> {
             Some(set) if !set.contains(label) => {
                 let mut known: Vec<&String> = set.iter().collect();
                 known.sort();
-                Err(self.bad(field, format!("unknown label `{label}`; the config allows {known:?}")))
+                Err(self.bad(
+                    field,
+                    format!("unknown label `{label}`; the config allows {known:?}"),
+                ))
             }
             _ => Ok(()),
         }
@@ -211,9 +229,19 @@ impl<R: BufRead> ExampleReader<R> {
                 let question = self.string(obj, "question")?;
                 let answer = match obj.get("answer") {
                     Some(Value::Object(a)) => a,
-                    None => return Err(self.bad("answer", "missing (an extractive_qa example needs it)")),
+                    None => {
+                        return Err(
+                            self.bad("answer", "missing (an extractive_qa example needs it)")
+                        );
+                    }
                     Some(other) => {
-                        return Err(self.bad("answer", format!("expected an object {{text, start}}, found {}", type_name(other))));
+                        return Err(self.bad(
+                            "answer",
+                            format!(
+                                "expected an object {{text, start}}, found {}",
+                                type_name(other)
+                            ),
+                        ));
                     }
                 };
                 let text = match answer.get("text") {
@@ -224,7 +252,11 @@ impl<R: BufRead> ExampleReader<R> {
                     Some(Value::Number(n)) if n.is_u64() => n.as_u64().unwrap_or(0) as usize,
                     _ => return Err(self.bad("answer.start", "missing or not a whole number ≥ 0")),
                 };
-                let found: String = context.chars().skip(start).take(text.chars().count()).collect();
+                let found: String = context
+                    .chars()
+                    .skip(start)
+                    .take(text.chars().count())
+                    .collect();
                 if found != text {
                     let hint = match context.find(&text) {
                         Some(b) => format!(" (it occurs at char {})", context[..b].chars().count()),
@@ -245,7 +277,10 @@ impl<R: BufRead> ExampleReader<R> {
                     return Err(self.bad("tokens", "empty"));
                 }
                 if tokens.len() != tags.len() {
-                    return Err(self.bad("tags", format!("{} tags for {} tokens", tags.len(), tokens.len())));
+                    return Err(self.bad(
+                        "tags",
+                        format!("{} tags for {} tokens", tags.len(), tokens.len()),
+                    ));
                 }
                 for (i, t) in tags.iter().enumerate() {
                     self.check_label(&format!("tags[{i}]"), t)?;
@@ -280,7 +315,11 @@ fn type_name(v: &Value) -> &'static str {
 
 /// Reads a whole task file into memory (labelled tasks are small; use [`ExampleReader`] to
 /// stream large LM corpora).
-pub fn read_examples(path: &Path, kind: TaskKind, opts: ReadOptions) -> Result<(Vec<Example>, ReadReport)> {
+pub fn read_examples(
+    path: &Path,
+    kind: TaskKind,
+    opts: ReadOptions,
+) -> Result<(Vec<Example>, ReadReport)> {
     let mut reader = ExampleReader::open(path, kind, opts)?;
     let mut out = Vec::new();
     while let Some(item) = reader.next_example() {
@@ -314,11 +353,23 @@ pub fn collect_labels(examples: &[Example]) -> Vec<String> {
 /// Splits examples into (train, valid, test) with a seeded shuffle; `valid`/`test` get
 /// `round(n × fraction)` examples each (at least one when the fraction is positive and there
 /// are enough examples). The same seed and input always give the same split.
-pub fn split<T>(mut items: Vec<T>, valid_fraction: f64, test_fraction: f64, seed: u64, name: &str) -> (Vec<T>, Vec<T>, Vec<T>) {
+pub fn split<T>(
+    mut items: Vec<T>,
+    valid_fraction: f64,
+    test_fraction: f64,
+    seed: u64,
+    name: &str,
+) -> (Vec<T>, Vec<T>, Vec<T>) {
     let mut rng = mtgpt_core::seed::rng_for(seed, &format!("split/{name}"));
     items.shuffle(&mut rng);
     let n = items.len();
-    let take = |f: f64| if f > 0.0 && n >= 3 { ((n as f64 * f).round() as usize).max(1) } else { 0 };
+    let take = |f: f64| {
+        if f > 0.0 && n >= 3 {
+            ((n as f64 * f).round() as usize).max(1)
+        } else {
+            0
+        }
+    };
     let n_valid = take(valid_fraction);
     let n_test = take(test_fraction).min(n.saturating_sub(n_valid + 1));
     let test = items.split_off(n - n_test);
@@ -347,17 +398,61 @@ mod tests {
     fn bad_records_name_file_line_and_field() {
         use TaskKind::*;
         let cases = [
-            (Classify, "{\"text\": 5, \"label\": \"a\"}", "t.jsonl:2: field `text`: expected a string, found a number"),
-            (Classify, "{\"text\": \"x\"}", "t.jsonl:2: field `label`: missing"),
-            (Classify, "{\"text\": \"  \", \"label\": \"a\"}", "t.jsonl:2: field `text`: empty"),
-            (Classify, "{\"text\": \"x\", \"label\": ", "t.jsonl:2: field `-`: not valid JSON"),
-            (Classify, "[1,2]", "t.jsonl:2: field `-`: expected a JSON object"),
-            (Tagging, "{\"tokens\": [\"a\",\"b\"], \"tags\": [\"O\"]}", "t.jsonl:2: field `tags`: 1 tags for 2 tokens"),
-            (Tagging, "{\"tokens\": [\"a\", 3], \"tags\": [\"O\",\"O\"]}", "field `tokens[1]`: expected a string"),
-            (Generate, "{\"source\": \"x\", \"target\": null}", "field `target`: expected a string, found null"),
-            (ExtractiveQa, "{\"context\": \"abc\", \"question\": \"q\", \"answer\": {\"text\": \"b\", \"start\": 0}}", "field `answer.start`: the context at char 0 is \"a\", not the answer \"b\" (it occurs at char 1)"),
-            (ExtractiveQa, "{\"context\": \"abc\", \"question\": \"q\", \"answer\": {\"text\": \"z\", \"start\": 0}}", "does not occur in the context"),
-            (ExtractiveQa, "{\"context\": \"abc\", \"question\": \"q\", \"answer\": {\"text\": \"a\", \"start\": -1}}", "field `answer.start`"),
+            (
+                Classify,
+                "{\"text\": 5, \"label\": \"a\"}",
+                "t.jsonl:2: field `text`: expected a string, found a number",
+            ),
+            (
+                Classify,
+                "{\"text\": \"x\"}",
+                "t.jsonl:2: field `label`: missing",
+            ),
+            (
+                Classify,
+                "{\"text\": \"  \", \"label\": \"a\"}",
+                "t.jsonl:2: field `text`: empty",
+            ),
+            (
+                Classify,
+                "{\"text\": \"x\", \"label\": ",
+                "t.jsonl:2: field `-`: not valid JSON",
+            ),
+            (
+                Classify,
+                "[1,2]",
+                "t.jsonl:2: field `-`: expected a JSON object",
+            ),
+            (
+                Tagging,
+                "{\"tokens\": [\"a\",\"b\"], \"tags\": [\"O\"]}",
+                "t.jsonl:2: field `tags`: 1 tags for 2 tokens",
+            ),
+            (
+                Tagging,
+                "{\"tokens\": [\"a\", 3], \"tags\": [\"O\",\"O\"]}",
+                "field `tokens[1]`: expected a string",
+            ),
+            (
+                Generate,
+                "{\"source\": \"x\", \"target\": null}",
+                "field `target`: expected a string, found null",
+            ),
+            (
+                ExtractiveQa,
+                "{\"context\": \"abc\", \"question\": \"q\", \"answer\": {\"text\": \"b\", \"start\": 0}}",
+                "field `answer.start`: the context at char 0 is \"a\", not the answer \"b\" (it occurs at char 1)",
+            ),
+            (
+                ExtractiveQa,
+                "{\"context\": \"abc\", \"question\": \"q\", \"answer\": {\"text\": \"z\", \"start\": 0}}",
+                "does not occur in the context",
+            ),
+            (
+                ExtractiveQa,
+                "{\"context\": \"abc\", \"question\": \"q\", \"answer\": {\"text\": \"a\", \"start\": -1}}",
+                "field `answer.start`",
+            ),
         ];
         for (kind, line, want) in cases {
             let got = err(kind, line);
@@ -368,23 +463,57 @@ mod tests {
     #[test]
     fn invalid_utf8_is_a_bad_record() {
         let bytes: &[u8] = b"{\"text\":\"a\xff\"}\n";
-        let e = ExampleReader::new(bytes, Path::new("x.jsonl"), TaskKind::Lm, true, ReadOptions::default())
-            .next()
-            .unwrap()
-            .unwrap_err();
-        assert!(e.to_string().starts_with("x.jsonl:1: field `-`: invalid UTF-8"), "{e}");
+        let e = ExampleReader::new(
+            bytes,
+            Path::new("x.jsonl"),
+            TaskKind::Lm,
+            true,
+            ReadOptions::default(),
+        )
+        .next()
+        .unwrap()
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("x.jsonl:1: field `-`: invalid UTF-8"),
+            "{e}"
+        );
     }
 
     #[test]
     fn unknown_labels_are_rejected_or_skipped_and_counted() {
         let text = "{\"text\":\"a\",\"label\":\"pos\"}\n\n{\"text\":\"b\",\"label\":\"meh\"}\n{\"text\":\"c\",\"label\":\"neg\"}\n";
         let labels = Some(vec!["neg".to_string(), "pos".to_string()]);
-        let e = read(TaskKind::Classify, text, ReadOptions { skip_bad: false, labels: labels.clone() }).unwrap_err();
-        assert!(e.to_string().contains("t.jsonl:3: field `label`: unknown label `meh`"), "{e}");
-        let mut r = ExampleReader::new(text.as_bytes(), Path::new("t.jsonl"), TaskKind::Classify, true, ReadOptions { skip_bad: true, labels });
+        let e = read(
+            TaskKind::Classify,
+            text,
+            ReadOptions {
+                skip_bad: false,
+                labels: labels.clone(),
+            },
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("t.jsonl:3: field `label`: unknown label `meh`"),
+            "{e}"
+        );
+        let mut r = ExampleReader::new(
+            text.as_bytes(),
+            Path::new("t.jsonl"),
+            TaskKind::Classify,
+            true,
+            ReadOptions {
+                skip_bad: true,
+                labels,
+            },
+        );
         let got: Vec<usize> = r.by_ref().map(|x| x.unwrap().0).collect();
         assert_eq!(got, vec![1, 4]);
-        assert_eq!((r.report().read, r.report().skipped, r.report().blank), (2, 1, 1));
+        assert_eq!(
+            (r.report().read, r.report().skipped, r.report().blank),
+            (2, 1, 1)
+        );
         assert!(r.report().first_errors[0].contains(":3:"));
     }
 
@@ -392,9 +521,18 @@ mod tests {
     fn every_kind_reads_its_fields() {
         let ok = [
             (TaskKind::Lm, r#"{"text":"hello"}"#),
-            (TaskKind::Classify, r#"{"text":"a","text_pair":"b","label":1}"#),
-            (TaskKind::ExtractiveQa, r#"{"context":"北京是首都","question":"首都?","answer":{"text":"首都","start":3}}"#),
-            (TaskKind::Tagging, r#"{"tokens":["小","明"],"tags":["B-PER","I-PER"]}"#),
+            (
+                TaskKind::Classify,
+                r#"{"text":"a","text_pair":"b","label":1}"#,
+            ),
+            (
+                TaskKind::ExtractiveQa,
+                r#"{"context":"北京是首都","question":"首都?","answer":{"text":"首都","start":3}}"#,
+            ),
+            (
+                TaskKind::Tagging,
+                r#"{"tokens":["小","明"],"tags":["B-PER","I-PER"]}"#,
+            ),
             (TaskKind::Generate, r#"{"source":"s","target":"t"}"#),
         ];
         for (kind, line) in ok {

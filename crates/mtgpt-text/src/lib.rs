@@ -13,6 +13,7 @@ pub mod augment;
 pub mod data;
 pub mod error;
 pub mod normalize;
+pub mod prep;
 pub mod segment;
 pub mod stem;
 pub mod tokenizer;

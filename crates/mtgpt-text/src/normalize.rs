@@ -38,6 +38,15 @@ pub struct Normalized {
 }
 
 impl Normalized {
+    /// Maps a char range of the input to the char range of the normalized text that came
+    /// from it (empty at the right place when all of it was removed).
+    pub fn normalized_range(&self, start: usize, end: usize) -> (usize, usize) {
+        let n = self.source.len() - 1;
+        let s = self.source[..n].partition_point(|&src| src < start);
+        let e = self.source[..n].partition_point(|&src| src < end);
+        (s, e.max(s))
+    }
+
     /// Maps a char range of the normalized text back to a char range of the input.
     pub fn original_range(&self, start: usize, end: usize) -> (usize, usize) {
         let last = self.source.len() - 1;
@@ -162,7 +171,11 @@ impl Normalizer {
 
 /// Control and format characters that carry no text.
 fn is_invisible(c: char) -> bool {
-    c.is_control() || matches!(c, '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}')
+    c.is_control()
+        || matches!(
+            c,
+            '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+        )
 }
 
 #[cfg(test)]
@@ -213,5 +226,12 @@ mod tests {
         let start = out.text.chars().count() - 4;
         let (s, e) = out.original_range(start, start + 2);
         assert_eq!(chars[s..e].iter().collect::<String>(), "ﬁ");
+        // And forwards: the input's "ＡＢＣ" is the output's "ABC".
+        let s_in = chars.iter().position(|&c| c == 'Ａ').unwrap();
+        let (s, e) = out.normalized_range(s_in, s_in + 3);
+        assert_eq!(
+            out.text.chars().skip(s).take(e - s).collect::<String>(),
+            "ABC"
+        );
     }
 }

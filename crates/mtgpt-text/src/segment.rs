@@ -34,7 +34,9 @@ pub struct Segmenter {
 
 impl std::fmt::Debug for Segmenter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Segmenter").field("hmm", &self.hmm).finish_non_exhaustive()
+        f.debug_struct("Segmenter")
+            .field("hmm", &self.hmm)
+            .finish_non_exhaustive()
     }
 }
 
@@ -74,7 +76,9 @@ impl Segmenter {
         let mut line_no = 0;
         loop {
             let mut line = String::new();
-            let n = reader.read_line(&mut line).map_err(|e| mtgpt_core::Error::io(path, e))?;
+            let n = reader
+                .read_line(&mut line)
+                .map_err(|e| mtgpt_core::Error::io(path, e))?;
             if n == 0 {
                 break;
             }
@@ -90,7 +94,9 @@ impl Segmenter {
                     file: path.to_path_buf(),
                     line: line_no,
                     field: "freq".into(),
-                    reason: format!("`{freq}` is not a whole number (expected `word [freq] [tag]`)"),
+                    reason: format!(
+                        "`{freq}` is not a whole number (expected `word [freq] [tag]`)"
+                    ),
                 }
                 .into());
             }
@@ -250,8 +256,14 @@ mod tests {
         let cases = [
             ("我来到北京清华大学", "我 来到 北京 清华大学"),
             ("他来到了网易杭研大厦", "他 来到 了 网易 杭研 大厦"),
-            ("Hello, world! It's 3.14 or 1,000.", "Hello , world ! It's 3.14 or 1,000 ."),
-            ("我用iPhone 15拍了e-mail照片。", "我用 iPhone 15 拍 了 e-mail 照片 。"),
+            (
+                "Hello, world! It's 3.14 or 1,000.",
+                "Hello , world ! It's 3.14 or 1,000 .",
+            ),
+            (
+                "我用iPhone 15拍了e-mail照片。",
+                "我用 iPhone 15 拍 了 e-mail 照片 。",
+            ),
             ("<|task:ner_zh|>小明<|sep|>", "<|task:ner_zh|> 小明 <|sep|>"),
             ("  ", ""),
             ("", ""),
@@ -264,8 +276,16 @@ mod tests {
     #[test]
     fn hmm_switch_changes_unknown_words() {
         // 杭研 is not in jieba's dictionary: the HMM joins it, without HMM it falls apart.
-        assert!(Segmenter::new(true).segment_line("网易杭研大厦").contains("杭研"));
-        assert!(!Segmenter::new(false).segment_line("网易杭研大厦").contains("杭研"));
+        assert!(
+            Segmenter::new(true)
+                .segment_line("网易杭研大厦")
+                .contains("杭研")
+        );
+        assert!(
+            !Segmenter::new(false)
+                .segment_line("网易杭研大厦")
+                .contains("杭研")
+        );
     }
 
     #[test]

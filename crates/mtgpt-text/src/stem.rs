@@ -60,7 +60,13 @@ mod tests {
         for lang in mtgpt_core::STEMMER_LANGUAGES {
             stemmer(lang).unwrap_or_else(|e| panic!("{lang}: {e}"));
         }
-        assert!(stemmer("klingon").err().unwrap().to_string().contains("klingon"));
+        assert!(
+            stemmer("klingon")
+                .err()
+                .unwrap()
+                .to_string()
+                .contains("klingon")
+        );
     }
 
     #[test]
@@ -83,6 +89,9 @@ mod tests {
     fn stem_text_keeps_numbers_punctuation_and_chinese() {
         let s = stemmer("english").unwrap();
         let seg = crate::Segmenter::default();
-        assert_eq!(stem_text(&s, &seg, "The Cats were running, 3.5 km 我们跑步"), "the cat were run , 3.5 km 我们 跑步");
+        assert_eq!(
+            stem_text(&s, &seg, "The Cats were running, 3.5 km 我们跑步"),
+            "the cat were run , 3.5 km 我们 跑步"
+        );
     }
 }

@@ -32,7 +32,10 @@ pub fn task_token(name: &str) -> String {
 
 /// The special tokens of a tokenizer for `tasks`, in id order.
 pub fn special_tokens(tasks: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = [ENDOFTEXT, PAD, SEP, MASK, UNK].iter().map(|s| s.to_string()).collect();
+    let mut out: Vec<String> = [ENDOFTEXT, PAD, SEP, MASK, UNK]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     out.extend(tasks.iter().map(|t| task_token(t)));
     out
 }
@@ -152,7 +155,11 @@ impl TextTokenizer {
         Self::from_parts(inner, meta, Path::new("<trained>"))
     }
 
-    fn train_bpe<I, S>(texts: I, opts: &TrainOptions, specials: &[String]) -> Result<tokenizers::Tokenizer>
+    fn train_bpe<I, S>(
+        texts: I,
+        opts: &TrainOptions,
+        specials: &[String],
+    ) -> Result<tokenizers::Tokenizer>
     where
         I: Iterator<Item = S> + Send,
         S: AsRef<str> + Send,
@@ -169,7 +176,12 @@ impl TextTokenizer {
             .vocab_size(opts.vocab_size)
             .min_frequency(opts.min_frequency)
             .show_progress(false)
-            .special_tokens(specials.iter().map(|s| AddedToken::from(s.clone(), true)).collect())
+            .special_tokens(
+                specials
+                    .iter()
+                    .map(|s| AddedToken::from(s.clone(), true))
+                    .collect(),
+            )
             .initial_alphabet(ByteLevel::alphabet().into_iter().collect())
             .build();
         let segmenter = opts.presegment.clone();
@@ -193,7 +205,11 @@ impl TextTokenizer {
         Ok(tk)
     }
 
-    fn train_char<I, S>(texts: I, opts: &TrainOptions, specials: &[String]) -> Result<tokenizers::Tokenizer>
+    fn train_char<I, S>(
+        texts: I,
+        opts: &TrainOptions,
+        specials: &[String],
+    ) -> Result<tokenizers::Tokenizer>
     where
         I: Iterator<Item = S>,
         S: AsRef<str>,
@@ -237,14 +253,18 @@ impl TextTokenizer {
             "decoder": {"type": "Fuse"},
             "model": {"type": "WordLevel", "vocab": vocab, "unk_token": UNK},
         });
-        json.to_string().parse::<tokenizers::Tokenizer>().map_err(tok_err)
+        json.to_string()
+            .parse::<tokenizers::Tokenizer>()
+            .map_err(tok_err)
     }
 
     fn from_parts(inner: tokenizers::Tokenizer, meta: TokenizerMeta, path: &Path) -> Result<Self> {
         let id = |t: &str| {
             inner.token_to_id(t).ok_or_else(|| Error::Tokenizer {
                 path: path.to_path_buf(),
-                reason: format!("has no `{t}` token; mtgpt tokenizers need {ENDOFTEXT}, {PAD}, {SEP} and {MASK}"),
+                reason: format!(
+                    "has no `{t}` token; mtgpt tokenizers need {ENDOFTEXT}, {PAD}, {SEP} and {MASK}"
+                ),
             })
         };
         let special = SpecialIds {
@@ -275,7 +295,8 @@ impl TextTokenizer {
         })?;
         let meta = serde_json::to_string_pretty(&self.meta).map_err(tok_err)?;
         let meta_path = Self::meta_path(path);
-        std::fs::write(&meta_path, meta + "\n").map_err(|e| mtgpt_core::Error::io(&meta_path, e))?;
+        std::fs::write(&meta_path, meta + "\n")
+            .map_err(|e| mtgpt_core::Error::io(&meta_path, e))?;
         Ok(())
     }
 
@@ -293,7 +314,11 @@ impl TextTokenizer {
                 reason: e.to_string(),
             })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => TokenizerMeta {
-                kind: if text.contains("\"WordLevel\"") { TokenizerKind::Char } else { TokenizerKind::Bpe },
+                kind: if text.contains("\"WordLevel\"") {
+                    TokenizerKind::Char
+                } else {
+                    TokenizerKind::Bpe
+                },
                 presegment: false,
                 hmm: true,
                 tasks: Vec::new(),
@@ -356,7 +381,10 @@ impl TextTokenizer {
             starts.push(at);
             at += p.chars().count();
         }
-        let enc = self.inner.encode_char_offsets(pieces, false).map_err(tok_err)?;
+        let enc = self
+            .inner
+            .encode_char_offsets(pieces, false)
+            .map_err(tok_err)?;
         let offsets = enc
             .get_offsets()
             .iter()

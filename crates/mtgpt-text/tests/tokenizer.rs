@@ -38,9 +38,15 @@ fn bpe_has_special_and_task_tokens_first() {
     assert_eq!(t.token_id(PAD), Some(1));
     assert_eq!(t.token_id(SEP), Some(2));
     assert!(t.task_id("lm_en").is_some() && t.task_id("ner_zh").is_some());
-    assert!(t.vocab_size() <= 400 && t.vocab_size() > 300, "{}", t.vocab_size());
+    assert!(
+        t.vocab_size() <= 400 && t.vocab_size() > 300,
+        "{}",
+        t.vocab_size()
+    );
     // A special token written in text is one token.
-    let ids = t.encode_ids(&format!("{}问题{SEP}答案", task_token("ner_zh"))).unwrap();
+    let ids = t
+        .encode_ids(&format!("{}问题{SEP}答案", task_token("ner_zh")))
+        .unwrap();
     assert_eq!(ids[0], t.task_id("ner_zh").unwrap());
     assert!(ids.contains(&t.special().sep));
 }
@@ -54,7 +60,10 @@ fn presegmented_merges_respect_jieba_words() {
     let chars: Vec<char> = text.chars().collect();
     let boundary = chars.iter().position(|&c| c == '清').unwrap();
     for &(s, e) in &enc.offsets {
-        assert!(!(s < boundary && e > boundary), "token {s}..{e} crosses the word boundary");
+        assert!(
+            !(s < boundary && e > boundary),
+            "token {s}..{e} crosses the word boundary"
+        );
     }
 }
 
@@ -86,7 +95,10 @@ fn save_load_gives_the_same_ids_and_settings() {
     let loaded = TextTokenizer::load(&path).unwrap();
     assert_eq!(loaded.meta(), BPE.meta());
     for text in CORPUS {
-        assert_eq!(loaded.encode_ids(text).unwrap(), BPE.encode_ids(text).unwrap());
+        assert_eq!(
+            loaded.encode_ids(text).unwrap(),
+            BPE.encode_ids(text).unwrap()
+        );
     }
 }
 
@@ -108,8 +120,13 @@ fn bad_tokenizer_files_are_clear_errors() {
     let path = dir.path().join("tokenizer.json");
     std::fs::write(&path, "{not json").unwrap();
     let e = TextTokenizer::load(&path).unwrap_err().to_string();
-    assert!(e.contains("tokenizer.json") && e.contains("not a valid tokenizer.json"), "{e}");
-    let e = TextTokenizer::load(&dir.path().join("missing.json")).unwrap_err().to_string();
+    assert!(
+        e.contains("tokenizer.json") && e.contains("not a valid tokenizer.json"),
+        "{e}"
+    );
+    let e = TextTokenizer::load(&dir.path().join("missing.json"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("missing.json"), "{e}");
     // A valid HF tokenizer without mtgpt's special tokens.
     let plain = serde_json::json!({"version":"1.0","truncation":null,"padding":null,"added_tokens":[],

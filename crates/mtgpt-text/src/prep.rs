@@ -1,0 +1,578 @@
+//! `prep`: the whole preprocessing stage of a config — read and validate every task file,
+//! split, normalize, stem, augment, train (or load) the tokenizer and write the cache the
+//! trainer reads:
+//!
+//! ```text
+//! OUT/tokenizer.json (+ tokenizer.mtgpt.json)
+//! OUT/prep.json                   manifest: tasks, labels, counts, skipped records
+//! OUT/<task>/<split>.jsonl        labelled tasks: processed examples, one per line
+//! OUT/<task>/<split>.bin          lm tasks: token ids, flat little-endian u32, no header
+//! ```
+//! LM corpora are streamed in chunks (normalized and tokenized in parallel with rayon), so
+//! their size is bounded by disk, not memory. Labelled tasks are held in memory.
+use crate::augment::{Augmenter, Lexicon};
+use crate::data::{ExampleReader, ReadOptions, ReadReport, collect_labels, read_examples, split};
+use crate::error::{Error, Result};
+use crate::{Normalizer, Segmenter, TextTokenizer, TrainOptions};
+use mtgpt_core::{Answer, Config, Example, TaskConfig, TaskKind};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Lines of an LM corpus processed together.
+const LM_CHUNK: usize = 4096;
+
+/// The split names, in order.
+pub const SPLITS: [&str; 3] = ["train", "valid", "test"];
+
+/// What `prep` wrote for one split of one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitInfo {
+    /// File under the output folder.
+    pub file: String,
+    /// Examples (lines for lm).
+    pub examples: usize,
+    /// Tokens (lm only).
+    pub tokens: usize,
+    /// Augmented copies among `examples`.
+    pub augmented: usize,
+}
+
+/// What `prep` wrote for one task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Task kind.
+    pub kind: TaskKind,
+    /// Label set (classify: labels; tagging: tags), from the config or the training data.
+    pub labels: Vec<String>,
+    /// Splits present (train always; valid/test when given or split off).
+    pub splits: BTreeMap<String, SplitInfo>,
+    /// Bad records skipped (with `skip_bad`).
+    pub skipped: usize,
+    /// The first skip messages.
+    pub skip_messages: Vec<String>,
+}
+
+/// `prep.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PrepManifest {
+    /// The tokenizer file, relative to the output folder.
+    pub tokenizer: String,
+    /// Its vocabulary size.
+    pub vocab_size: usize,
+    /// Per task, in config order of names.
+    pub tasks: BTreeMap<String, TaskInfo>,
+}
+
+/// Text processing shared by every task of a config.
+struct Pipeline {
+    normalizer: Normalizer,
+    segmenter: Segmenter,
+    lexicon: std::sync::Arc<Lexicon>,
+}
+
+impl Pipeline {
+    fn norm(&self, s: &str) -> String {
+        self.normalizer.normalize(s)
+    }
+
+    /// Normalizes (and stems, where the task asks) one example, keeping spans aligned.
+    /// `None` when normalization leaves nothing.
+    fn process(&self, ex: Example, stemmer: Option<&rust_stemmers::Stemmer>) -> Option<Example> {
+        let stem = |s: String| match stemmer {
+            Some(st) => crate::stem::stem_text(st, &self.segmenter, &s),
+            None => s,
+        };
+        let nonempty = |s: String| (!s.is_empty()).then_some(s);
+        Some(match ex {
+            Example::Lm { text } => Example::Lm {
+                text: nonempty(stem(self.norm(&text)))?,
+            },
+            Example::Classify {
+                text,
+                text_pair,
+                label,
+            } => Example::Classify {
+                text: nonempty(stem(self.norm(&text)))?,
+                text_pair: text_pair
+                    .map(|t| stem(self.norm(&t)))
+                    .filter(|t| !t.is_empty()),
+                label,
+            },
+            Example::Generate { source, target } => Example::Generate {
+                source: nonempty(stem(self.norm(&source)))?,
+                target: nonempty(self.norm(&target))?,
+            },
+            Example::Tagging { tokens, tags } => {
+                let (tokens, tags): (Vec<String>, Vec<String>) = tokens
+                    .iter()
+                    .map(|t| self.norm(t))
+                    .zip(tags)
+                    .filter(|(t, _)| !t.is_empty())
+                    .unzip();
+                if tokens.is_empty() {
+                    return None;
+                }
+                Example::Tagging { tokens, tags }
+            }
+            Example::ExtractiveQa {
+                context,
+                question,
+                answer,
+            } => {
+                let n = self.normalizer.normalize_with_offsets(&context);
+                let (s, e) =
+                    n.normalized_range(answer.start, answer.start + answer.text.chars().count());
+                let text: String = n.text.chars().skip(s).take(e - s).collect();
+                Example::ExtractiveQa {
+                    context: nonempty(n.text)?,
+                    question: nonempty(self.norm(&question))?,
+                    answer: Answer {
+                        text: nonempty(text)?,
+                        start: s,
+                    },
+                }
+            }
+        })
+    }
+}
+
+/// The texts of an example that train the tokenizer.
+fn example_texts(ex: &Example) -> Vec<&str> {
+    match ex {
+        Example::Lm { text } => vec![text],
+        Example::Classify {
+            text, text_pair, ..
+        } => {
+            let mut v = vec![text.as_str()];
+            v.extend(text_pair.as_deref());
+            v
+        }
+        Example::Generate { source, target } => vec![source, target],
+        Example::ExtractiveQa {
+            context, question, ..
+        } => vec![context, question],
+        Example::Tagging { tokens, .. } => tokens.iter().map(String::as_str).collect(),
+    }
+}
+
+/// Options of [`prepare`] beyond the config.
+#[derive(Debug, Clone, Default)]
+pub struct PrepOptions {
+    /// Synonym lexicons for augmentation (files that do not exist are skipped).
+    pub lexicons: Vec<PathBuf>,
+    /// Skip bad records even if the config does not say so.
+    pub skip_bad: bool,
+}
+
+fn write_jsonl(path: &Path, examples: &[Example]) -> Result<()> {
+    let io = |e| Error::from(mtgpt_core::Error::io(path, e));
+    let file = std::fs::File::create(path).map_err(io)?;
+    let mut w = std::io::BufWriter::new(file);
+    for ex in examples {
+        serde_json::to_writer(&mut w, ex).map_err(|e| Error::Invalid(e.to_string()))?;
+        w.write_all(b"\n").map_err(io)?;
+    }
+    w.flush().map_err(io)
+}
+
+/// A labelled task after reading, splitting and processing.
+struct LoadedTask {
+    splits: Vec<(&'static str, Vec<Example>, usize)>, // (split, examples, augmented copies)
+    labels: Vec<String>,
+    reports: Vec<ReadReport>,
+}
+
+fn load_labelled(
+    task: &TaskConfig,
+    config: &Config,
+    pipe: &Pipeline,
+    opts: &PrepOptions,
+) -> Result<LoadedTask> {
+    let skip_bad = opts.skip_bad || config.preprocess.skip_bad;
+    let read_opts = ReadOptions {
+        skip_bad,
+        labels: task.labels.clone(),
+    };
+    let (train, r) = read_examples(&task.train, task.kind, read_opts.clone())?;
+    let mut reports = vec![r];
+    let mut read_split = |path: &Option<PathBuf>| -> Result<Option<Vec<Example>>> {
+        match path {
+            Some(p) => {
+                let (ex, r) = read_examples(p, task.kind, read_opts.clone())?;
+                reports.push(r);
+                Ok(Some(ex))
+            }
+            None => Ok(None),
+        }
+    };
+    let valid = read_split(&task.valid)?;
+    let test = read_split(&task.test)?;
+    let p = &config.preprocess;
+    let (train, valid, test) = match (valid, test) {
+        (Some(v), Some(t)) => (train, v, t),
+        (v, t) => {
+            let vf = if v.is_some() { 0.0 } else { p.valid_fraction };
+            let tf = if t.is_some() { 0.0 } else { p.test_fraction };
+            let (tr, va, te) = split(train, vf, tf, config.seed, &task.name);
+            (tr, v.unwrap_or(va), t.unwrap_or(te))
+        }
+    };
+    let labels = match &task.labels {
+        Some(l) => l.clone(),
+        None => collect_labels(&train),
+    };
+    let stemmer = task.stem.as_deref().map(crate::stem::stemmer).transpose()?;
+    let process = |v: Vec<Example>| -> Vec<Example> {
+        v.into_par_iter()
+            .filter_map(|ex| pipe.process(ex, stemmer.as_ref()))
+            .collect()
+    };
+    let train = process(train);
+    let (valid, test) = (process(valid), process(test));
+    let mut augmented = 0;
+    let train = match &task.augment {
+        Some(a) if a.n_aug > 0 => {
+            let aug = Augmenter::new(pipe.lexicon.clone(), pipe.segmenter.clone(), a.clone());
+            let copies: Vec<Vec<Example>> = train
+                .par_iter()
+                .enumerate()
+                .map(|(i, ex)| {
+                    aug.augment_copies(ex, config.seed, &format!("augment/{}/{i}", task.name))
+                })
+                .collect();
+            let mut out = train.clone();
+            for c in copies {
+                augmented += c.len();
+                out.extend(c);
+            }
+            out
+        }
+        _ => train,
+    };
+    Ok(LoadedTask {
+        splits: vec![
+            ("train", train, augmented),
+            ("valid", valid, 0),
+            ("test", test, 0),
+        ],
+        labels,
+        reports,
+    })
+}
+
+/// Non-blank lines of a raw-text or JSONL LM file (a first streaming pass, for splitting).
+fn count_records(path: &Path, skip_bad: bool) -> Result<usize> {
+    let mut r = ExampleReader::open(
+        path,
+        TaskKind::Lm,
+        ReadOptions {
+            skip_bad,
+            labels: None,
+        },
+    )?;
+    let mut n = 0;
+    while let Some(item) = r.next_example() {
+        item?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// An LM split source: a file and the record range of it that belongs to the split.
+#[derive(Clone)]
+struct LmSource {
+    path: PathBuf,
+    range: std::ops::Range<usize>,
+}
+
+fn lm_sources(
+    task: &TaskConfig,
+    config: &Config,
+    skip_bad: bool,
+) -> Result<Vec<(&'static str, LmSource)>> {
+    let all = |p: &PathBuf| LmSource {
+        path: p.clone(),
+        range: 0..usize::MAX,
+    };
+    if let (Some(v), Some(t)) = (&task.valid, &task.test) {
+        return Ok(vec![
+            ("train", all(&task.train)),
+            ("valid", all(v)),
+            ("test", all(t)),
+        ]);
+    }
+    // Held-out text is taken contiguously from the end of `train`, so LM context stays whole.
+    let n = count_records(&task.train, skip_bad)?;
+    let p = &config.preprocess;
+    let take = |f: f64, given: bool| {
+        if given || f <= 0.0 {
+            0
+        } else {
+            ((n as f64 * f).round() as usize).max(1).min(n / 3)
+        }
+    };
+    let n_test = take(p.test_fraction, task.test.is_some());
+    let n_valid = take(p.valid_fraction, task.valid.is_some());
+    let n_train = n - n_valid - n_test;
+    let part = |r: std::ops::Range<usize>| LmSource {
+        path: task.train.clone(),
+        range: r,
+    };
+    let mut out = vec![("train", part(0..n_train))];
+    out.push((
+        "valid",
+        match &task.valid {
+            Some(v) => all(v),
+            None => part(n_train..n_train + n_valid),
+        },
+    ));
+    out.push((
+        "test",
+        match &task.test {
+            Some(t) => all(t),
+            None => part(n_train + n_valid..n),
+        },
+    ));
+    Ok(out)
+}
+
+/// Streams the normalized lines of an LM source in chunks.
+fn for_each_lm_chunk(
+    src: &LmSource,
+    pipe: &Pipeline,
+    stemmer: Option<&rust_stemmers::Stemmer>,
+    skip_bad: bool,
+    mut f: impl FnMut(Vec<String>) -> Result<()>,
+) -> Result<ReadReport> {
+    let mut reader = ExampleReader::open(
+        &src.path,
+        TaskKind::Lm,
+        ReadOptions {
+            skip_bad,
+            labels: None,
+        },
+    )?;
+    let mut index = 0usize;
+    loop {
+        let mut chunk = Vec::with_capacity(LM_CHUNK);
+        while chunk.len() < LM_CHUNK {
+            let Some(item) = reader.next_example() else {
+                break;
+            };
+            let (_, ex) = item?;
+            if src.range.contains(&index) {
+                chunk.push(ex);
+            }
+            index += 1;
+            if index >= src.range.end {
+                break;
+            }
+        }
+        if chunk.is_empty() {
+            break;
+        }
+        let lines: Vec<String> = chunk
+            .into_par_iter()
+            .filter_map(|ex| match pipe.process(ex, stemmer) {
+                Some(Example::Lm { text }) => Some(text),
+                _ => None,
+            })
+            .collect();
+        f(lines)?;
+        if index >= src.range.end {
+            break;
+        }
+    }
+    Ok(reader.report().clone())
+}
+
+/// Runs the preprocessing stage of `config` into `out`.
+pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepManifest> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |e| Error::from(mtgpt_core::Error::io(p, e))
+    };
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let skip_bad = opts.skip_bad || config.preprocess.skip_bad;
+    let mut lexicon = Lexicon::default();
+    for p in opts.lexicons.iter().filter(|p| p.exists()) {
+        lexicon.extend(Lexicon::load(p)?);
+    }
+    let pipe = Pipeline {
+        normalizer: Normalizer::from_config(&config.preprocess),
+        segmenter: Segmenter::from_config(&config.preprocess)?,
+        lexicon: std::sync::Arc::new(lexicon),
+    };
+
+    // 1. Labelled tasks in memory; LM tasks as split sources to stream.
+    let mut labelled: BTreeMap<String, LoadedTask> = BTreeMap::new();
+    let mut lm: BTreeMap<String, Vec<(&'static str, LmSource)>> = BTreeMap::new();
+    for task in &config.tasks {
+        if task.kind == TaskKind::Lm {
+            lm.insert(task.name.clone(), lm_sources(task, config, skip_bad)?);
+        } else {
+            labelled.insert(task.name.clone(), load_labelled(task, config, &pipe, opts)?);
+        }
+    }
+
+    // 2. The tokenizer: reuse one, or train it on the training text of the chosen tasks.
+    let tok_path = out.join("tokenizer.json");
+    let tokenizer = match config.tokenizer.existing() {
+        Some(path) => TextTokenizer::load(path)?,
+        None => {
+            let wanted = |name: &str| {
+                config.tokenizer.train_on.is_empty()
+                    || config.tokenizer.train_on.iter().any(|t| t == name)
+            };
+            let mut texts: Vec<String> = Vec::new();
+            for (name, t) in &labelled {
+                if wanted(name) {
+                    for ex in &t.splits[0].1 {
+                        texts.extend(example_texts(ex).into_iter().map(str::to_string));
+                    }
+                }
+            }
+            for task in config
+                .tasks
+                .iter()
+                .filter(|t| t.kind == TaskKind::Lm && wanted(&t.name))
+            {
+                let stemmer = task.stem.as_deref().map(crate::stem::stemmer).transpose()?;
+                let src = &lm[&task.name][0].1;
+                for_each_lm_chunk(src, &pipe, stemmer.as_ref(), skip_bad, |lines| {
+                    texts.extend(lines);
+                    Ok(())
+                })?;
+            }
+            let train_opts = TrainOptions {
+                kind: config.tokenizer.kind,
+                vocab_size: config.tokenizer.vocab_size,
+                min_frequency: config.tokenizer.min_frequency,
+                tasks: config.tasks.iter().map(|t| t.name.clone()).collect(),
+                presegment: config.tokenizer.presegment.then(|| pipe.segmenter.clone()),
+            };
+            TextTokenizer::train(texts.iter(), &train_opts)?
+        }
+    };
+    for task in &config.tasks {
+        if tokenizer.task_id(&task.name).is_none() {
+            return Err(Error::Tokenizer {
+                path: config
+                    .tokenizer
+                    .existing()
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default(),
+                reason: format!(
+                    "has no task token for task `{}` ({})",
+                    task.name,
+                    crate::tokenizer::task_token(&task.name)
+                ),
+            });
+        }
+    }
+    tokenizer.save(&tok_path)?;
+
+    // 3. Write the cache.
+    let mut manifest = PrepManifest {
+        tokenizer: "tokenizer.json".into(),
+        vocab_size: tokenizer.vocab_size(),
+        tasks: BTreeMap::new(),
+    };
+    for task in &config.tasks {
+        let dir = out.join(&task.name);
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let mut info = TaskInfo {
+            kind: task.kind,
+            labels: Vec::new(),
+            splits: BTreeMap::new(),
+            skipped: 0,
+            skip_messages: Vec::new(),
+        };
+        if let Some(t) = labelled.remove(&task.name) {
+            for (split, examples, augmented) in &t.splits {
+                if examples.is_empty() {
+                    continue;
+                }
+                let file = format!("{}/{split}.jsonl", task.name);
+                write_jsonl(&out.join(&file), examples)?;
+                info.splits.insert(
+                    split.to_string(),
+                    SplitInfo {
+                        file,
+                        examples: examples.len(),
+                        tokens: 0,
+                        augmented: *augmented,
+                    },
+                );
+            }
+            info.labels = t.labels;
+            for r in t.reports {
+                info.skipped += r.skipped;
+                info.skip_messages.extend(r.first_errors);
+            }
+        } else {
+            let stemmer = task.stem.as_deref().map(crate::stem::stemmer).transpose()?;
+            for (split, src) in &lm[&task.name] {
+                if src.range.is_empty() {
+                    continue;
+                }
+                let file = format!("{}/{split}.bin", task.name);
+                let path = out.join(&file);
+                let mut w =
+                    std::io::BufWriter::new(std::fs::File::create(&path).map_err(io(&path))?);
+                let (mut examples, mut tokens) = (0, 0);
+                let report = for_each_lm_chunk(src, &pipe, stemmer.as_ref(), skip_bad, |lines| {
+                    let encoded: Vec<Vec<u32>> = lines
+                        .par_iter()
+                        .map(|l| tokenizer.encode_ids(&format!("{l}\n")))
+                        .collect::<Result<_>>()?;
+                    for ids in encoded {
+                        examples += 1;
+                        tokens += ids.len();
+                        for id in ids {
+                            w.write_all(&id.to_le_bytes()).map_err(io(&path))?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                w.flush().map_err(io(&path))?;
+                info.skipped += report.skipped;
+                info.skip_messages.extend(report.first_errors);
+                info.splits.insert(
+                    split.to_string(),
+                    SplitInfo {
+                        file,
+                        examples,
+                        tokens,
+                        augmented: 0,
+                    },
+                );
+            }
+        }
+        manifest.tasks.insert(task.name.clone(), info);
+    }
+    let path = out.join("prep.json");
+    let text =
+        serde_json::to_string_pretty(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(&path, text + "\n").map_err(io(&path))?;
+    Ok(manifest)
+}
+
+/// Reads the token ids of an LM `.bin` file written by [`prepare`].
+pub fn read_token_file(path: &Path) -> Result<Vec<u32>> {
+    let bytes = std::fs::read(path).map_err(|e| mtgpt_core::Error::io(path, e))?;
+    if bytes.len() % 4 != 0 {
+        return Err(Error::Invalid(format!(
+            "{}: {} bytes is not a whole number of u32 tokens (truncated file?)",
+            path.display(),
+            bytes.len()
+        )));
+    }
+    Ok(bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect())
+}
