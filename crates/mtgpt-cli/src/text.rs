@@ -9,31 +9,55 @@ use mtgpt_text::{Normalizer, Segmenter, TextTokenizer, TrainOptions};
 use rayon::prelude::*;
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 /// Lines processed together by the parallel filters: bounded memory for any input size.
-const CHUNK: usize = 8192;
+const CHUNK: usize = 2048;
 
 /// Reads stdin in chunks of lines, maps each chunk in parallel and writes the results in order.
+/// Reading the next chunk and writing the previous one overlap with the mapping, so the
+/// serial I/O does not cap the speed-up from more threads.
 fn filter_lines(f: impl Fn(&str) -> anyhow::Result<String> + Sync) -> anyhow::Result<()> {
-    let stdin = std::io::stdin().lock();
-    let mut out = BufWriter::new(std::io::stdout().lock());
-    let mut lines = stdin.lines();
+    // Unlocked handles: they move between rayon's threads.
+    let mut lines = std::io::BufReader::with_capacity(1 << 16, std::io::stdin()).lines();
+    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout());
     let mut line_no = 0usize;
-    loop {
+    let mut read_chunk = |line_no: &mut usize| -> anyhow::Result<Vec<String>> {
         let mut chunk = Vec::with_capacity(CHUNK);
         for line in lines.by_ref().take(CHUNK) {
-            line_no += 1;
+            *line_no += 1;
             chunk.push(line.with_context(|| format!("<stdin>:{line_no}: not valid UTF-8 text"))?);
         }
-        if chunk.is_empty() {
-            break;
-        }
-        let done: Vec<anyhow::Result<String>> = chunk.par_iter().map(|l| f(l)).collect();
-        let first = line_no - chunk.len() + 1;
+        Ok(chunk)
+    };
+    let write = |out: &mut BufWriter<_>,
+                 first: usize,
+                 done: Vec<anyhow::Result<String>>|
+     -> anyhow::Result<()> {
         for (i, r) in done.into_iter().enumerate() {
             let text = r.with_context(|| format!("<stdin>:{}", first + i))?;
             writeln!(out, "{text}")?;
         }
+        Ok(())
+    };
+    let mut chunk = read_chunk(&mut line_no)?;
+    let mut pending: Option<(usize, Vec<anyhow::Result<String>>)> = None;
+    while !chunk.is_empty() {
+        let first = line_no - chunk.len() + 1;
+        let (done, next) = rayon::join(
+            || chunk.par_iter().map(|l| f(l)).collect::<Vec<_>>(),
+            || -> anyhow::Result<Vec<String>> {
+                if let Some((start, results)) = pending.take() {
+                    write(&mut out, start, results)?;
+                }
+                read_chunk(&mut line_no)
+            },
+        );
+        pending = Some((first, done));
+        chunk = next?;
+    }
+    if let Some((start, results)) = pending {
+        write(&mut out, start, results)?;
     }
     out.flush()?;
     Ok(())
@@ -141,6 +165,12 @@ pub struct EncodeArgs {
     /// The `tokenizer.json`.
     #[arg(long)]
     tokenizer: PathBuf,
+    /// Normalize each line first (NFKC, half-width, whitespace), as `prep` does (encode only).
+    #[arg(long)]
+    normalize: bool,
+    /// Print lines, bytes, tokens and throughput (after loading) to stderr.
+    #[arg(long)]
+    stats: bool,
 }
 
 /// Every string in a JSON value (keys excluded), for training on JSONL of any task kind.
@@ -217,10 +247,42 @@ pub fn tokenizer(cmd: &TokenizerCommand) -> anyhow::Result<()> {
         }
         TokenizerCommand::Encode(a) => {
             let tok = TextTokenizer::load(&a.tokenizer)?;
+            let norm = Normalizer::default();
+            let started = std::time::Instant::now();
+            let (bytes, tokens, lines) = (
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+                AtomicUsize::new(0),
+            );
             filter_lines(|l| {
-                let ids = tok.encode_ids(l)?;
-                Ok(ids.iter().map(u32::to_string).collect::<Vec<_>>().join(" "))
-            })
+                let ids = if a.normalize {
+                    tok.encode_ids(&norm.normalize(l))?
+                } else {
+                    tok.encode_ids(l)?
+                };
+                bytes.fetch_add(l.len() + 1, Relaxed);
+                tokens.fetch_add(ids.len(), Relaxed);
+                lines.fetch_add(1, Relaxed);
+                let mut s = String::with_capacity(ids.len() * 6);
+                for (i, id) in ids.iter().enumerate() {
+                    if i > 0 {
+                        s.push(' ');
+                    }
+                    s.push_str(&id.to_string());
+                }
+                Ok(s)
+            })?;
+            if a.stats {
+                let secs = started.elapsed().as_secs_f64();
+                let n = bytes.load(Relaxed);
+                eprintln!(
+                    "lines={} bytes={n} tokens={} seconds={secs:.3} mb_per_s={:.2}",
+                    lines.load(Relaxed),
+                    tokens.load(Relaxed),
+                    n as f64 / 1e6 / secs
+                );
+            }
+            Ok(())
         }
         TokenizerCommand::Decode(a) => {
             let tok = TextTokenizer::load(&a.tokenizer)?;

@@ -160,6 +160,11 @@ fn bad_values_name_file_line_key_and_value() {
             "train = \"a.txt\"\nstem = \"klingon\"",
             "key `task[0].stem`",
         ),
+        (
+            "kind = \"classify\"",
+            "kind = \"tagging\"\nstem = \"english\"",
+            "stemming would break the tagging spans",
+        ),
     ];
     for (from, to, want) in cases {
         let text = MINI.replacen(from, to, 1);

@@ -10,6 +10,7 @@
 #![warn(missing_docs)]
 
 pub mod augment;
+mod bytelevel;
 pub mod data;
 pub mod error;
 pub mod normalize;

@@ -94,6 +94,7 @@ pub struct TrainOptions {
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: tokenizers::Tokenizer,
+    fast: Option<crate::bytelevel::FastByteLevel>,
     meta: TokenizerMeta,
     segmenter: Option<Segmenter>,
     special: SpecialIds,
@@ -275,6 +276,7 @@ impl TextTokenizer {
         };
         let segmenter = meta.presegment.then(|| Segmenter::new(meta.hmm));
         Ok(TextTokenizer {
+            fast: crate::bytelevel::FastByteLevel::for_tokenizer(&inner),
             inner,
             meta,
             segmenter,
@@ -365,8 +367,20 @@ impl TextTokenizer {
         }
     }
 
-    /// Token ids of `text` (special tokens written in the text are recognised).
+    /// Token ids of `text` (special tokens written in the text are recognised). Byte-level
+    /// BPE takes a fast path that gives the same ids as [`TextTokenizer::encode`].
     pub fn encode_ids(&self, text: &str) -> Result<Vec<u32>> {
+        if let Some(fast) = &self.fast {
+            let mut out = Vec::with_capacity(text.len() / 2);
+            fast.encode(&self.inner, text, |s| self.pieces(s), &mut out)
+                .map_err(tok_err)?;
+            return Ok(out);
+        }
+        self.encode_ids_reference(text)
+    }
+
+    /// Token ids through the full `tokenizers` pipeline (the reference for the fast path).
+    pub fn encode_ids_reference(&self, text: &str) -> Result<Vec<u32>> {
         let pieces = self.pieces(text);
         let enc = self.inner.encode_fast(pieces, false).map_err(tok_err)?;
         Ok(enc.get_ids().to_vec())

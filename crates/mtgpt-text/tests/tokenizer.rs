@@ -31,6 +31,31 @@ fn opts(kind: TokenizerKind, presegment: bool, vocab: usize) -> TrainOptions {
 static BPE: LazyLock<TextTokenizer> =
     LazyLock::new(|| TextTokenizer::train(corpus(), &opts(TokenizerKind::Bpe, true, 400)).unwrap());
 
+static BPE_PLAIN: LazyLock<TextTokenizer> = LazyLock::new(|| {
+    TextTokenizer::train(corpus(), &opts(TokenizerKind::Bpe, false, 400)).unwrap()
+});
+
+#[test]
+fn fast_path_matches_on_the_shipped_corpora() {
+    for rel in [
+        "lm_en/valid.txt",
+        "lm_zh/valid.txt",
+        "sentiment_zh/valid.jsonl",
+        "spam_en/valid.jsonl",
+    ] {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data")
+            .join(rel);
+        for line in std::fs::read_to_string(&path).unwrap().lines() {
+            assert_eq!(
+                BPE.encode_ids(line).unwrap(),
+                BPE.encode_ids_reference(line).unwrap(),
+                "{line:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn bpe_has_special_and_task_tokens_first() {
     let t = &*BPE;
@@ -150,6 +175,18 @@ proptest! {
         // Text that spells a special token decodes to it as well; skip_special = false.
         let ids = BPE.encode_ids(&text).unwrap();
         prop_assert_eq!(BPE.decode(&ids, false).unwrap(), text);
+    }
+
+    #[test]
+    fn fast_path_gives_the_reference_ids(text in any::<String>()) {
+        prop_assert_eq!(BPE.encode_ids(&text).unwrap(), BPE.encode_ids_reference(&text).unwrap());
+        prop_assert_eq!(BPE_PLAIN.encode_ids(&text).unwrap(), BPE_PLAIN.encode_ids_reference(&text).unwrap());
+    }
+
+    #[test]
+    fn fast_path_gives_the_reference_ids_on_mixed_text(text in "([a-zA-Z0-9 \\t\\n',.!?\"<>|:]|我|来到|北京|清华大学|。|，|“|”|、|…|<\\|sep\\|>|<\\|task:lm_en\\|>|'s|'ll){0,60}") {
+        prop_assert_eq!(BPE.encode_ids(&text).unwrap(), BPE.encode_ids_reference(&text).unwrap());
+        prop_assert_eq!(BPE_PLAIN.encode_ids(&text).unwrap(), BPE_PLAIN.encode_ids_reference(&text).unwrap());
     }
 
     #[test]
