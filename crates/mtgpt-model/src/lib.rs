@@ -1,7 +1,30 @@
-//! The GPT trunk of mtgpt on libtorch (filled by issue #4).
+//! The GPT trunk of mtgpt on libtorch: embeddings, causal self-attention on libtorch's
+//! `scaled_dot_product_attention`, GELU MLP, pre-LN blocks, a tied LM head, a KV cache, and
+//! fp32 or bf16 compute (fp32 master weights).
 //!
-//! Today this crate only re-exports the libtorch version it was built against; the
-//! embeddings, attention, blocks, KV cache and generation arrive with issue #4.
+//! ```no_run
+//! use mtgpt_model::Gpt;
+//! use tch::{nn, Device, Kind, Tensor};
+//! let mut config = mtgpt_core::ModelConfig::tiny();
+//! config.vocab_size = 1000;
+//! let vs = nn::VarStore::new(Device::Cpu);
+//! let gpt = Gpt::new(&vs.root(), &config)?;
+//! let ids = Tensor::randint(1000, [2, 16], (Kind::Int64, Device::Cpu));
+//! let hidden = gpt.forward(&ids, None, None, false)?.hidden;
+//! assert_eq!(gpt.logits(&hidden).size(), [2, 16, 1000]);
+//! # Ok::<(), mtgpt_model::Error>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod gpt;
+pub mod io;
+pub mod layers;
+
+pub use error::{Error, Result};
+pub use gpt::{Block, CausalSelfAttention, Gpt, GptOutput, KvCache, Mlp};
+pub use io::Model;
+pub use layers::{Embedding, LayerNorm, Linear};
 
 /// The libtorch version this crate was compiled against, read from its headers at build time.
 pub const LIBTORCH_VERSION: &str = env!("MTGPT_LIBTORCH_VERSION");

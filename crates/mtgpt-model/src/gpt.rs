@@ -1,0 +1,432 @@
+//! The GPT trunk: token + learned position embeddings, pre-LN blocks of causal self-attention
+//! (libtorch's `scaled_dot_product_attention`) and a GELU MLP, a final LayerNorm and an LM
+//! head tied to the token embedding. Parameter names follow Hugging Face GPT-2
+//! (`transformer.h.{i}.attn.c_attn.weight`, ...), with Conv1D's `[in, out]` weight layout.
+use crate::error::{Error, Result};
+use crate::layers::{Embedding, LayerNorm, Linear, compute};
+use mtgpt_core::{ModelConfig, Precision};
+use tch::{Device, Kind, Tensor, nn};
+
+/// Key/value cache for incremental decoding: per layer the keys and values of every position
+/// seen so far, plus their padding mask.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    /// `[batch, len]` 1 = real token, 0 = padding, for every cached position.
+    mask: Option<Tensor>,
+}
+
+impl KvCache {
+    /// An empty cache.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Positions cached so far.
+    pub fn len(&self) -> i64 {
+        self.mask.as_ref().map_or(0, |m| m.size()[1])
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keeps only the rows `index` (beam search reorders hypotheses).
+    pub fn select_rows(&mut self, index: &Tensor) {
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.index_select(0, index);
+            *v = v.index_select(0, index);
+        }
+        if let Some(m) = &mut self.mask {
+            *m = m.index_select(0, index);
+        }
+    }
+}
+
+/// Output of [`Gpt::forward`].
+#[derive(Debug)]
+pub struct GptOutput {
+    /// Final hidden states after `ln_f`: `[batch, seq, d_model]` fp32.
+    pub hidden: Tensor,
+    /// With `keep_layers`: the residual stream after the embeddings and after each block
+    /// (`n_layer + 1` tensors, `[batch, seq, d_model]` fp32).
+    pub layers: Vec<Tensor>,
+}
+
+/// Causal multi-head self-attention.
+#[derive(Debug)]
+pub struct CausalSelfAttention {
+    /// Fused query/key/value projection `[d, 3d]`.
+    pub c_attn: Linear,
+    /// Output projection `[d, d]`.
+    pub c_proj: Linear,
+    n_head: i64,
+}
+
+/// The position-wise feed-forward network.
+#[derive(Debug)]
+pub struct Mlp {
+    /// `[d, d_ff]`.
+    pub c_fc: Linear,
+    /// `[d_ff, d]`.
+    pub c_proj: Linear,
+}
+
+/// One pre-LN transformer block.
+#[derive(Debug)]
+pub struct Block {
+    /// Norm before attention.
+    pub ln_1: LayerNorm,
+    /// Attention.
+    pub attn: CausalSelfAttention,
+    /// Norm before the MLP.
+    pub ln_2: LayerNorm,
+    /// MLP.
+    pub mlp: Mlp,
+}
+
+/// The GPT trunk with its tied LM head.
+#[derive(Debug)]
+pub struct Gpt {
+    /// The shape it was built with.
+    pub config: ModelConfig,
+    /// Token embedding `[vocab, d]` (also the LM head).
+    pub wte: Embedding,
+    /// Position embedding `[block_size, d]`.
+    pub wpe: Embedding,
+    /// The blocks.
+    pub blocks: Vec<Block>,
+    /// Final norm.
+    pub ln_f: LayerNorm,
+}
+
+/// How attention is masked for one forward pass.
+enum AttnMask {
+    /// Plain causal attention over the new tokens only.
+    Causal,
+    /// Every query may see every key (one new token, no padding).
+    None,
+    /// Explicit `[batch, 1, q, k]` boolean mask (true = may attend).
+    Explicit(Tensor),
+}
+
+impl CausalSelfAttention {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: &AttnMask,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        dropout: f64,
+        precision: Precision,
+    ) -> Tensor {
+        let (b, t, d) = x.size3().unwrap_or((0, 0, 0));
+        let hd = d / self.n_head;
+        let qkv = self.c_attn.forward(x, precision);
+        let heads = |z: Tensor| z.view([b, t, self.n_head, hd]).transpose(1, 2);
+        let parts = qkv.split(d, -1);
+        let (q, mut k, mut v) = (
+            heads(parts[0].shallow_clone()),
+            heads(parts[1].shallow_clone()),
+            heads(parts[2].shallow_clone()),
+        );
+        if let Some(slot) = cache {
+            if let Some((pk, pv)) = slot.as_ref() {
+                k = Tensor::cat(&[pk, &k], 2);
+                v = Tensor::cat(&[pv, &v], 2);
+            }
+            *slot = Some((k.shallow_clone(), v.shallow_clone()));
+        }
+        let y = match mask {
+            AttnMask::Causal => Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                dropout,
+                true,
+                None,
+                false,
+            ),
+            AttnMask::None => Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                None::<Tensor>,
+                dropout,
+                false,
+                None,
+                false,
+            ),
+            AttnMask::Explicit(m) => Tensor::scaled_dot_product_attention(
+                &q,
+                &k,
+                &v,
+                Some(m),
+                dropout,
+                false,
+                None,
+                false,
+            ),
+        };
+        let y = y.transpose(1, 2).contiguous().view([b, t, d]);
+        self.c_proj.forward(&y, precision)
+    }
+}
+
+impl Mlp {
+    fn forward(&self, x: &Tensor, precision: Precision) -> Tensor {
+        // GPT-2's tanh approximation of GELU ("gelu_new").
+        let h = self.c_fc.forward(x, precision).gelu("tanh");
+        self.c_proj.forward(&h, precision)
+    }
+}
+
+impl Gpt {
+    /// Builds the trunk under `p` (normally `vs.root()`), GPT-2 initialisation: N(0, 0.02²)
+    /// weights and embeddings, residual projections scaled by 1/√(2·n_layer), zero biases.
+    pub fn new(p: &nn::Path, config: &ModelConfig) -> Result<Self> {
+        let c = config;
+        if c.vocab_size == 0
+            || c.n_head == 0
+            || c.d_model % c.n_head != 0
+            || c.n_layer == 0
+            || c.block_size == 0
+        {
+            return Err(Error::Invalid(format!(
+                "model shape: vocab_size {} (must be set), d_model {} must be a multiple of n_head {}, n_layer {} and block_size {} at least 1",
+                c.vocab_size, c.d_model, c.n_head, c.n_layer, c.block_size
+            )));
+        }
+        let (d, f) = (c.d_model as i64, c.d_ff as i64);
+        let std = 0.02;
+        let proj_std = std / (2.0 * c.n_layer as f64).sqrt();
+        let t = p / "transformer";
+        let blocks = (0..c.n_layer)
+            .map(|i| {
+                let h = &t / "h" / i;
+                Block {
+                    ln_1: LayerNorm::new(&h / "ln_1", d, c.layer_norm_eps),
+                    attn: CausalSelfAttention {
+                        c_attn: Linear::new(&h / "attn" / "c_attn", d, 3 * d, std),
+                        c_proj: Linear::new(&h / "attn" / "c_proj", d, d, proj_std),
+                        n_head: c.n_head as i64,
+                    },
+                    ln_2: LayerNorm::new(&h / "ln_2", d, c.layer_norm_eps),
+                    mlp: Mlp {
+                        c_fc: Linear::new(&h / "mlp" / "c_fc", d, f, std),
+                        c_proj: Linear::new(&h / "mlp" / "c_proj", f, d, proj_std),
+                    },
+                }
+            })
+            .collect();
+        Ok(Gpt {
+            config: config.clone(),
+            wte: Embedding::new(&t / "wte", c.vocab_size as i64, d, std),
+            wpe: Embedding::new(&t / "wpe", c.block_size as i64, d, std),
+            blocks,
+            ln_f: LayerNorm::new(&t / "ln_f", d, c.layer_norm_eps),
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> Device {
+        self.wte.weight.device()
+    }
+
+    /// Runs the trunk.
+    ///
+    /// `attention_mask` (`[batch, seq]`, 1 = real token, 0 = padding; left or right padding)
+    /// keeps padding out of attention, and positions count real tokens only, so padding never
+    /// changes the outputs at real tokens. With `cache`, `input_ids` continue the cached
+    /// sequence and the cache grows by `seq`. `train` turns dropout on.
+    ///
+    /// # Shapes: `input_ids` `[batch, seq]` i64 → `hidden` `[batch, seq, d_model]` fp32
+    pub fn forward(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        train: bool,
+    ) -> Result<GptOutput> {
+        self.forward_t(input_ids, attention_mask, cache, train, false)
+    }
+
+    /// [`Gpt::forward`], optionally keeping every layer's residual stream (`keep_layers`).
+    pub fn forward_t(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        mut cache: Option<&mut KvCache>,
+        train: bool,
+        keep_layers: bool,
+    ) -> Result<GptOutput> {
+        let c = &self.config;
+        let (b, t) = input_ids.size2().map_err(|_| {
+            Error::Invalid(format!(
+                "input_ids must be [batch, seq], got {:?}",
+                input_ids.size()
+            ))
+        })?;
+        let dev = self.device();
+        if input_ids.kind() != Kind::Int64 {
+            return Err(Error::Invalid(format!(
+                "input_ids must be int64, got {:?}",
+                input_ids.kind()
+            )));
+        }
+        if t == 0 {
+            return Err(Error::Invalid("input_ids is empty".into()));
+        }
+        let (lo, hi) = (
+            input_ids.min().int64_value(&[]),
+            input_ids.max().int64_value(&[]),
+        );
+        if lo < 0 || hi >= c.vocab_size as i64 {
+            return Err(Error::Invalid(format!(
+                "token id {} outside the vocabulary [0, {})",
+                if lo < 0 { lo } else { hi },
+                c.vocab_size
+            )));
+        }
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        if past + t > c.block_size as i64 {
+            return Err(Error::Invalid(format!(
+                "sequence of {} tokens exceeds block_size {}",
+                past + t,
+                c.block_size
+            )));
+        }
+        if let Some(m) = attention_mask
+            && m.size() != [b, t]
+        {
+            return Err(Error::Invalid(format!(
+                "attention_mask is {:?}, input_ids [{b}, {t}]",
+                m.size()
+            )));
+        }
+        let new_mask = attention_mask.map(|m| m.to_kind(Kind::Int64).to_device(dev));
+        // The mask over all positions (cached + new), when padding is involved anywhere.
+        let past_mask = cache
+            .as_ref()
+            .and_then(|c| c.mask.as_ref().map(|m| m.shallow_clone()));
+        let full_mask = match (&past_mask, &new_mask) {
+            (None, None) if past == 0 => None,
+            (pm, nm) => {
+                let pm = pm
+                    .as_ref()
+                    .map(|m| m.shallow_clone())
+                    .unwrap_or_else(|| Tensor::ones([b, past], (Kind::Int64, dev)));
+                let nm = nm
+                    .as_ref()
+                    .map(|m| m.shallow_clone())
+                    .unwrap_or_else(|| Tensor::ones([b, t], (Kind::Int64, dev)));
+                Some(Tensor::cat(&[pm, nm], 1))
+            }
+        };
+        let has_padding = full_mask
+            .as_ref()
+            .is_some_and(|m| m.min().int64_value(&[]) == 0);
+        let positions = match (&full_mask, has_padding) {
+            (Some(m), true) => (m.cumsum(1, Kind::Int64) - 1)
+                .clamp_min(0)
+                .narrow(1, past, t),
+            _ => Tensor::arange_start(past, past + t, (Kind::Int64, dev))
+                .unsqueeze(0)
+                .expand([b, t], false),
+        };
+        let mask = if has_padding {
+            let m = full_mask
+                .as_ref()
+                .map(|m| m.shallow_clone())
+                .unwrap_or_default();
+            let total = past + t;
+            let q_idx = Tensor::arange_start(past, total, (Kind::Int64, dev)).view([t, 1]);
+            let k_idx = Tensor::arange(total, (Kind::Int64, dev)).view([1, total]);
+            let causal = k_idx.le_tensor(&q_idx); // [t, total]
+            let keys = m.gt(0).view([b, 1, 1, total]);
+            // A query always sees itself, so rows of padding queries are never empty (NaN).
+            let own = k_idx.eq_tensor(&q_idx);
+            AttnMask::Explicit(causal.logical_and(&keys).logical_or(&own))
+        } else if past == 0 {
+            AttnMask::Causal
+        } else if t == 1 {
+            AttnMask::None
+        } else {
+            let total = past + t;
+            let q_idx = Tensor::arange_start(past, total, (Kind::Int64, dev)).view([t, 1]);
+            let k_idx = Tensor::arange(total, (Kind::Int64, dev)).view([1, total]);
+            AttnMask::Explicit(k_idx.le_tensor(&q_idx).view([1, 1, t, total]))
+        };
+        if let Some(cache) = cache.as_deref_mut() {
+            if cache.layers.len() != self.blocks.len() {
+                cache.layers = (0..self.blocks.len()).map(|_| None).collect();
+            }
+            cache.mask =
+                Some(full_mask.unwrap_or_else(|| Tensor::ones([b, past + t], (Kind::Int64, dev))));
+        }
+        let p = c.precision;
+        let drop = if train { c.dropout } else { 0.0 };
+        let mut x =
+            (self.wte.forward(input_ids) + self.wpe.forward(&positions)).dropout(drop, train);
+        let mut layers = Vec::new();
+        if keep_layers {
+            layers.push(x.shallow_clone());
+        }
+        for (i, block) in self.blocks.iter().enumerate() {
+            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let a = block
+                .attn
+                .forward(&block.ln_1.forward(&x), &mask, slot, drop, p);
+            x = x + a.to_kind(Kind::Float).dropout(drop, train);
+            let m = block.mlp.forward(&block.ln_2.forward(&x), p);
+            x = x + m.to_kind(Kind::Float).dropout(drop, train);
+            if keep_layers {
+                layers.push(x.shallow_clone());
+            }
+        }
+        Ok(GptOutput {
+            hidden: self.ln_f.forward(&x),
+            layers,
+        })
+    }
+
+    /// Next-token logits from hidden states through the tied LM head.
+    ///
+    /// # Shapes: `[batch, seq, d_model]` → `[batch, seq, vocab]` fp32
+    pub fn logits(&self, hidden: &Tensor) -> Tensor {
+        let p = self.config.precision;
+        compute(hidden, p)
+            .matmul(&compute(&self.wte.weight, p).tr())
+            .to_kind(Kind::Float)
+    }
+
+    /// Mean next-token cross-entropy of `input_ids` (targets are the inputs shifted by one;
+    /// padding positions are ignored).
+    pub fn lm_loss(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let out = self.forward(input_ids, attention_mask, None, train)?;
+        let t = input_ids.size()[1];
+        let logits = self.logits(&out.hidden.narrow(1, 0, t - 1));
+        let mut targets = input_ids.narrow(1, 1, t - 1);
+        if let Some(m) = attention_mask {
+            let keep = m.narrow(1, 1, t - 1).gt(0);
+            targets = targets.where_self(
+                &keep,
+                &Tensor::full_like(&targets, mtgpt_core::IGNORE_INDEX),
+            );
+        }
+        let v = self.config.vocab_size as i64;
+        Ok(logits.reshape([-1, v]).cross_entropy_loss::<Tensor>(
+            &targets.reshape([-1]),
+            None,
+            tch::Reduction::Mean,
+            mtgpt_core::IGNORE_INDEX,
+            0.0,
+        ))
+    }
+}

@@ -1,0 +1,338 @@
+//! Saving and loading models.
+//!
+//! A model folder is a Hugging Face GPT-2 folder: `model.safetensors` with GPT-2's tensor names
+//! and Conv1D layout, and `config.json` with GPT-2's keys (plus an `mtgpt` block with settings
+//! GPT-2 lacks, which transformers ignores). `transformers.GPT2LMHeadModel.from_pretrained`
+//! loads it as is; `export`/`import` validate and copy. The tokenizer files sit beside.
+//! Writes are atomic (temporary file, fsync, rename).
+use crate::error::{Error, Result};
+use crate::gpt::Gpt;
+use mtgpt_core::{ModelConfig, Precision};
+use safetensors::{Dtype, SafeTensors, View};
+use serde_json::{Value, json};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor, nn};
+
+/// The weights file of a model folder.
+pub const WEIGHTS: &str = "model.safetensors";
+/// The config file of a model folder.
+pub const CONFIG: &str = "config.json";
+
+/// A tensor borrowed for writing to safetensors.
+struct TensorBytes {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    bytes: Vec<u8>,
+}
+
+impl View for &TensorBytes {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.bytes)
+    }
+    fn data_len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
+fn dtype_of(kind: Kind) -> Result<(Dtype, usize)> {
+    Ok(match kind {
+        Kind::Float => (Dtype::F32, 4),
+        Kind::BFloat16 => (Dtype::BF16, 2),
+        Kind::Half => (Dtype::F16, 2),
+        Kind::Int8 => (Dtype::I8, 1),
+        Kind::Uint8 => (Dtype::U8, 1),
+        Kind::Int => (Dtype::I32, 4),
+        Kind::Int64 => (Dtype::I64, 8),
+        Kind::Double => (Dtype::F64, 8),
+        k => {
+            return Err(Error::Invalid(format!(
+                "cannot store {k:?} tensors in safetensors"
+            )));
+        }
+    })
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F16 => Kind::Half,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::I32 => Kind::Int,
+        Dtype::I64 => Kind::Int64,
+        Dtype::F64 => Kind::Double,
+        _ => return None,
+    })
+}
+
+/// Writes `path` atomically: `write` fills a temporary file beside it, which is fsynced and
+/// renamed over `path`, so a crash leaves the old file or the new one, never half of one.
+pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = write(&tmp).and_then(|()| {
+        let f = std::fs::File::open(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes named tensors (any device, contiguous or not) to a safetensors file with
+/// `{"format": "pt"}` metadata, atomically.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let mut owned = Vec::with_capacity(tensors.len());
+    for (name, t) in tensors {
+        let t = t.to_device(Device::Cpu).contiguous();
+        let (dtype, size) = dtype_of(t.kind())?;
+        let numel = t.numel();
+        let mut bytes = vec![0u8; numel * size];
+        t.f_copy_data_u8(&mut bytes, numel)?;
+        let shape = t.size().iter().map(|&d| d as usize).collect();
+        owned.push((
+            name.clone(),
+            TensorBytes {
+                dtype,
+                shape,
+                bytes,
+            },
+        ));
+    }
+    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    write_atomically(path, |tmp| {
+        safetensors::serialize_to_file(owned.iter().map(|(n, t)| (n.as_str(), t)), Some(meta), tmp)
+            .map_err(|e| Error::checkpoint(tmp, e.to_string()))
+    })
+}
+
+/// Reads every tensor of a safetensors file (on the CPU). A truncated or malformed file is
+/// an error naming it.
+pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::checkpoint(path, format!("not a readable safetensors file ({e})")))?;
+    let mut out = Vec::new();
+    for (name, view) in st.tensors() {
+        let kind = kind_of(view.dtype()).ok_or_else(|| {
+            Error::checkpoint(
+                path,
+                format!("tensor `{name}` has unsupported dtype {:?}", view.dtype()),
+            )
+        })?;
+        let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+        let t = Tensor::f_from_data_size(view.data(), &shape, kind)?;
+        out.push((name, t));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
+}
+
+/// GPT-2 `config.json` for `c` (HF keys, plus an `mtgpt` block).
+pub fn hf_config(c: &ModelConfig) -> Value {
+    json!({
+        "architectures": ["GPT2LMHeadModel"],
+        "model_type": "gpt2",
+        "vocab_size": c.vocab_size,
+        "n_positions": c.block_size,
+        "n_ctx": c.block_size,
+        "n_embd": c.d_model,
+        "n_layer": c.n_layer,
+        "n_head": c.n_head,
+        "n_inner": c.d_ff,
+        "activation_function": "gelu_new",
+        "resid_pdrop": c.dropout,
+        "embd_pdrop": c.dropout,
+        "attn_pdrop": c.dropout,
+        "layer_norm_epsilon": c.layer_norm_eps,
+        "initializer_range": 0.02,
+        "scale_attn_weights": true,
+        "tie_word_embeddings": true,
+        "torch_dtype": "float32",
+        "mtgpt": { "precision": c.precision },
+    })
+}
+
+/// Reads a GPT-2 `config.json` (ours or Hugging Face's) into a model config.
+pub fn config_from_hf(v: &Value, path: &Path) -> Result<ModelConfig> {
+    let bad = |key: &str, why: &str| Error::checkpoint(path, format!("key `{key}`: {why}"));
+    let num = |key: &str| -> Result<usize> {
+        v.get(key)
+            .and_then(Value::as_u64)
+            .map(|n| n as usize)
+            .ok_or_else(|| bad(key, "missing or not a whole number"))
+    };
+    if let Some(t) = v.get("model_type").and_then(Value::as_str)
+        && t != "gpt2"
+    {
+        return Err(bad("model_type", &format!("`{t}` is not gpt2")));
+    }
+    if let Some(a) = v.get("activation_function").and_then(Value::as_str)
+        && !matches!(a, "gelu_new" | "gelu_pytorch_tanh")
+    {
+        return Err(bad(
+            "activation_function",
+            &format!("`{a}` is not supported (gelu_new only)"),
+        ));
+    }
+    let d_model = num("n_embd")?;
+    let mut c = ModelConfig {
+        n_layer: num("n_layer")?,
+        n_head: num("n_head")?,
+        d_model,
+        d_ff: v
+            .get("n_inner")
+            .and_then(Value::as_u64)
+            .map_or(4 * d_model, |n| n as usize),
+        block_size: num("n_positions")?,
+        vocab_size: num("vocab_size")?,
+        dropout: v.get("resid_pdrop").and_then(Value::as_f64).unwrap_or(0.1),
+        layer_norm_eps: v
+            .get("layer_norm_epsilon")
+            .and_then(Value::as_f64)
+            .unwrap_or(1e-5),
+        precision: Precision::Fp32,
+    };
+    if let Some(p) = v.pointer("/mtgpt/precision") {
+        c.precision = serde_json::from_value(p.clone())
+            .map_err(|e| bad("mtgpt.precision", &e.to_string()))?;
+    }
+    if c.n_head == 0 || c.d_model % c.n_head != 0 {
+        return Err(bad(
+            "n_head",
+            &format!("{} does not divide n_embd {}", c.n_head, c.d_model),
+        ));
+    }
+    Ok(c)
+}
+
+/// A model with the variable store that owns its weights.
+#[derive(Debug)]
+pub struct Model {
+    /// Owns every weight (trainable).
+    pub vs: nn::VarStore,
+    /// The trunk.
+    pub gpt: Gpt,
+}
+
+impl Model {
+    /// A freshly initialised model on `device`.
+    pub fn new(config: &ModelConfig, device: Device) -> Result<Self> {
+        let vs = nn::VarStore::new(device);
+        let gpt = Gpt::new(&vs.root(), config)?;
+        Ok(Model { vs, gpt })
+    }
+
+    /// Writes `dir/model.safetensors` and `dir/config.json`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let mut tensors: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        write_safetensors(&dir.join(WEIGHTS), &tensors)?;
+        let config = serde_json::to_string_pretty(&hf_config(&self.gpt.config)).unwrap_or_default();
+        let path = dir.join(CONFIG);
+        write_atomically(&path, |tmp| {
+            let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+            f.write_all(config.as_bytes())
+                .and_then(|()| f.write_all(b"\n"))
+                .map_err(|e| Error::io(tmp, e))
+        })
+    }
+
+    /// Loads a model folder (ours or a Hugging Face GPT-2 one) onto `device`. Every weight must
+    /// be present with its shape; GPT-2's attention-mask buffers and tied `lm_head.weight` are
+    /// ignored; anything else unexpected is an error.
+    pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        let cpath = dir.join(CONFIG);
+        let text = std::fs::read_to_string(&cpath).map_err(|e| Error::io(&cpath, e))?;
+        let v: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::checkpoint(&cpath, format!("not valid JSON: {e}")))?;
+        let config = config_from_hf(&v, &cpath)?;
+        let model = Model::new(&config, device)?;
+        let wpath = dir.join(WEIGHTS);
+        let mut loaded: HashMap<String, Tensor> = HashMap::new();
+        for (name, t) in read_safetensors(&wpath)? {
+            // Checkpoints of GPT2Model lack the `transformer.` prefix.
+            let name = if name.starts_with("transformer.") || name.starts_with("lm_head.") {
+                name
+            } else {
+                format!("transformer.{name}")
+            };
+            loaded.insert(name, t);
+        }
+        let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        tch::no_grad(|| -> Result<()> {
+            for (name, var) in vars.iter_mut() {
+                let src = loaded.remove(name).ok_or_else(|| {
+                    Error::checkpoint(&wpath, format!("missing tensor `{name}` {:?}", var.size()))
+                })?;
+                if src.size() != var.size() {
+                    return Err(Error::checkpoint(
+                        &wpath,
+                        format!(
+                            "tensor `{name}` is {:?}, the config needs {:?}",
+                            src.size(),
+                            var.size()
+                        ),
+                    ));
+                }
+                var.f_copy_(&src.to_kind(var.kind()))?;
+            }
+            Ok(())
+        })?;
+        let unexpected: Vec<String> = loaded
+            .into_keys()
+            .filter(|k| {
+                !(k == "lm_head.weight"
+                    || k.ends_with(".attn.bias")
+                    || k.ends_with(".attn.masked_bias"))
+            })
+            .collect();
+        if !unexpected.is_empty() {
+            return Err(Error::checkpoint(
+                &wpath,
+                format!("unexpected tensors {unexpected:?} (not a GPT-2 of this shape?)"),
+            ));
+        }
+        Ok(model)
+    }
+}
+
+/// Copies the tokenizer files (`tokenizer.json`, `tokenizer.mtgpt.json`) from `from` to `to`
+/// when present; returns whether a tokenizer was copied.
+pub fn copy_tokenizer(from: &Path, to: &Path) -> Result<bool> {
+    let mut copied = false;
+    for name in ["tokenizer.json", "tokenizer.mtgpt.json"] {
+        let src = from.join(name);
+        if src.exists() {
+            let dst: PathBuf = to.join(name);
+            std::fs::copy(&src, &dst).map_err(|e| Error::io(&dst, e))?;
+            copied = true;
+        }
+    }
+    Ok(copied)
+}

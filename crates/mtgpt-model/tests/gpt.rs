@@ -1,0 +1,254 @@
+//! The trunk's contracts on tiny models: causality, cache = full forward, padding invariance,
+//! the closed-form parameter count, save/load round trips and clear checkpoint errors, and
+//! that training (fp32 and bf16) fits a batch.
+use mtgpt_core::{ModelConfig, Precision};
+use mtgpt_model::{KvCache, Model};
+use tch::nn::OptimizerConfig;
+use tch::{Device, Kind, Tensor, nn};
+
+fn tiny() -> ModelConfig {
+    ModelConfig {
+        n_layer: 2,
+        n_head: 2,
+        d_model: 16,
+        d_ff: 32,
+        block_size: 24,
+        vocab_size: 40,
+        dropout: 0.0,
+        layer_norm_eps: 1e-5,
+        precision: Precision::Fp32,
+    }
+}
+
+fn model(seed: i64) -> Model {
+    tch::manual_seed(seed);
+    Model::new(&tiny(), Device::Cpu).unwrap()
+}
+
+fn ids(rows: &[&[i64]]) -> Tensor {
+    Tensor::from_slice2(rows)
+}
+
+fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+    (a - b).abs().max().double_value(&[])
+}
+
+#[test]
+fn parameter_count_matches_the_closed_form() {
+    let m = model(0);
+    let n: i64 =
+        m.vs.trainable_variables()
+            .iter()
+            .map(|t| t.numel() as i64)
+            .sum();
+    assert_eq!(n as usize, tiny().num_parameters());
+}
+
+#[test]
+fn changing_a_later_token_leaves_earlier_logits_alone() {
+    let m = model(1);
+    let a = ids(&[&[1, 2, 3, 4, 5, 6]]);
+    let b = ids(&[&[1, 2, 3, 9, 9, 9]]);
+    let la = m
+        .gpt
+        .logits(&m.gpt.forward(&a, None, None, false).unwrap().hidden);
+    let lb = m
+        .gpt
+        .logits(&m.gpt.forward(&b, None, None, false).unwrap().hidden);
+    assert!(max_diff(&la.narrow(1, 0, 3), &lb.narrow(1, 0, 3)) < 1e-6);
+    assert!(max_diff(&la.narrow(1, 3, 1), &lb.narrow(1, 3, 1)) > 1e-4);
+}
+
+#[test]
+fn cached_decoding_equals_the_full_forward() {
+    let m = model(2);
+    let seq = ids(&[
+        &[3, 1, 4, 1, 5, 9, 2, 6, 5, 3],
+        &[2, 7, 1, 8, 2, 8, 1, 8, 2, 8],
+    ]);
+    let full = m.gpt.forward(&seq, None, None, false).unwrap().hidden;
+    let mut cache = KvCache::new();
+    // A 4-token prompt, then one token at a time.
+    let mut parts = vec![
+        m.gpt
+            .forward(&seq.narrow(1, 0, 4), None, Some(&mut cache), false)
+            .unwrap()
+            .hidden,
+    ];
+    for t in 4..10 {
+        parts.push(
+            m.gpt
+                .forward(&seq.narrow(1, t, 1), None, Some(&mut cache), false)
+                .unwrap()
+                .hidden,
+        );
+    }
+    assert_eq!(cache.len(), 10);
+    let inc = Tensor::cat(&parts, 1);
+    assert!(max_diff(&full, &inc) < 1e-5, "{}", max_diff(&full, &inc));
+}
+
+#[test]
+fn left_and_right_padding_leave_real_tokens_unchanged() {
+    let m = model(3);
+    let real = ids(&[&[5, 6, 7, 8]]);
+    let alone = m.gpt.forward(&real, None, None, false).unwrap().hidden;
+    let right = ids(&[&[5, 6, 7, 8, 0, 0]]);
+    let rmask = ids(&[&[1, 1, 1, 1, 0, 0]]);
+    let r = m
+        .gpt
+        .forward(&right, Some(&rmask), None, false)
+        .unwrap()
+        .hidden;
+    assert!(max_diff(&alone, &r.narrow(1, 0, 4)) < 1e-5);
+    let left = ids(&[&[0, 0, 5, 6, 7, 8]]);
+    let lmask = ids(&[&[0, 0, 1, 1, 1, 1]]);
+    let l = m
+        .gpt
+        .forward(&left, Some(&lmask), None, false)
+        .unwrap()
+        .hidden;
+    assert!(max_diff(&alone, &l.narrow(1, 2, 4)) < 1e-5);
+    assert!(
+        l.isnan().any().int64_value(&[]) == 0,
+        "padding rows stay finite"
+    );
+    // Left-padded batch with a cache: decoding continues correctly.
+    let mut cache = KvCache::new();
+    m.gpt
+        .forward(&left, Some(&lmask), Some(&mut cache), false)
+        .unwrap();
+    let next = m
+        .gpt
+        .forward(&ids(&[&[9]]), None, Some(&mut cache), false)
+        .unwrap()
+        .hidden;
+    let want = m
+        .gpt
+        .forward(&ids(&[&[5, 6, 7, 8, 9]]), None, None, false)
+        .unwrap()
+        .hidden
+        .narrow(1, 4, 1);
+    assert!(max_diff(&next, &want) < 1e-5);
+}
+
+#[test]
+fn bad_inputs_are_errors_not_panics() {
+    let m = model(4);
+    let e = m
+        .gpt
+        .forward(&ids(&[&[1, 40]]), None, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("token id 40 outside the vocabulary"), "{e}");
+    let long = Tensor::zeros([1, 25], (Kind::Int64, Device::Cpu));
+    let e = m
+        .gpt
+        .forward(&long, None, None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("exceeds block_size 24"), "{e}");
+    let e = m
+        .gpt
+        .forward(&ids(&[&[1, 2]]), Some(&ids(&[&[1]])), None, false)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("attention_mask"), "{e}");
+}
+
+#[test]
+fn save_load_round_trips_exactly() {
+    let m = model(5);
+    let dir = tempfile::tempdir().unwrap();
+    m.save(dir.path()).unwrap();
+    let back = Model::load(dir.path(), Device::Cpu).unwrap();
+    assert_eq!(back.gpt.config, m.gpt.config);
+    let a = m.vs.variables();
+    for (name, t) in back.vs.variables() {
+        assert!(t.equal(&a[&name]), "{name}");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "gpt2");
+    assert_eq!(config["n_embd"], 16);
+}
+
+#[test]
+fn broken_checkpoints_are_clear_errors() {
+    let m = model(6);
+    let dir = tempfile::tempdir().unwrap();
+    m.save(dir.path()).unwrap();
+    let w = dir.path().join("model.safetensors");
+    let bytes = std::fs::read(&w).unwrap();
+    std::fs::write(&w, &bytes[..bytes.len() / 2]).unwrap();
+    let e = Model::load(dir.path(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("not a readable safetensors"),
+        "{e}"
+    );
+
+    // A config that does not fit the weights.
+    m.save(dir.path()).unwrap();
+    let c = dir.path().join("config.json");
+    let text = std::fs::read_to_string(&c)
+        .unwrap()
+        .replace("\"n_inner\": 32", "\"n_inner\": 64");
+    std::fs::write(&c, text).unwrap();
+    let e = Model::load(dir.path(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("tensor `transformer.h.0.mlp.c_fc.bias` is [32], the config needs [64]"),
+        "{e}"
+    );
+    std::fs::write(&c, "{").unwrap();
+    let e = Model::load(dir.path(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("config.json") && e.contains("not valid JSON"),
+        "{e}"
+    );
+}
+
+fn train(precision: Precision, steps: usize) -> Vec<f64> {
+    tch::manual_seed(7);
+    let mut cfg = tiny();
+    cfg.precision = precision;
+    let m = Model::new(&cfg, Device::Cpu).unwrap();
+    let batch = ids(&[
+        &[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
+        &[12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1],
+    ]);
+    let mut opt = nn::AdamW::default().build(&m.vs, 3e-3).unwrap();
+    (0..steps)
+        .map(|_| {
+            let loss = m.gpt.lm_loss(&batch, None, true).unwrap();
+            opt.backward_step(&loss);
+            loss.double_value(&[])
+        })
+        .collect()
+}
+
+#[test]
+fn a_tiny_model_overfits_one_batch() {
+    let losses = train(Precision::Fp32, 150);
+    assert!(losses[0] > 3.0, "{}", losses[0]);
+    assert!(
+        *losses.last().unwrap() < 0.1,
+        "{:?}",
+        &losses[losses.len() - 5..]
+    );
+}
+
+#[test]
+fn bf16_training_lowers_the_loss_like_fp32() {
+    let fp32 = train(Precision::Fp32, 60);
+    let bf16 = train(Precision::Bf16, 60);
+    let (a, b) = (fp32[59], bf16[59]);
+    assert!(b < 0.5 * bf16[0], "bf16 {} -> {}", bf16[0], b);
+    assert!((a - b).abs() < 0.1 + 0.1 * a, "fp32 {a} vs bf16 {b}");
+}
