@@ -17,11 +17,13 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod generate;
 pub mod gpt;
 pub mod io;
 pub mod layers;
 
 pub use error::{Error, Result};
+pub use generate::{GenerateConfig, generate};
 pub use gpt::{Block, CausalSelfAttention, Gpt, GptOutput, KvCache, Mlp};
 pub use io::Model;
 pub use layers::{Embedding, LayerNorm, Linear};

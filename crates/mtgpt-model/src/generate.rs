@@ -1,0 +1,346 @@
+//! Text generation with the KV cache: greedy, temperature, top-k, top-p, repetition penalty,
+//! stop tokens, a token budget, beam search, and batched prompts (left padding).
+use crate::error::{Error, Result};
+use crate::gpt::{Gpt, KvCache};
+use tch::{Kind, Tensor};
+
+/// How tokens are chosen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateConfig {
+    /// Most tokens generated per prompt.
+    pub max_new_tokens: usize,
+    /// Pick the most likely token (ignores temperature, top-k, top-p).
+    pub greedy: bool,
+    /// Softmax temperature for sampling (> 0).
+    pub temperature: f64,
+    /// Keep only the k most likely tokens; 0 = all.
+    pub top_k: i64,
+    /// Keep the smallest set of tokens whose probability reaches p; 1.0 = all.
+    pub top_p: f64,
+    /// > 1 discourages tokens already in the prompt or output (CTRL / HF convention).
+    pub repetition_penalty: f64,
+    /// Generation of a row stops after any of these ids (it is kept in the output).
+    pub stop_tokens: Vec<i64>,
+    /// Beams; 1 = no beam search. Beam search is deterministic (log-probabilities).
+    pub num_beams: usize,
+    /// Seed for sampling.
+    pub seed: u64,
+}
+
+impl Default for GenerateConfig {
+    fn default() -> Self {
+        GenerateConfig {
+            max_new_tokens: 64,
+            greedy: false,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            stop_tokens: Vec::new(),
+            num_beams: 1,
+            seed: 0,
+        }
+    }
+}
+
+impl GenerateConfig {
+    fn check(&self) -> Result<()> {
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(Error::Invalid(format!(
+                "temperature must be > 0, got {}",
+                self.temperature
+            )));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::Invalid(format!(
+                "top_p must be in (0, 1], got {}",
+                self.top_p
+            )));
+        }
+        if self.top_k < 0
+            || self.num_beams == 0
+            || !(self.repetition_penalty.is_finite() && self.repetition_penalty > 0.0)
+        {
+            return Err(Error::Invalid(
+                "top_k ≥ 0, num_beams ≥ 1 and repetition_penalty > 0 are required".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Applies the repetition penalty to `logits` `[vocab]` for the ids in `seen`.
+fn penalize(logits: &Tensor, seen: &[i64], penalty: f64) -> Tensor {
+    if penalty == 1.0 || seen.is_empty() {
+        return logits.shallow_clone();
+    }
+    let mut uniq = seen.to_vec();
+    uniq.sort_unstable();
+    uniq.dedup();
+    let idx = Tensor::from_slice(&uniq).to_device(logits.device());
+    let s = logits.gather(0, &idx, false);
+    let s = (&s * penalty).where_self(&s.lt(0.0), &(&s / penalty));
+    logits.scatter(0, &idx, &s)
+}
+
+/// Filters `logits` `[vocab]` by temperature, top-k and top-p (removed tokens get -inf).
+fn filter(logits: &Tensor, cfg: &GenerateConfig) -> Tensor {
+    let mut l = logits / cfg.temperature;
+    let v = l.size()[0];
+    if cfg.top_k > 0 && cfg.top_k < v {
+        let (vals, _) = l.topk(cfg.top_k, 0, true, true);
+        let kth = vals.get(cfg.top_k - 1);
+        l = l.where_self(
+            &l.ge_tensor(&kth),
+            &Tensor::full_like(&l, f64::NEG_INFINITY),
+        );
+    }
+    if cfg.top_p < 1.0 {
+        let (sorted, order) = l.sort(0, true);
+        let probs = sorted.softmax(0, Kind::Float);
+        let before = probs.cumsum(0, Kind::Float) - &probs; // mass strictly before each token
+        let drop = before.ge(cfg.top_p);
+        let sorted = sorted.where_self(
+            &drop.logical_not(),
+            &Tensor::full_like(&sorted, f64::NEG_INFINITY),
+        );
+        l = Tensor::full_like(&l, f64::NEG_INFINITY).scatter(0, &order, &sorted);
+    }
+    l
+}
+
+/// Picks the next token of one row.
+fn choose(logits: &Tensor, seen: &[i64], cfg: &GenerateConfig) -> i64 {
+    let l = penalize(logits, seen, cfg.repetition_penalty);
+    if cfg.greedy {
+        return l.argmax(0, false).int64_value(&[]);
+    }
+    filter(&l, cfg)
+        .softmax(0, Kind::Float)
+        .multinomial(1, true)
+        .int64_value(&[0])
+}
+
+/// Generates continuations of `prompts` (token ids); returns only the new tokens of each.
+/// Prompts of different lengths are left-padded with `pad_id` and run as one batch.
+pub fn generate(
+    gpt: &Gpt,
+    prompts: &[Vec<i64>],
+    pad_id: i64,
+    cfg: &GenerateConfig,
+) -> Result<Vec<Vec<i64>>> {
+    cfg.check()?;
+    if prompts.is_empty() {
+        return Ok(Vec::new());
+    }
+    if prompts.iter().any(Vec::is_empty) {
+        return Err(Error::Invalid(
+            "every prompt needs at least one token".into(),
+        ));
+    }
+    if cfg.num_beams > 1 {
+        return prompts.iter().map(|p| beam_search(gpt, p, cfg)).collect();
+    }
+    tch::manual_seed(cfg.seed as i64);
+    tch::no_grad(|| {
+        let dev = gpt.device();
+        let b = prompts.len();
+        let t = prompts.iter().map(Vec::len).max().unwrap_or(1);
+        let budget = cfg
+            .max_new_tokens
+            .min(gpt.config.block_size.saturating_sub(t));
+        let mut ids = vec![pad_id; b * t];
+        let mut mask = vec![0i64; b * t];
+        for (r, p) in prompts.iter().enumerate() {
+            let off = t - p.len();
+            ids[r * t + off..(r + 1) * t].copy_from_slice(p);
+            mask[r * t + off..(r + 1) * t]
+                .iter_mut()
+                .for_each(|m| *m = 1);
+        }
+        let ids_t = Tensor::from_slice(&ids)
+            .view([b as i64, t as i64])
+            .to_device(dev);
+        let mask_t = Tensor::from_slice(&mask)
+            .view([b as i64, t as i64])
+            .to_device(dev);
+        let padded = mask.contains(&0);
+        let mut cache = KvCache::new();
+        let hidden = gpt
+            .forward(&ids_t, padded.then_some(&mask_t), Some(&mut cache), false)?
+            .hidden;
+        let mut logits = gpt
+            .logits(&hidden.narrow(1, t as i64 - 1, 1))
+            .squeeze_dim(1);
+        let mut seen: Vec<Vec<i64>> = prompts.to_vec();
+        let mut out: Vec<Vec<i64>> = vec![Vec::new(); b];
+        let mut done = vec![false; b];
+        for _ in 0..budget {
+            let mut next = Vec::with_capacity(b);
+            for r in 0..b {
+                let tok = if done[r] {
+                    pad_id
+                } else {
+                    choose(&logits.get(r as i64), &seen[r], cfg)
+                };
+                if !done[r] {
+                    out[r].push(tok);
+                    seen[r].push(tok);
+                    done[r] = cfg.stop_tokens.contains(&tok);
+                }
+                next.push(tok);
+            }
+            if done.iter().all(|&d| d) {
+                break;
+            }
+            let step = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);
+            let hidden = gpt.forward(&step, None, Some(&mut cache), false)?.hidden;
+            logits = gpt.logits(&hidden).squeeze_dim(1);
+        }
+        Ok(out)
+    })
+}
+
+/// Beam search for one prompt: keeps `num_beams` hypotheses by summed log-probability and
+/// returns the finished (or, at the budget, alive) one with the best length-normalized score.
+fn beam_search(gpt: &Gpt, prompt: &[i64], cfg: &GenerateConfig) -> Result<Vec<i64>> {
+    tch::no_grad(|| {
+        let dev = gpt.device();
+        let k = cfg.num_beams as i64;
+        let budget = cfg
+            .max_new_tokens
+            .min(gpt.config.block_size.saturating_sub(prompt.len()));
+        let mut cache = KvCache::new();
+        let ids = Tensor::from_slice(prompt).view([1, -1]).to_device(dev);
+        let hidden = gpt.forward(&ids, None, Some(&mut cache), false)?.hidden;
+        let last = hidden.narrow(1, prompt.len() as i64 - 1, 1);
+        let mut logp = gpt
+            .logits(&last)
+            .squeeze_dim(1)
+            .log_softmax(-1, Kind::Float); // [1, V]
+        let mut beams: Vec<(Vec<i64>, f64)> = vec![(Vec::new(), 0.0)];
+        let mut finished: Vec<(Vec<i64>, f64)> = Vec::new();
+        let norm = |toks: &[i64], s: f64| s / (toks.len().max(1) as f64);
+        for _ in 0..budget {
+            let v = logp.size()[1];
+            let scores = logp.copy();
+            for (i, (toks, s)) in beams.iter().enumerate() {
+                let mut row = penalize(
+                    &scores.get(i as i64),
+                    &[prompt, toks].concat(),
+                    cfg.repetition_penalty,
+                );
+                row += *s;
+                scores.get(i as i64).copy_(&row);
+            }
+            let (top, idx) = scores.view([-1]).topk(2 * k, 0, true, true);
+            let top: Vec<f64> = Vec::try_from(&top)?;
+            let idx: Vec<i64> = Vec::try_from(&idx)?;
+            let mut next: Vec<(Vec<i64>, f64)> = Vec::new();
+            let mut rows = Vec::new();
+            let mut toks_next = Vec::new();
+            for (score, flat) in top.into_iter().zip(idx) {
+                let (beam, tok) = (flat / v, flat % v);
+                let mut toks = beams[beam as usize].0.clone();
+                toks.push(tok);
+                if cfg.stop_tokens.contains(&tok) {
+                    finished.push((toks, score));
+                } else if (next.len() as i64) < k {
+                    next.push((toks, score));
+                    rows.push(beam);
+                    toks_next.push(tok);
+                }
+            }
+            let best_alive = next
+                .iter()
+                .map(|(t, s)| norm(t, *s))
+                .fold(f64::NEG_INFINITY, f64::max);
+            let best_done = finished
+                .iter()
+                .map(|(t, s)| norm(t, *s))
+                .fold(f64::NEG_INFINITY, f64::max);
+            if next.is_empty() || (finished.len() as i64 >= k && best_done >= best_alive) {
+                beams = next;
+                break;
+            }
+            cache.select_rows(&Tensor::from_slice(&rows).to_device(dev));
+            let step = Tensor::from_slice(&toks_next).view([-1, 1]).to_device(dev);
+            let hidden = gpt.forward(&step, None, Some(&mut cache), false)?.hidden;
+            logp = gpt
+                .logits(&hidden)
+                .squeeze_dim(1)
+                .log_softmax(-1, Kind::Float);
+            beams = next;
+        }
+        // `beams` holds the hypotheses still alive after the last step.
+        finished.extend(beams);
+        Ok(finished
+            .into_iter()
+            .max_by(|a, b| norm(&a.0, a.1).total_cmp(&norm(&b.0, b.1)))
+            .map(|(t, _)| t)
+            .unwrap_or_default())
+    })
+}
+
+/// Decode speed: tokens per second with and without the KV cache for a prompt of one token
+/// and `n` new tokens (greedy), on random weights. Returns (cached, recompute) tokens/s.
+pub fn decode_speed(gpt: &Gpt, n: usize) -> Result<(f64, f64)> {
+    let dev = gpt.device();
+    let n = n.min(gpt.config.block_size - 1);
+    let cfg = GenerateConfig {
+        max_new_tokens: n,
+        greedy: true,
+        ..Default::default()
+    };
+    let start = std::time::Instant::now();
+    let got = generate(gpt, &[vec![0]], 0, &cfg)?;
+    let cached = got[0].len() as f64 / start.elapsed().as_secs_f64();
+    let start = std::time::Instant::now();
+    tch::no_grad(|| -> Result<()> {
+        let mut ids = vec![0i64];
+        for _ in 0..n {
+            let t = Tensor::from_slice(&ids).view([1, -1]).to_device(dev);
+            let h = gpt.forward(&t, None, None, false)?.hidden;
+            let l = gpt.logits(&h.narrow(1, ids.len() as i64 - 1, 1));
+            ids.push(l.argmax(-1, false).int64_value(&[0, 0]));
+        }
+        Ok(())
+    })?;
+    let recompute = n as f64 / start.elapsed().as_secs_f64();
+    Ok((cached, recompute))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probs(l: &Tensor) -> Vec<f64> {
+        Vec::try_from(&l.softmax(0, Kind::Float).to_kind(Kind::Double)).unwrap()
+    }
+
+    #[test]
+    fn top_k_and_top_p_keep_the_right_tokens() {
+        // Probabilities 0.5, 0.3, 0.15, 0.05.
+        let l = Tensor::from_slice(&[0.5f32, 0.3, 0.15, 0.05]).log();
+        let cfg = |k: i64, p: f64| GenerateConfig {
+            top_k: k,
+            top_p: p,
+            ..Default::default()
+        };
+        let kept = |c: GenerateConfig| probs(&filter(&l, &c)).iter().filter(|&&p| p > 0.0).count();
+        assert_eq!(kept(cfg(2, 1.0)), 2);
+        assert_eq!(kept(cfg(0, 0.5)), 1);
+        assert_eq!(kept(cfg(0, 0.79)), 2);
+        assert_eq!(kept(cfg(0, 0.81)), 3);
+        assert_eq!(kept(cfg(0, 1.0)), 4);
+        let p = probs(&filter(&l, &cfg(0, 0.79)));
+        assert!((p[0] - 0.625).abs() < 1e-5, "renormalized: {p:?}");
+    }
+
+    #[test]
+    fn repetition_penalty_lowers_seen_tokens_either_sign() {
+        let l = Tensor::from_slice(&[2.0f32, -2.0, 1.0]);
+        let out: Vec<f32> = Vec::try_from(&penalize(&l, &[0, 1, 1], 2.0)).unwrap();
+        assert_eq!(out, vec![1.0, -4.0, 1.0]);
+    }
+}
