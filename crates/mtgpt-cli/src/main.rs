@@ -1,6 +1,7 @@
 //! `mtgpt`: the command-line front end. Thin by design: parse arguments, load the config,
 //! call library functions, map errors to an exit code.
 mod info;
+mod model;
 mod text;
 
 use anyhow::Context as _;
@@ -45,6 +46,23 @@ enum Command {
     Augment(text::AugmentArgs),
     /// Preprocess every task of a config and write the tokenized cache the trainer reads.
     Prep(text::PrepArgs),
+    /// Create model folders.
+    #[command(subcommand)]
+    Model(model::ModelCommand),
+    /// Continue prompts with a model (greedy, sampling, beam search).
+    Generate(model::GenerateArgs),
+    /// Write a model as a Hugging Face GPT-2 folder.
+    Export(model::ExportArgs),
+    /// Read a Hugging Face GPT-2 folder into a model folder.
+    Import(model::ImportArgs),
+    /// Sentence vectors from a model's hidden states.
+    Embed(model::EmbedArgs),
+    /// Print a sequence's logits as JSON (for checking against other implementations).
+    #[command(hide = true)]
+    Logits(model::LogitsArgs),
+    /// Measure training and decoding speed on random data.
+    #[command(subcommand)]
+    Bench(model::BenchCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -116,6 +134,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tokenizer(cmd) => text::tokenizer(&cmd),
         Command::Augment(args) => text::augment(&args),
         Command::Prep(args) => text::prep(&args),
+        Command::Model(cmd) => model::model(&cmd),
+        Command::Generate(args) => model::generate_cmd(&args),
+        Command::Export(args) => model::export(&args),
+        Command::Import(args) => model::import(&args),
+        Command::Embed(args) => model::embed(&args),
+        Command::Logits(args) => model::logits(&args),
+        Command::Bench(cmd) => model::bench(&cmd),
     }
 }
 

@@ -172,6 +172,9 @@ pub fn hf_config(c: &ModelConfig) -> Value {
         "scale_attn_weights": true,
         "tie_word_embeddings": true,
         "torch_dtype": "float32",
+        // mtgpt tokenizers put <|endoftext|> at id 0, not GPT-2's 50256; leave them unset.
+        "bos_token_id": null,
+        "eos_token_id": null,
         "mtgpt": { "precision": c.precision },
     })
 }

@@ -1,0 +1,475 @@
+//! Model verbs: `model init`, `generate`, `export`, `import`, `embed`, `logits`, `bench`.
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use mtgpt_core::{ModelConfig, Precision};
+use mtgpt_model::{GenerateConfig, Model, generate};
+use mtgpt_text::TextTokenizer;
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use tch::nn::OptimizerConfig;
+use tch::{Device, Kind, Tensor};
+
+/// The device models run on: the first CUDA GPU when there is one.
+pub fn device() -> Device {
+    Device::cuda_if_available()
+}
+
+fn load_tokenizer(dir: &Path) -> anyhow::Result<TextTokenizer> {
+    let path = dir.join("tokenizer.json");
+    if !path.exists() {
+        bail!("{}: no tokenizer.json in the model folder", dir.display());
+    }
+    Ok(TextTokenizer::load(&path)?)
+}
+
+fn load(dir: &Path) -> anyhow::Result<(Model, TextTokenizer)> {
+    let model = Model::load(dir, device())?;
+    let tok = load_tokenizer(dir)?;
+    if tok.vocab_size() > model.gpt.config.vocab_size {
+        bail!(
+            "{}: tokenizer has {} tokens but the model's vocabulary is {}",
+            dir.display(),
+            tok.vocab_size(),
+            model.gpt.config.vocab_size
+        );
+    }
+    Ok((model, tok))
+}
+
+/// `mtgpt model ...`.
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// Create a freshly initialised model folder from a config and a tokenizer.
+    Init(InitArgs),
+}
+
+/// `mtgpt model init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Config whose `[model]` gives the shape.
+    #[arg(long)]
+    config: PathBuf,
+    /// The tokenizer (its size becomes the vocabulary).
+    #[arg(long)]
+    tokenizer: PathBuf,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+    /// Override a config key.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+}
+
+/// Runs a `model` verb.
+pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
+    match cmd {
+        ModelCommand::Init(a) => {
+            let config = mtgpt_core::Config::load(&a.config, &a.sets)?;
+            let tok = TextTokenizer::load(&a.tokenizer)?;
+            let mut mc = config.model.clone();
+            mc.vocab_size = tok.vocab_size();
+            tch::manual_seed(config.seed as i64);
+            let m = Model::new(&mc, device())?;
+            m.save(&a.out)?;
+            tok.save(&a.out.join("tokenizer.json"))?;
+            tracing::info!("{} parameters → {}", mc.num_parameters(), a.out.display());
+            Ok(())
+        }
+    }
+}
+
+/// `mtgpt generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    /// Model folder (weights, config.json, tokenizer.json).
+    #[arg(long)]
+    model: PathBuf,
+    /// The prompt (repeat for a batch).
+    #[arg(long, required = true)]
+    prompt: Vec<String>,
+    /// Most new tokens.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Greedy decoding.
+    #[arg(long, conflicts_with_all = ["temperature", "top_k", "top_p"])]
+    greedy: bool,
+    /// Sampling temperature.
+    #[arg(long, default_value_t = 1.0)]
+    temperature: f64,
+    /// Keep the k most likely tokens (0 = all).
+    #[arg(long, default_value_t = 0)]
+    top_k: i64,
+    /// Nucleus sampling mass.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// Penalty for repeated tokens (> 1 discourages).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f64,
+    /// Beam search with this many beams.
+    #[arg(long, default_value_t = 1)]
+    num_beams: usize,
+    /// Extra stop text (must be one token, e.g. `<|sep|>`); `<|endoftext|>` always stops.
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Seed.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Generates from prompts and prints prompt + continuation, one block per prompt.
+pub fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
+    let (m, tok) = load(&a.model)?;
+    let sp = tok.special();
+    let mut stop = vec![sp.endoftext as i64];
+    for s in &a.stop {
+        let ids = tok.encode_ids(s)?;
+        if ids.len() != 1 {
+            bail!(
+                "--stop {s:?} is {} tokens; a stop text must be one token",
+                ids.len()
+            );
+        }
+        stop.push(ids[0] as i64);
+    }
+    let prompts: Vec<Vec<i64>> = a
+        .prompt
+        .iter()
+        .map(|p| Ok(tok.encode_ids(p)?.into_iter().map(i64::from).collect()))
+        .collect::<anyhow::Result<_>>()?;
+    let cfg = GenerateConfig {
+        max_new_tokens: a.max_new_tokens,
+        greedy: a.greedy,
+        temperature: a.temperature,
+        top_k: a.top_k,
+        top_p: a.top_p,
+        repetition_penalty: a.repetition_penalty,
+        stop_tokens: stop,
+        num_beams: a.num_beams,
+        seed: a.seed,
+    };
+    let outs = generate(&m.gpt, &prompts, sp.pad as i64, &cfg)?;
+    for (p, o) in a.prompt.iter().zip(outs) {
+        let ids: Vec<u32> = o.iter().map(|&i| i as u32).collect();
+        println!("{p}{}", tok.decode(&ids, true)?);
+    }
+    Ok(())
+}
+
+/// `mtgpt export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// Model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Output format.
+    #[arg(long, default_value = "hf-gpt2", value_parser = ["hf-gpt2"])]
+    format: String,
+    /// Output folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Writes a Hugging Face GPT-2 folder.
+pub fn export(a: &ExportArgs) -> anyhow::Result<()> {
+    let m = Model::load(&a.model, Device::Cpu)?;
+    m.save(&a.out)?;
+    mtgpt_model::io::copy_tokenizer(&a.model, &a.out)?;
+    tracing::info!(
+        "{} → {} ({}: load with transformers.GPT2LMHeadModel.from_pretrained)",
+        a.model.display(),
+        a.out.display(),
+        a.format
+    );
+    Ok(())
+}
+
+/// `mtgpt import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// A Hugging Face GPT-2 folder (`config.json` + `model.safetensors`).
+    #[arg(long)]
+    hf: PathBuf,
+    /// Output model folder.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Reads a Hugging Face GPT-2 folder into a model folder.
+pub fn import(a: &ImportArgs) -> anyhow::Result<()> {
+    let m = Model::load(&a.hf, Device::Cpu)?;
+    m.save(&a.out)?;
+    if !mtgpt_model::io::copy_tokenizer(&a.hf, &a.out)? {
+        tracing::warn!(
+            "{} has no tokenizer.json: add one (mtgpt tokenizer train) before generating",
+            a.hf.display()
+        );
+    }
+    tracing::info!(
+        "{} parameters imported → {}",
+        m.gpt.config.num_parameters(),
+        a.out.display()
+    );
+    Ok(())
+}
+
+/// `mtgpt embed`.
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    /// Model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// JSONL with a `text` field per line.
+    #[arg(long)]
+    input: PathBuf,
+    /// Pooling over real tokens.
+    #[arg(long, default_value = "mean", value_parser = ["mean", "last"])]
+    pool: String,
+    /// Layer: 0 = embeddings, i = after block i; default: the final normed output.
+    #[arg(long)]
+    layer: Option<usize>,
+    /// Texts per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+}
+
+/// Writes `{"text": ..., "embedding": [...]}` per input line.
+pub fn embed(a: &EmbedArgs) -> anyhow::Result<()> {
+    let (m, tok) = load(&a.model)?;
+    let n_layer = m.gpt.config.n_layer;
+    if a.layer.is_some_and(|l| l > n_layer) {
+        bail!(
+            "--layer {} but the model has {n_layer} blocks (0..={n_layer})",
+            a.layer.unwrap_or(0)
+        );
+    }
+    let file = std::fs::File::open(&a.input).with_context(|| a.input.display().to_string())?;
+    let mut texts = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line =
+            line.with_context(|| format!("{}:{}: not valid UTF-8", a.input.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not valid JSON", a.input.display(), i + 1))?;
+        match v.get("text").and_then(|t| t.as_str()) {
+            Some(t) if !t.is_empty() => texts.push(t.to_string()),
+            _ => bail!(
+                "{}:{}: field `text`: missing, empty or not a string",
+                a.input.display(),
+                i + 1
+            ),
+        }
+    }
+    let block = m.gpt.config.block_size;
+    let pad = tok.special().pad as i64;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for chunk in texts.chunks(a.batch.max(1)) {
+        let enc: Vec<Vec<i64>> = chunk
+            .iter()
+            .map(|t| {
+                Ok(tok
+                    .encode_ids(t)?
+                    .into_iter()
+                    .take(block)
+                    .map(i64::from)
+                    .collect::<Vec<_>>())
+            })
+            .collect::<anyhow::Result<_>>()?;
+        let t = enc.iter().map(Vec::len).max().unwrap_or(1).max(1);
+        let mut ids = vec![pad; chunk.len() * t];
+        let mut mask = vec![0i64; chunk.len() * t];
+        for (r, e) in enc.iter().enumerate() {
+            ids[r * t..r * t + e.len()].copy_from_slice(e);
+            mask[r * t..r * t + e.len()].iter_mut().for_each(|x| *x = 1);
+        }
+        let dev = m.gpt.device();
+        let ids = Tensor::from_slice(&ids)
+            .view([chunk.len() as i64, t as i64])
+            .to_device(dev);
+        let mask_t = Tensor::from_slice(&mask)
+            .view([chunk.len() as i64, t as i64])
+            .to_device(dev);
+        let vectors = tch::no_grad(|| -> anyhow::Result<Tensor> {
+            let o = m
+                .gpt
+                .forward_t(&ids, Some(&mask_t), None, false, a.layer.is_some())?;
+            let h = match a.layer {
+                Some(l) => o.layers[l].shallow_clone(),
+                None => o.hidden,
+            };
+            let mf = mask_t.to_kind(Kind::Float).unsqueeze(-1);
+            Ok(if a.pool == "mean" {
+                (h * &mf).sum_dim_intlist(1, false, Kind::Float)
+                    / mf.sum_dim_intlist(1, false, Kind::Float)
+            } else {
+                let last = (mask_t.sum_dim_intlist(1, false, Kind::Int64) - 1)
+                    .view([-1, 1, 1])
+                    .expand([-1, 1, h.size()[2]], false);
+                h.gather(1, &last, false).squeeze_dim(1)
+            })
+        })?;
+        for (r, text) in chunk.iter().enumerate() {
+            let v: Vec<f32> = Vec::try_from(&vectors.get(r as i64).to_device(Device::Cpu))?;
+            serde_json::to_writer(&mut out, &serde_json::json!({"text": text, "embedding": v}))?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `mtgpt logits` (for checking interchange with other implementations).
+#[derive(Args, Debug)]
+pub struct LogitsArgs {
+    /// Model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// Token ids, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    ids: Vec<i64>,
+}
+
+/// Prints the logits of one sequence as JSON `[[f32; vocab]; seq]`.
+pub fn logits(a: &LogitsArgs) -> anyhow::Result<()> {
+    let m = Model::load(&a.model, Device::Cpu)?;
+    let ids = Tensor::from_slice(&a.ids).view([1, -1]);
+    let l = tch::no_grad(|| -> anyhow::Result<Tensor> {
+        Ok(m.gpt
+            .logits(&m.gpt.forward(&ids, None, None, false)?.hidden))
+    })?;
+    let rows: Vec<Vec<f32>> = (0..a.ids.len() as i64)
+        .map(|i| Vec::try_from(&l.get(0).get(i)))
+        .collect::<Result<_, _>>()?;
+    println!("{}", serde_json::to_string(&rows)?);
+    Ok(())
+}
+
+/// `mtgpt bench ...`.
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
+    /// Full training steps (forward, backward, clip, AdamW) on random tokens.
+    Train(BenchShape),
+    /// Decode speed with and without the KV cache.
+    Generate(BenchShape),
+}
+
+/// A model shape and workload for `mtgpt bench`.
+#[derive(Args, Debug)]
+pub struct BenchShape {
+    /// Blocks.
+    #[arg(long, default_value_t = 4)]
+    layers: usize,
+    /// Heads.
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Width.
+    #[arg(long, default_value_t = 256)]
+    dim: usize,
+    /// Sequence length.
+    #[arg(long, default_value_t = 128)]
+    block: usize,
+    /// Sequences per step.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+    /// Vocabulary.
+    #[arg(long, default_value_t = 8000)]
+    vocab: usize,
+    /// Timed steps (train) or new tokens (generate).
+    #[arg(long, default_value_t = 20)]
+    steps: usize,
+    /// fp32 or bf16.
+    #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
+    precision: String,
+}
+
+impl BenchShape {
+    fn config(&self) -> ModelConfig {
+        ModelConfig {
+            n_layer: self.layers,
+            n_head: self.heads,
+            d_model: self.dim,
+            d_ff: 4 * self.dim,
+            block_size: self.block,
+            vocab_size: self.vocab,
+            dropout: 0.0,
+            layer_norm_eps: 1e-5,
+            precision: if self.precision == "bf16" {
+                Precision::Bf16
+            } else {
+                Precision::Fp32
+            },
+        }
+    }
+}
+
+/// Runs a benchmark and prints `key=value` figures.
+pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Train(s) => {
+            tch::manual_seed(0);
+            let cfg = s.config();
+            let m = Model::new(&cfg, device())?;
+            let mut opt = tch::nn::AdamW {
+                beta1: 0.9,
+                beta2: 0.95,
+                wd: 0.1,
+                eps: 1e-8,
+                amsgrad: false,
+            }
+            .build(&m.vs, 3e-4)?;
+            let data = Tensor::randint(
+                s.vocab as i64,
+                [s.batch as i64, s.block as i64 + 1],
+                (Kind::Int64, m.gpt.device()),
+            );
+            let mut losses = Vec::new();
+            let step = |opt: &mut tch::nn::Optimizer| -> anyhow::Result<f64> {
+                let x = data.narrow(1, 0, s.block as i64);
+                let y = data.narrow(1, 1, s.block as i64);
+                let h = m.gpt.forward(&x, None, None, true)?.hidden;
+                let loss = m
+                    .gpt
+                    .logits(&h)
+                    .reshape([-1, s.vocab as i64])
+                    .cross_entropy_for_logits(&y.reshape([-1]));
+                opt.zero_grad();
+                loss.backward();
+                opt.clip_grad_norm(1.0);
+                opt.step();
+                Ok(loss.double_value(&[]))
+            };
+            for _ in 0..2 {
+                step(&mut opt)?; // warm-up, not timed
+            }
+            let start = std::time::Instant::now();
+            for _ in 0..s.steps {
+                losses.push(step(&mut opt)?);
+            }
+            let secs = start.elapsed().as_secs_f64();
+            let tokens = (s.steps * s.batch * s.block) as f64;
+            println!(
+                "params={} tokens_per_s={:.0} step_ms={:.1} loss_first={:.4} loss_last={:.4} threads={} precision={}",
+                cfg.num_parameters(),
+                tokens / secs,
+                1000.0 * secs / s.steps as f64,
+                losses.first().copied().unwrap_or(f64::NAN),
+                losses.last().copied().unwrap_or(f64::NAN),
+                tch::get_num_threads(),
+                s.precision
+            );
+            Ok(())
+        }
+        BenchCommand::Generate(s) => {
+            tch::manual_seed(0);
+            let m = Model::new(&s.config(), device())?;
+            let (cached, recompute) = mtgpt_model::generate::decode_speed(&m.gpt, s.steps)?;
+            println!(
+                "new_tokens={} cached_tokens_per_s={cached:.1} recompute_tokens_per_s={recompute:.1} speedup={:.1}",
+                s.steps.min(s.block - 1),
+                cached / recompute
+            );
+            Ok(())
+        }
+    }
+}
