@@ -8,12 +8,15 @@ use mtgpt_core::{ModelConfig, Precision};
 use tch::{Device, Kind, Tensor, nn};
 
 /// Key/value cache for incremental decoding: per layer the keys and values of every position
-/// seen so far, plus their padding mask.
+/// seen so far (in buffers that grow by doubling, so a step writes only its new positions),
+/// plus the padding mask when any cached row has padding.
 #[derive(Debug, Default)]
 pub struct KvCache {
+    /// Per layer `(keys, values)` buffers `[batch, heads, capacity, head_dim]`.
     layers: Vec<Option<(Tensor, Tensor)>>,
-    /// `[batch, len]` 1 = real token, 0 = padding, for every cached position.
+    /// `[batch, len]` 1 = real token, 0 = padding; `None` while nothing is padded.
     mask: Option<Tensor>,
+    len: i64,
 }
 
 impl KvCache {
@@ -24,12 +27,12 @@ impl KvCache {
 
     /// Positions cached so far.
     pub fn len(&self) -> i64 {
-        self.mask.as_ref().map_or(0, |m| m.size()[1])
+        self.len
     }
 
     /// Whether nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.len == 0
     }
 
     /// Keeps only the rows `index` (beam search reorders hypotheses).
@@ -42,6 +45,38 @@ impl KvCache {
             *m = m.index_select(0, index);
         }
     }
+}
+
+/// Appends `k`/`v` (`[b, h, t, hd]`) at position `past` of a cache slot; returns views of
+/// all `past + t` cached positions.
+fn append_kv(
+    slot: &mut Option<(Tensor, Tensor)>,
+    k: &Tensor,
+    v: &Tensor,
+    past: i64,
+    max_len: i64,
+) -> (Tensor, Tensor) {
+    let t = k.size()[2];
+    let total = past + t;
+    let cap = slot.as_ref().map_or(0, |(kb, _)| kb.size()[2]);
+    if total > cap {
+        let new_cap = (2 * cap).max(total).max(16).min(max_len.max(total));
+        let mut size = k.size();
+        size[2] = new_cap;
+        let (kb, vb) = (
+            Tensor::zeros(&size, (k.kind(), k.device())),
+            Tensor::zeros(&size, (v.kind(), v.device())),
+        );
+        if let Some((ok, ov)) = slot.as_ref() {
+            kb.narrow(2, 0, past).copy_(&ok.narrow(2, 0, past));
+            vb.narrow(2, 0, past).copy_(&ov.narrow(2, 0, past));
+        }
+        *slot = Some((kb, vb));
+    }
+    let (kb, vb) = slot.as_ref().expect("allocated above");
+    kb.narrow(2, past, t).copy_(k);
+    vb.narrow(2, past, t).copy_(v);
+    (kb.narrow(2, 0, total), vb.narrow(2, 0, total))
 }
 
 /// Output of [`Gpt::forward`].
@@ -101,6 +136,20 @@ pub struct Gpt {
     pub ln_f: LayerNorm,
 }
 
+/// `x` in fp32 (no op when it already is).
+fn float(x: Tensor) -> Tensor {
+    if x.kind() == Kind::Float {
+        x
+    } else {
+        x.to_kind(Kind::Float)
+    }
+}
+
+/// Dropout with probability `p` (no op at all when `p` is 0, as in evaluation).
+fn dropout(x: Tensor, p: f64) -> Tensor {
+    if p > 0.0 { x.dropout(p, true) } else { x }
+}
+
 /// How attention is masked for one forward pass.
 enum AttnMask {
     /// Plain causal attention over the new tokens only.
@@ -116,7 +165,7 @@ impl CausalSelfAttention {
         &self,
         x: &Tensor,
         mask: &AttnMask,
-        cache: Option<&mut Option<(Tensor, Tensor)>>,
+        cache: Option<(&mut Option<(Tensor, Tensor)>, i64, i64)>,
         dropout: f64,
         precision: Precision,
     ) -> Tensor {
@@ -130,12 +179,8 @@ impl CausalSelfAttention {
             heads(parts[1].shallow_clone()),
             heads(parts[2].shallow_clone()),
         );
-        if let Some(slot) = cache {
-            if let Some((pk, pv)) = slot.as_ref() {
-                k = Tensor::cat(&[pk, &k], 2);
-                v = Tensor::cat(&[pv, &v], 2);
-            }
-            *slot = Some((k.shallow_clone(), v.shallow_clone()));
+        if let Some((slot, past, max_len)) = cache {
+            (k, v) = append_kv(slot, &k, &v, past, max_len);
         }
         let y = match mask {
             AttnMask::Causal => Tensor::scaled_dot_product_attention(
@@ -278,10 +323,17 @@ impl Gpt {
         if t == 0 {
             return Err(Error::Invalid("input_ids is empty".into()));
         }
-        let (lo, hi) = (
-            input_ids.min().int64_value(&[]),
-            input_ids.max().int64_value(&[]),
-        );
+        let past = cache.as_ref().map_or(0, |c| c.len());
+        // Checked up front for a clear message; single decoding steps skip the two reductions
+        // (the embedding lookup still rejects a bad id with an error).
+        let (lo, hi) = if past > 0 && t == 1 {
+            (0, 0)
+        } else {
+            (
+                input_ids.min().int64_value(&[]),
+                input_ids.max().int64_value(&[]),
+            )
+        };
         if lo < 0 || hi >= c.vocab_size as i64 {
             return Err(Error::Invalid(format!(
                 "token id {} outside the vocabulary [0, {})",
@@ -289,7 +341,6 @@ impl Gpt {
                 c.vocab_size
             )));
         }
-        let past = cache.as_ref().map_or(0, |c| c.len());
         if past + t > c.block_size as i64 {
             return Err(Error::Invalid(format!(
                 "sequence of {} tokens exceeds block_size {}",
@@ -306,27 +357,21 @@ impl Gpt {
             )));
         }
         let new_mask = attention_mask.map(|m| m.to_kind(Kind::Int64).to_device(dev));
-        // The mask over all positions (cached + new), when padding is involved anywhere.
+        // The mask over all positions (cached + new), only when something is padded.
         let past_mask = cache
             .as_ref()
             .and_then(|c| c.mask.as_ref().map(|m| m.shallow_clone()));
-        let full_mask = match (&past_mask, &new_mask) {
-            (None, None) if past == 0 => None,
-            (pm, nm) => {
-                let pm = pm
-                    .as_ref()
-                    .map(|m| m.shallow_clone())
-                    .unwrap_or_else(|| Tensor::ones([b, past], (Kind::Int64, dev)));
-                let nm = nm
-                    .as_ref()
-                    .map(|m| m.shallow_clone())
-                    .unwrap_or_else(|| Tensor::ones([b, t], (Kind::Int64, dev)));
-                Some(Tensor::cat(&[pm, nm], 1))
-            }
-        };
-        let has_padding = full_mask
+        let new_padded = new_mask
             .as_ref()
             .is_some_and(|m| m.min().int64_value(&[]) == 0);
+        let full_mask = if new_padded || past_mask.is_some() {
+            let pm = past_mask.unwrap_or_else(|| Tensor::ones([b, past], (Kind::Int64, dev)));
+            let nm = new_mask.unwrap_or_else(|| Tensor::ones([b, t], (Kind::Int64, dev)));
+            Some(Tensor::cat(&[pm, nm], 1))
+        } else {
+            None
+        };
+        let has_padding = full_mask.is_some();
         let positions = match (&full_mask, has_padding) {
             (Some(m), true) => (m.cumsum(1, Kind::Int64) - 1)
                 .clamp_min(0)
@@ -362,25 +407,30 @@ impl Gpt {
             if cache.layers.len() != self.blocks.len() {
                 cache.layers = (0..self.blocks.len()).map(|_| None).collect();
             }
-            cache.mask =
-                Some(full_mask.unwrap_or_else(|| Tensor::ones([b, past + t], (Kind::Int64, dev))));
+            cache.mask = full_mask;
+            cache.len = past + t;
         }
         let p = c.precision;
         let drop = if train { c.dropout } else { 0.0 };
-        let mut x =
-            (self.wte.forward(input_ids) + self.wpe.forward(&positions)).dropout(drop, train);
+        let mut x = dropout(
+            self.wte.forward(input_ids)? + self.wpe.forward(&positions)?,
+            drop,
+        );
         let mut layers = Vec::new();
         if keep_layers {
             layers.push(x.shallow_clone());
         }
         for (i, block) in self.blocks.iter().enumerate() {
-            let slot = cache.as_deref_mut().map(|c| &mut c.layers[i]);
+            let max_len = c.block_size as i64;
+            let slot = cache
+                .as_deref_mut()
+                .map(|c| (&mut c.layers[i], past, max_len));
             let a = block
                 .attn
                 .forward(&block.ln_1.forward(&x), &mask, slot, drop, p);
-            x = x + a.to_kind(Kind::Float).dropout(drop, train);
+            x = x + dropout(float(a), drop);
             let m = block.mlp.forward(&block.ln_2.forward(&x), p);
-            x = x + m.to_kind(Kind::Float).dropout(drop, train);
+            x = x + dropout(float(m), drop);
             if keep_layers {
                 layers.push(x.shallow_clone());
             }

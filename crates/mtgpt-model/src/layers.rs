@@ -40,17 +40,17 @@ impl Linear {
 
     /// # Shapes: `[.., in]` → `[.., out]`, in the compute dtype of `precision`.
     pub fn forward(&self, x: &Tensor, precision: Precision) -> Tensor {
-        let x = compute(x, precision);
-        let w = compute(&self.weight, precision);
-        let b = compute(&self.bias, precision);
-        let shape = x.size();
-        let d_in = shape[shape.len() - 1];
-        let flat = x.reshape([-1, d_in]);
-        let y = b.addmm(&flat, &w);
-        let mut out_shape = shape;
-        let last = out_shape.len() - 1;
-        out_shape[last] = w.size()[1];
-        y.reshape(out_shape)
+        // One fused op (and no casts in fp32): decoding runs many tiny layers, where the
+        // per-op overhead is what costs.
+        match precision {
+            Precision::Fp32 if x.kind() == Kind::Float => {
+                x.linear(&self.weight.tr(), Some(&self.bias))
+            }
+            _ => compute(x, precision).linear(
+                &compute(&self.weight, precision).tr(),
+                Some(&compute(&self.bias, precision)),
+            ),
+        }
     }
 }
 
@@ -108,8 +108,8 @@ impl Embedding {
         }
     }
 
-    /// # Shapes: `[..]` i64 → `[.., d]`.
-    pub fn forward(&self, ids: &Tensor) -> Tensor {
-        Tensor::embedding(&self.weight, ids, -1, false, false)
+    /// # Shapes: `[..]` i64 → `[.., d]`. Ids outside the table are an error, not a panic.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor, tch::TchError> {
+        Tensor::f_embedding(&self.weight, ids, -1, false, false)
     }
 }
