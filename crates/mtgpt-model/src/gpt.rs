@@ -7,13 +7,16 @@ use crate::layers::{Embedding, LayerNorm, Linear, compute};
 use mtgpt_core::{ModelConfig, Precision};
 use tch::{Device, Kind, Tensor, nn};
 
+/// One layer's `(keys, values)` cache buffers, once allocated.
+type KvSlot = Option<(Tensor, Tensor)>;
+
 /// Key/value cache for incremental decoding: per layer the keys and values of every position
 /// seen so far (in buffers that grow by doubling, so a step writes only its new positions),
 /// plus the padding mask when any cached row has padding.
 #[derive(Debug, Default)]
 pub struct KvCache {
     /// Per layer `(keys, values)` buffers `[batch, heads, capacity, head_dim]`.
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<KvSlot>,
     /// `[batch, len]` 1 = real token, 0 = padding; `None` while nothing is padded.
     mask: Option<Tensor>,
     len: i64,
@@ -165,7 +168,7 @@ impl CausalSelfAttention {
         &self,
         x: &Tensor,
         mask: &AttnMask,
-        cache: Option<(&mut Option<(Tensor, Tensor)>, i64, i64)>,
+        cache: Option<(&mut KvSlot, i64, i64)>,
         dropout: f64,
         precision: Precision,
     ) -> Tensor {
@@ -428,9 +431,10 @@ impl Gpt {
             let a = block
                 .attn
                 .forward(&block.ln_1.forward(&x), &mask, slot, drop, p);
-            x = x + dropout(float(a), drop);
+            // Not `+=`: LayerNorm saved `x` for backward, so it must not change in place.
+            x = &x + dropout(float(a), drop);
             let m = block.mlp.forward(&block.ln_2.forward(&x), p);
-            x = x + dropout(float(m), drop);
+            x = &x + dropout(float(m), drop);
             if keep_layers {
                 layers.push(x.shallow_clone());
             }
