@@ -47,7 +47,11 @@ pub struct ClassReport {
 /// [`Error::LengthMismatch`] if the slices differ in length, [`Error::Empty`] if both are empty.
 pub fn accuracy<P: AsRef<str>, G: AsRef<str>>(pred: &[P], gold: &[G]) -> Result<f64> {
     check_pairs("accuracy", pred.len(), gold.len())?;
-    let correct = pred.iter().zip(gold).filter(|(p, g)| p.as_ref() == g.as_ref()).count();
+    let correct = pred
+        .iter()
+        .zip(gold)
+        .filter(|(p, g)| p.as_ref() == g.as_ref())
+        .count();
     Ok(correct as f64 / pred.len() as f64)
 }
 
@@ -88,7 +92,8 @@ pub fn class_report<P: AsRef<str>, G: AsRef<str>>(pred: &[P], gold: &[G]) -> Res
         .collect();
     let n = classes.len() as f64;
     let mean = |f: fn(&ClassMetrics) -> f64| classes.iter().map(f).sum::<f64>() / n;
-    let weighted_f1 = classes.iter().map(|c| c.f1 * c.support as f64).sum::<f64>() / gold.len() as f64;
+    let weighted_f1 =
+        classes.iter().map(|c| c.f1 * c.support as f64).sum::<f64>() / gold.len() as f64;
     Ok(ClassReport {
         accuracy: accuracy(pred, gold)?,
         macro_precision: mean(|c| c.precision),
@@ -101,8 +106,12 @@ pub fn class_report<P: AsRef<str>, G: AsRef<str>>(pred: &[P], gold: &[G]) -> Res
 
 /// The sorted union of the labels in `pred` and `gold`: the label order [`class_report`] uses.
 pub fn labels_of<P: AsRef<str>, G: AsRef<str>>(pred: &[P], gold: &[G]) -> Vec<String> {
-    let mut labels: Vec<String> =
-        pred.iter().map(|p| p.as_ref()).chain(gold.iter().map(|g| g.as_ref())).map(str::to_string).collect();
+    let mut labels: Vec<String> = pred
+        .iter()
+        .map(|p| p.as_ref())
+        .chain(gold.iter().map(|g| g.as_ref()))
+        .map(str::to_string)
+        .collect();
     labels.sort();
     labels.dedup();
     labels
@@ -124,7 +133,10 @@ pub fn confusion_matrix<P: AsRef<str>, G: AsRef<str>, L: AsRef<str>>(
     let mut index = HashMap::new();
     for (i, label) in labels.iter().enumerate() {
         if index.insert(label.as_ref(), i).is_some() {
-            return Err(Error::DuplicateLabel { metric: METRIC, label: label.as_ref().to_string() });
+            return Err(Error::DuplicateLabel {
+                metric: METRIC,
+                label: label.as_ref().to_string(),
+            });
         }
     }
     let mut matrix = vec![vec![0; labels.len()]; labels.len()];
@@ -138,7 +150,11 @@ pub fn confusion_matrix<P: AsRef<str>, G: AsRef<str>, L: AsRef<str>>(
 
 /// `num / den`, or 0 when `den` is 0 (scikit-learn's `zero_division=0`).
 fn ratio(num: usize, den: usize) -> f64 {
-    if den == 0 { 0.0 } else { num as f64 / den as f64 }
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
 }
 
 #[cfg(test)]
@@ -160,7 +176,10 @@ mod tests {
     #[test]
     fn rejects_unpaired_and_empty_inputs() {
         let none: [&str; 0] = [];
-        assert!(matches!(accuracy(&["a"], &["a", "b"]), Err(Error::LengthMismatch { .. })));
+        assert!(matches!(
+            accuracy(&["a"], &["a", "b"]),
+            Err(Error::LengthMismatch { .. })
+        ));
         assert!(matches!(macro_f1(&none, &none), Err(Error::Empty { .. })));
         assert!(matches!(
             confusion_matrix(&["a"], &["a"], &["a", "a"]),
@@ -172,8 +191,16 @@ mod tests {
     fn per_class_counts_by_hand() {
         // gold a a b c, pred a b b b: a: tp1 p1 g2; b: tp1 p3 g1; c: tp0 p0 g1.
         let report = class_report(&["a", "b", "b", "b"], &["a", "a", "b", "c"]).unwrap();
-        let got: Vec<_> = report.classes.iter().map(|c| (c.label.as_str(), c.precision, c.recall, c.f1, c.support)).collect();
-        let want = [("a", 1.0, 0.5, 2.0 / 3.0, 2), ("b", 1.0 / 3.0, 1.0, 0.5, 1), ("c", 0.0, 0.0, 0.0, 1)];
+        let got: Vec<_> = report
+            .classes
+            .iter()
+            .map(|c| (c.label.as_str(), c.precision, c.recall, c.f1, c.support))
+            .collect();
+        let want = [
+            ("a", 1.0, 0.5, 2.0 / 3.0, 2),
+            ("b", 1.0 / 3.0, 1.0, 0.5, 1),
+            ("c", 0.0, 0.0, 0.0, 1),
+        ];
         assert_eq!(got, want);
         assert!((report.macro_f1 - (2.0 / 3.0 + 0.5) / 3.0).abs() < 1e-12);
     }
@@ -187,7 +214,8 @@ mod tests {
 
     #[test]
     fn confusion_rows_are_gold() {
-        let m = confusion_matrix(&["b", "b", "a", "q"], &["a", "b", "a", "a"], &["a", "b"]).unwrap();
+        let m =
+            confusion_matrix(&["b", "b", "a", "q"], &["a", "b", "a", "a"], &["a", "b"]).unwrap();
         assert_eq!(m, vec![vec![1, 1], vec![0, 1]]);
         assert_eq!(labels_of(&["b", "q"], &["a"]), ["a", "b", "q"]);
     }

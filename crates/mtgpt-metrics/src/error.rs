@@ -71,7 +71,15 @@ mod tests {
     fn check_pairs_cases() {
         let cases = [
             (2, 2, Ok(())),
-            (2, 3, Err(Error::LengthMismatch { metric: "m", pred: 2, gold: 3 })),
+            (
+                2,
+                3,
+                Err(Error::LengthMismatch {
+                    metric: "m",
+                    pred: 2,
+                    gold: 3,
+                }),
+            ),
             (0, 0, Err(Error::Empty { metric: "m" })),
         ];
         for (pred, gold, want) in cases {
@@ -81,7 +89,15 @@ mod tests {
 
     #[test]
     fn messages_name_the_metric_and_counts() {
-        let e = Error::SentenceLengthMismatch { metric: "span F1", index: 4, pred: 3, gold: 5 };
-        assert_eq!(e.to_string(), "span F1: sentence 4 has 3 predicted tags but 5 gold tags");
+        let e = Error::SentenceLengthMismatch {
+            metric: "span F1",
+            index: 4,
+            pred: 3,
+            gold: 5,
+        };
+        assert_eq!(
+            e.to_string(),
+            "span F1: sentence 4 has 3 predicted tags but 5 gold tags"
+        );
     }
 }

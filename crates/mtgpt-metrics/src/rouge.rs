@@ -70,7 +70,11 @@ pub fn rouge_tokens(text: &str, tokenize: RougeTokenize) -> Vec<String> {
 /// ROUGE-1, ROUGE-2 and ROUGE-L of one prediction against one reference.
 pub fn rouge(pred: &str, gold: &str, tokenize: RougeTokenize) -> RougeScores {
     let (p, g) = (rouge_tokens(pred, tokenize), rouge_tokens(gold, tokenize));
-    RougeScores { rouge1: ngram_overlap(&p, &g, 1), rouge2: ngram_overlap(&p, &g, 2), rouge_l: lcs_overlap(&p, &g) }
+    RougeScores {
+        rouge1: ngram_overlap(&p, &g, 1),
+        rouge2: ngram_overlap(&p, &g, 2),
+        rouge_l: lcs_overlap(&p, &g),
+    }
 }
 
 /// Scores against several references, keeping for each variant the reference with the best
@@ -78,11 +82,22 @@ pub fn rouge(pred: &str, gold: &str, tokenize: RougeTokenize) -> RougeScores {
 ///
 /// # Errors
 /// [`Error::NoReference`] when `golds` is empty.
-pub fn rouge_multi<G: AsRef<str>>(pred: &str, golds: &[G], tokenize: RougeTokenize) -> Result<RougeScores> {
+pub fn rouge_multi<G: AsRef<str>>(
+    pred: &str,
+    golds: &[G],
+    tokenize: RougeTokenize,
+) -> Result<RougeScores> {
     let mut all = golds.iter().map(|g| rouge(pred, g.as_ref(), tokenize));
-    let mut best = all.next().ok_or(Error::NoReference { metric: "ROUGE", index: 0 })?;
+    let mut best = all.next().ok_or(Error::NoReference {
+        metric: "ROUGE",
+        index: 0,
+    })?;
     for s in all {
-        for (b, c) in [(&mut best.rouge1, s.rouge1), (&mut best.rouge2, s.rouge2), (&mut best.rouge_l, s.rouge_l)] {
+        for (b, c) in [
+            (&mut best.rouge1, s.rouge1),
+            (&mut best.rouge2, s.rouge2),
+            (&mut best.rouge_l, s.rouge_l),
+        ] {
             if c.fmeasure > b.fmeasure {
                 *b = c;
             }
@@ -104,7 +119,11 @@ pub fn rouge_corpus<P: AsRef<str>, G: AsRef<str>>(
     let mut sum = RougeScores::default();
     for (p, g) in pred.iter().zip(gold) {
         let s = rouge(p.as_ref(), g.as_ref(), tokenize);
-        for (acc, x) in [(&mut sum.rouge1, s.rouge1), (&mut sum.rouge2, s.rouge2), (&mut sum.rouge_l, s.rouge_l)] {
+        for (acc, x) in [
+            (&mut sum.rouge1, s.rouge1),
+            (&mut sum.rouge2, s.rouge2),
+            (&mut sum.rouge_l, s.rouge_l),
+        ] {
             acc.precision += x.precision;
             acc.recall += x.recall;
             acc.fmeasure += x.fmeasure;
@@ -120,23 +139,37 @@ pub fn rouge_corpus<P: AsRef<str>, G: AsRef<str>>(
 }
 
 fn prf(precision: f64, recall: f64) -> PrecisionRecallF {
-    let fmeasure = if precision + recall > 0.0 { 2.0 * precision * recall / (precision + recall) } else { 0.0 };
-    PrecisionRecallF { precision, recall, fmeasure }
+    let fmeasure = if precision + recall > 0.0 {
+        2.0 * precision * recall / (precision + recall)
+    } else {
+        0.0
+    };
+    PrecisionRecallF {
+        precision,
+        recall,
+        fmeasure,
+    }
 }
 
 /// `rouge_scorer._score_ngrams`: clipped n-gram overlap, sizes floored at 1.
 fn ngram_overlap(pred: &[String], gold: &[String], n: usize) -> PrecisionRecallF {
-    let count = |tokens: &[String]| {
-        let mut counts: HashMap<Vec<&str>, usize> = HashMap::new();
-        for w in tokens.windows(n) {
-            *counts.entry(w.iter().map(String::as_str).collect()).or_default() += 1;
+    let count = |tokens| {
+        let mut counts: HashMap<&[String], usize> = HashMap::new();
+        for w in <[String]>::windows(tokens, n) {
+            *counts.entry(w).or_default() += 1;
         }
         counts
     };
     let (p, g) = (count(pred), count(gold));
-    let overlap: usize = g.iter().map(|(k, &c)| c.min(p.get(k).copied().unwrap_or(0))).sum();
+    let overlap: usize = g
+        .iter()
+        .map(|(k, &c)| c.min(p.get(k).copied().unwrap_or(0)))
+        .sum();
     let (p_total, g_total): (usize, usize) = (p.values().sum(), g.values().sum());
-    prf(overlap as f64 / p_total.max(1) as f64, overlap as f64 / g_total.max(1) as f64)
+    prf(
+        overlap as f64 / p_total.max(1) as f64,
+        overlap as f64 / g_total.max(1) as f64,
+    )
 }
 
 /// `rouge_scorer._score_lcs`: longest common subsequence over the token lists.
@@ -148,7 +181,11 @@ fn lcs_overlap(pred: &[String], gold: &[String]) -> PrecisionRecallF {
     for g in gold {
         let mut row = vec![0usize; pred.len() + 1];
         for (j, p) in pred.iter().enumerate() {
-            row[j + 1] = if g == p { prev[j] + 1 } else { prev[j + 1].max(row[j]) };
+            row[j + 1] = if g == p {
+                prev[j] + 1
+            } else {
+                prev[j + 1].max(row[j])
+            };
         }
         prev = row;
     }
@@ -163,10 +200,18 @@ mod tests {
     #[test]
     fn tokenizer_table() {
         let cases: [(&str, RougeTokenize, &[&str]); 5] = [
-            ("The quick-brown fox's 2nd jump!", RougeTokenize::Default, &["the", "quick", "brown", "fox", "s", "2nd", "jump"]),
+            (
+                "The quick-brown fox's 2nd jump!",
+                RougeTokenize::Default,
+                &["the", "quick", "brown", "fox", "s", "2nd", "jump"],
+            ),
             ("Café naïve", RougeTokenize::Default, &["caf", "na", "ve"]),
             ("我爱北京", RougeTokenize::Default, &[]),
-            ("我爱北京GPT2。", RougeTokenize::Chars, &["我", "爱", "北", "京", "gpt2"]),
+            (
+                "我爱北京GPT2。",
+                RougeTokenize::Chars,
+                &["我", "爱", "北", "京", "gpt2"],
+            ),
             ("", RougeTokenize::Chars, &[]),
         ];
         for (text, tok, want) in cases {

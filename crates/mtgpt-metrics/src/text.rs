@@ -35,8 +35,16 @@ mod tests {
 
     #[test]
     fn python_whitespace_cases() {
-        let cases = [(' ', true), ('\t', true), ('\u{1f}', true), ('\u{3000}', true),
-            ('\u{a0}', true), ('\u{200b}', false), ('a', false), ('\u{180e}', false)];
+        let cases = [
+            (' ', true),
+            ('\t', true),
+            ('\u{1f}', true),
+            ('\u{3000}', true),
+            ('\u{a0}', true),
+            ('\u{200b}', false),
+            ('a', false),
+            ('\u{180e}', false),
+        ];
         for (c, want) in cases {
             assert_eq!(is_python_space(c), want, "U+{:04X}", c as u32);
         }
@@ -45,7 +53,11 @@ mod tests {
     #[test]
     fn split_and_strip_like_python() {
         let cases: [(&str, &[&str], &str); 3] = [
-            ("  a \u{1c}b\u{3000}c ", &["a", "b", "c"], "a \u{1c}b\u{3000}c"),
+            (
+                "  a \u{1c}b\u{3000}c ",
+                &["a", "b", "c"],
+                "a \u{1c}b\u{3000}c",
+            ),
             ("", &[], ""),
             ("\u{a0}x", &["x"], "x"),
         ];
@@ -57,8 +69,16 @@ mod tests {
 
     #[test]
     fn cjk_cases() {
-        let cases = [('中', true), ('㐀', true), ('𠀀', true), ('豈', true), ('。', false),
-            ('a', false), ('ア', false), ('한', false)];
+        let cases = [
+            ('中', true),
+            ('㐀', true),
+            ('𠀀', true),
+            ('豈', true),
+            ('。', false),
+            ('a', false),
+            ('ア', false),
+            ('한', false),
+        ];
         for (c, want) in cases {
             assert_eq!(is_cjk_ideograph(c), want, "{c}");
         }
