@@ -11,16 +11,10 @@ set -euo pipefail
 export RUST_BACKTRACE=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 repeats=${1:-5}
-scripts/setup-libtorch.sh >/dev/null
-cargo build --release --locked -q -p mtgpt-cli
-bin=target/release/mtgpt
+source scripts/lib.sh
+build_mtgpt
 
-venv=.venv-bench
-if ! "$venv/bin/python" -c "import jieba, tokenizers, numpy" 2>/dev/null; then
-  python3 -m venv "$venv"
-  # numpy: tokenizers' pre-tokenized batch input needs it.
-  "$venv/bin/pip" install -q jieba tokenizers numpy
-fi
+ensure_venv "import jieba, tokenizers, numpy" jieba tokenizers numpy
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -7,14 +7,9 @@ set -euo pipefail
 export RUST_BACKTRACE=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 steps=${1:-10}
-scripts/setup-libtorch.sh >/dev/null
-cargo build --release --locked -q -p mtgpt-cli
-bin=target/release/mtgpt
-venv=.venv-bench
-if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q torch==2.13.0 numpy
-fi
+source scripts/lib.sh
+build_mtgpt
+ensure_venv "import torch" torch==2.13.0 numpy
 py=$(mktemp)
 trap 'rm -f "$py"' EXIT
 cat > "$py" <<'PY'

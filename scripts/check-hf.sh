@@ -6,14 +6,9 @@
 set -euo pipefail
 export RUST_BACKTRACE=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-scripts/setup-libtorch.sh >/dev/null
-cargo build --release --locked -q -p mtgpt-cli
-bin=target/release/mtgpt
-venv=.venv-bench
-if ! "$venv/bin/python" -c "import torch, transformers, safetensors" 2>/dev/null; then
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install -q torch==2.13.0 transformers numpy
-fi
+source scripts/lib.sh
+build_mtgpt
+ensure_venv "import torch, transformers, safetensors" torch==2.13.0 transformers numpy
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin" -q tokenizer train --input data/lm_en/valid.txt data/lm_zh/valid.txt --vocab-size 1000 --out "$work/tok/tokenizer.json"

@@ -11,7 +11,9 @@ if "$bin" help run >/dev/null 2>&1; then
   "$bin" run --config configs/demo.toml "$@"
   echo "demo: report in runs/demo/report.md"
 else
-  # Until `mtgpt run` lands (issue #8) the demo can only validate its config.
+  # Until `mtgpt run` lands (issue #8) the demo runs the stages that exist: it validates the
+  # config and preprocesses the six shipped tasks (tokenizer + training cache).
   "$bin" config check configs/demo.toml >/dev/null
-  echo "demo: configs/demo.toml is valid; \`mtgpt run\` (the training pipeline) is not implemented yet — see the status table in README.md" >&2
+  "$bin" prep --config configs/demo.toml
+  echo "demo: preprocessed into runs/demo/prep/; joint training (\`mtgpt run\`) is not implemented yet — see the status table in README.md" >&2
 fi
