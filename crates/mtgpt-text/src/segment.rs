@@ -289,6 +289,25 @@ mod tests {
     }
 
     #[test]
+    fn user_dictionaries_add_words_and_report_bad_lines() {
+        let dir = std::env::temp_dir().join(format!("mtgpt-dict-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let dict = dir.join("user.dict");
+        std::fs::write(&dict, "杭研大厦 100 n\n多任务学习 50\n").unwrap();
+        let s = Segmenter::with_user_dict(false, &dict).unwrap();
+        assert_eq!(
+            s.segment_line("网易杭研大厦研究多任务学习"),
+            "网易 杭研大厦 研究 多任务学习"
+        );
+        std::fs::write(&dict, "好词 10\n坏词 many\n").unwrap();
+        let e = Segmenter::with_user_dict(false, &dict)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("user.dict:2: field `freq`"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn pieces_cover_the_text_and_words_point_into_it() {
         let s = Segmenter::default();
         let text = "Mixed 中文和English混合, 123 个字!\n第二行";

@@ -178,6 +178,25 @@ fn bad_records_stop_prep_or_are_skipped_and_counted() {
 }
 
 #[test]
+fn a_task_stem_option_stems_its_text() {
+    let (dir, mut config) = setup();
+    let cls: String = (0..10)
+        .map(|i| format!("{{\"text\":\"The cats were running {i}\",\"label\":\"pos\"}}\n"))
+        .collect();
+    write(dir.path(), "cls.jsonl", &cls);
+    config.tasks[1].stem = Some("english".into());
+    config.tasks[1].augment = None;
+    let out = dir.path().join("stemmed");
+    prepare(&config, &out, &PrepOptions::default()).unwrap();
+    for ex in read_jsonl(&out.join("cls/train.jsonl")) {
+        let Example::Classify { text, .. } = ex else {
+            panic!()
+        };
+        assert!(text.starts_with("the cat were run "), "{text}");
+    }
+}
+
+#[test]
 fn truncated_token_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x.bin");
