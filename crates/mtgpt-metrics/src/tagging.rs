@@ -197,7 +197,10 @@ fn split_tag(tag: &str) -> (char, &str) {
     let rest = chars.as_str();
     // `chunk[1:].split('-', maxsplit=1)[-1] or '_'`
     let type_ = rest.split_once('-').map_or(rest, |(_, t)| t);
-    (first, if type_.is_empty() { "_" } else { type_ })
+    (
+        if first == 'M' { 'I' } else { first },
+        if type_.is_empty() { "_" } else { type_ },
+    )
 }
 
 /// seqeval's `end_of_chunk`.

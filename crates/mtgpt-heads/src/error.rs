@@ -1,0 +1,15 @@
+//! Errors of `mtgpt-heads`.
+
+/// Everything that can go wrong formatting examples or running heads.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Tokenizer and text errors.
+    #[error(transparent)]
+    Text(#[from] mtgpt_text::Error),
+    /// A bad argument or example.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Result alias of `mtgpt-heads`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,395 @@
+//! Task formatting and collation: from [`Example`]s to padded [`Batch`]es.
+//!
+//! Every sequence starts with the task prefix token `<|task:NAME|>` and ends with
+//! `<|endoftext|>`:
+//!
+//! | kind | sequence | supervision |
+//! | --- | --- | --- |
+//! | `lm` | `task text eot` | next token everywhere |
+//! | `classify` | `task text [sep text_pair] eot` | class of the sequence (pooled at its last real token) |
+//! | `extractive_qa` | `task question sep context-window eot` | start/end token of the answer in the window; windows without it point at the task token |
+//! | `tagging` | `task word₁ word₂ … eot` | tag on each word's first sub-token, other positions ignored |
+//! | `generate` | `task source sep target eot` | next token on the target and the final eot only |
+//!
+//! Too-long inputs are truncated (the text, never the special tokens); QA contexts longer than
+//! the window are split into overlapping windows with a stride, and each window keeps the char
+//! offsets of its context tokens so predicted spans map back to the context text.
+use crate::error::{Error, Result};
+use mtgpt_core::{Batch, Example, IGNORE_INDEX, Targets, TaskKind};
+use mtgpt_text::TextTokenizer;
+use std::collections::HashMap;
+
+/// One formatted sequence, before padding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Formatted {
+    /// Token ids.
+    pub ids: Vec<i64>,
+    /// The supervision of this sequence.
+    pub target: Target,
+}
+
+/// Supervision of one [`Formatted`] sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// Next-token targets, one per position (`IGNORE_INDEX` where there is no loss).
+    Tokens(Vec<i64>),
+    /// A class id.
+    Class(i64),
+    /// Answer start and end token positions (inclusive), and for every position the char
+    /// range in the context it covers (`None` outside the context).
+    Span {
+        /// Start token.
+        start: i64,
+        /// End token (inclusive).
+        end: i64,
+        /// Per position: char range in the context, for context tokens.
+        offsets: Vec<Option<(usize, usize)>>,
+        /// Which example (index in the input) this window came from.
+        example: usize,
+    },
+    /// Tag ids per position (`IGNORE_INDEX` where there is no loss).
+    Tags(Vec<i64>),
+}
+
+/// Turns examples of one task into sequences.
+#[derive(Debug)]
+pub struct TaskFormatter<'a> {
+    tok: &'a TextTokenizer,
+    task: String,
+    kind: TaskKind,
+    task_id: i64,
+    labels: HashMap<String, i64>,
+    max_len: usize,
+    /// Context tokens shared by neighbouring QA windows.
+    pub qa_stride: usize,
+}
+
+fn ids(tok: &TextTokenizer, text: &str) -> Result<Vec<i64>> {
+    Ok(tok.encode_ids(text)?.into_iter().map(i64::from).collect())
+}
+
+impl<'a> TaskFormatter<'a> {
+    /// A formatter for task `task` of kind `kind`; `labels` is the label set of classify and
+    /// tagging tasks (ids in that order); `max_len` caps every sequence (≥ 8).
+    pub fn new(
+        tok: &'a TextTokenizer,
+        task: &str,
+        kind: TaskKind,
+        labels: &[String],
+        max_len: usize,
+    ) -> Result<Self> {
+        let task_id = tok
+            .task_id(task)
+            .ok_or_else(|| Error::Invalid(format!("the tokenizer has no <|task:{task}|> token")))?
+            as i64;
+        if max_len < 8 {
+            return Err(Error::Invalid(format!(
+                "max_len {max_len} is too short (≥ 8)"
+            )));
+        }
+        if kind.has_label_set() && labels.is_empty() {
+            return Err(Error::Invalid(format!(
+                "task `{task}` ({kind}) needs a label set"
+            )));
+        }
+        Ok(TaskFormatter {
+            tok,
+            task: task.to_string(),
+            kind,
+            task_id,
+            labels: labels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| (l.clone(), i as i64))
+                .collect(),
+            max_len,
+            qa_stride: max_len / 4,
+        })
+    }
+
+    fn label(&self, label: &str) -> Result<i64> {
+        self.labels
+            .get(label)
+            .copied()
+            .ok_or_else(|| Error::Invalid(format!("task `{}`: unknown label `{label}`", self.task)))
+    }
+
+    /// Formats one example (`index` identifies it in QA windows); QA may give several windows.
+    pub fn format(&self, ex: &Example, index: usize) -> Result<Vec<Formatted>> {
+        let sp = self.tok.special();
+        let (eot, sep) = (sp.endoftext as i64, sp.sep as i64);
+        let room = self.max_len - 2; // task token + eot
+        let one = |ids: Vec<i64>, target: Target| Ok(vec![Formatted { ids, target }]);
+        if ex.kind() != self.kind {
+            return Err(Error::Invalid(format!(
+                "task `{}` is {}, got a {} example",
+                self.task,
+                self.kind,
+                ex.kind()
+            )));
+        }
+        match ex {
+            Example::Lm { text } => {
+                let mut seq = vec![self.task_id];
+                seq.extend(ids(self.tok, text)?.into_iter().take(room));
+                seq.push(eot);
+                let mut targets: Vec<i64> = seq[1..].to_vec();
+                targets.push(IGNORE_INDEX);
+                one(seq, Target::Tokens(targets))
+            }
+            Example::Classify {
+                text,
+                text_pair,
+                label,
+            } => {
+                let mut a = ids(self.tok, text)?;
+                let mut seq = vec![self.task_id];
+                match text_pair {
+                    Some(pair) => {
+                        let mut b = ids(self.tok, pair)?;
+                        // Trim the longer side first, keeping room for the separator.
+                        while a.len() + b.len() > room - 1 {
+                            if a.len() >= b.len() {
+                                a.pop()
+                            } else {
+                                b.pop()
+                            };
+                        }
+                        seq.extend(a);
+                        seq.push(sep);
+                        seq.extend(b);
+                    }
+                    None => seq.extend(a.into_iter().take(room)),
+                }
+                seq.push(eot);
+                one(seq, Target::Class(self.label(label)?))
+            }
+            Example::Generate { source, target } => {
+                let mut src = ids(self.tok, source)?;
+                let tgt = ids(self.tok, target)?;
+                // The target keeps at least half the room; the source is cut from its start.
+                let tgt_room = tgt
+                    .len()
+                    .min((room - 1).saturating_sub(src.len().min((room - 1) / 2)));
+                let tgt: Vec<i64> = tgt.into_iter().take(tgt_room).collect();
+                let src_room = room - 1 - tgt.len();
+                if src.len() > src_room {
+                    src.drain(..src.len() - src_room);
+                }
+                let mut seq = vec![self.task_id];
+                seq.extend(&src);
+                seq.push(sep);
+                let first_target = seq.len();
+                seq.extend(&tgt);
+                seq.push(eot);
+                // Position p predicts seq[p + 1]; only target tokens and the final eot count.
+                let targets = (0..seq.len())
+                    .map(|p| {
+                        if p + 1 >= first_target && p + 1 < seq.len() {
+                            seq[p + 1]
+                        } else {
+                            IGNORE_INDEX
+                        }
+                    })
+                    .collect();
+                one(seq, Target::Tokens(targets))
+            }
+            Example::Tagging { tokens, tags } => {
+                let mut seq = vec![self.task_id];
+                let mut targets = vec![IGNORE_INDEX];
+                let mut prev: Option<&str> = None;
+                for (word, tag) in tokens.iter().zip(tags) {
+                    // Latin words after Latin words get their space back, as in running text.
+                    let spaced = prev.is_some_and(|p| needs_space(p, word));
+                    let text = if spaced {
+                        format!(" {word}")
+                    } else {
+                        word.clone()
+                    };
+                    let piece = ids(self.tok, &text)?;
+                    if seq.len() + piece.len() > room + 1 {
+                        break;
+                    }
+                    for (k, id) in piece.iter().enumerate() {
+                        seq.push(*id);
+                        targets.push(if k == 0 {
+                            self.label(tag)?
+                        } else {
+                            IGNORE_INDEX
+                        });
+                    }
+                    prev = Some(word);
+                }
+                seq.push(eot);
+                targets.push(IGNORE_INDEX);
+                one(seq, Target::Tags(targets))
+            }
+            Example::ExtractiveQa {
+                context,
+                question,
+                answer,
+            } => self.format_qa(context, question, answer, index),
+        }
+    }
+
+    fn format_qa(
+        &self,
+        context: &str,
+        question: &str,
+        answer: &mtgpt_core::Answer,
+        index: usize,
+    ) -> Result<Vec<Formatted>> {
+        let sp = self.tok.special();
+        let (eot, sep) = (sp.endoftext as i64, sp.sep as i64);
+        let q: Vec<i64> = ids(self.tok, question)?
+            .into_iter()
+            .take(self.max_len / 3)
+            .collect();
+        let enc = self.tok.encode(context)?;
+        let head = 2 + q.len(); // task, question, sep
+        let window = self.max_len - head - 1;
+        let (a_start, a_end) = (answer.start, answer.start + answer.text.chars().count());
+        let n = enc.ids.len();
+        let stride = self.qa_stride.min(window / 2);
+        let mut out = Vec::new();
+        let mut from = 0;
+        loop {
+            let to = (from + window).min(n);
+            let mut seq = vec![self.task_id];
+            seq.extend(&q);
+            seq.push(sep);
+            let mut offsets = vec![None; seq.len()];
+            for k in from..to {
+                seq.push(enc.ids[k] as i64);
+                offsets.push(Some(enc.offsets[k]));
+            }
+            seq.push(eot);
+            offsets.push(None);
+            // The answer's first and last tokens, when the whole answer is in this window.
+            let s = (from..to).find(|&k| {
+                enc.offsets[k].0 <= a_start && a_start < enc.offsets[k].1.max(enc.offsets[k].0 + 1)
+            });
+            let e = (from..to)
+                .rev()
+                .find(|&k| enc.offsets[k].0 < a_end && a_end <= enc.offsets[k].1);
+            let (start, end) = match (s, e) {
+                (Some(s), Some(e)) if s <= e => {
+                    ((head + s - from) as i64, (head + e - from) as i64)
+                }
+                _ => (0, 0),
+            };
+            out.push(Formatted {
+                ids: seq,
+                target: Target::Span {
+                    start,
+                    end,
+                    offsets,
+                    example: index,
+                },
+            });
+            if to >= n {
+                break;
+            }
+            from = to - stride.min(to - from - 1).max(0);
+        }
+        Ok(out)
+    }
+
+    /// Pads formatted sequences (right padding) into a batch.
+    pub fn collate(&self, items: &[Formatted]) -> Result<Batch> {
+        let pad = self.tok.special().pad as i64;
+        let b = items.len();
+        let t = items.iter().map(|f| f.ids.len()).max().unwrap_or(0);
+        let mut input_ids = vec![pad; b * t];
+        let mut attention_mask = vec![0u8; b * t];
+        for (r, f) in items.iter().enumerate() {
+            input_ids[r * t..r * t + f.ids.len()].copy_from_slice(&f.ids);
+            attention_mask[r * t..r * t + f.ids.len()]
+                .iter_mut()
+                .for_each(|m| *m = 1);
+        }
+        let per_position = |get: &dyn Fn(&Formatted) -> Option<&Vec<i64>>| -> Result<Vec<i64>> {
+            let mut out = vec![IGNORE_INDEX; b * t];
+            for (r, f) in items.iter().enumerate() {
+                let v = get(f)
+                    .ok_or_else(|| Error::Invalid("mixed target kinds in one batch".into()))?;
+                out[r * t..r * t + v.len()].copy_from_slice(v);
+            }
+            Ok(out)
+        };
+        let targets = match items.first().map(|f| &f.target) {
+            None | Some(Target::Tokens(_)) => {
+                Targets::Tokens(per_position(&|f| match &f.target {
+                    Target::Tokens(v) => Some(v),
+                    _ => None,
+                })?)
+            }
+            Some(Target::Tags(_)) => Targets::Tags(per_position(&|f| match &f.target {
+                Target::Tags(v) => Some(v),
+                _ => None,
+            })?),
+            Some(Target::Class(_)) => Targets::Classes(
+                items
+                    .iter()
+                    .map(|f| match f.target {
+                        Target::Class(c) => Ok(c),
+                        _ => Err(Error::Invalid("mixed target kinds in one batch".into())),
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            Some(Target::Span { .. }) => {
+                let (mut start, mut end) = (Vec::with_capacity(b), Vec::with_capacity(b));
+                for f in items {
+                    match f.target {
+                        Target::Span {
+                            start: s, end: e, ..
+                        } => {
+                            start.push(s);
+                            end.push(e);
+                        }
+                        _ => return Err(Error::Invalid("mixed target kinds in one batch".into())),
+                    }
+                }
+                Targets::Spans { start, end }
+            }
+        };
+        let batch = Batch {
+            task: self.task.clone(),
+            batch_size: b,
+            seq_len: t,
+            input_ids,
+            attention_mask,
+            targets,
+        };
+        batch.check_shapes().map_err(Error::Invalid)?;
+        Ok(batch)
+    }
+}
+
+fn needs_space(prev: &str, word: &str) -> bool {
+    let han = |c: char| mtgpt_text::segment::is_han(c);
+    match (prev.chars().next_back(), word.chars().next()) {
+        (Some(p), Some(w)) => {
+            !han(p)
+                && !han(w)
+                && w.is_alphanumeric()
+                && (p.is_alphanumeric() || matches!(p, ',' | '.' | ';' | ':' | '!' | '?'))
+        }
+        _ => false,
+    }
+}
+
+/// Recovers the answer text of a QA window from predicted start/end token positions.
+/// Byte-level tokens carry the space before a word (` the`), so the span is trimmed.
+pub fn span_text(
+    context: &str,
+    offsets: &[Option<(usize, usize)>],
+    start: usize,
+    end: usize,
+) -> Option<String> {
+    let s = offsets.get(start).copied().flatten()?.0;
+    let e = offsets.get(end).copied().flatten()?.1;
+    let text: String = context.chars().skip(s).take(e.saturating_sub(s)).collect();
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_string())
+}
