@@ -290,7 +290,7 @@ impl<'a> TaskFormatter<'a> {
             if to >= n {
                 break;
             }
-            from = to - stride.min(to - from - 1).max(0);
+            from = to - stride.min(to - from - 1);
         }
         Ok(out)
     }
