@@ -8,7 +8,7 @@
 //! | `lm` | `task text eot` | next token everywhere |
 //! | `classify` | `task text [sep text_pair] eot` | class of the sequence (pooled at its last real token) |
 //! | `extractive_qa` | `task question sep context-window eot` | start/end token of the answer in the window; windows without it point at the task token |
-//! | `tagging` | `task word₁ word₂ … eot` | tag on each word's first sub-token, other positions ignored |
+//! | `tagging` | `task word₁ word₂ … eot` | tag on each word's first sub-token (after a separating space), other positions ignored |
 //! | `generate` | `task source sep target eot` | next token on the target and the final eot only |
 //!
 //! Too-long inputs are truncated (the text, never the special tokens); QA contexts longer than
@@ -210,9 +210,16 @@ impl<'a> TaskFormatter<'a> {
                     if seq.len() + piece.len() > room + 1 {
                         break;
                     }
+                    // The label goes on the word's first sub-token that is not just the
+                    // separating space (a char tokenizer keeps the space apart).
+                    let first = if spaced {
+                        self.first_visible(&piece)?
+                    } else {
+                        0
+                    };
                     for (k, id) in piece.iter().enumerate() {
                         seq.push(*id);
-                        targets.push(if k == 0 {
+                        targets.push(if k == first {
                             self.label(tag)?
                         } else {
                             IGNORE_INDEX
@@ -230,6 +237,17 @@ impl<'a> TaskFormatter<'a> {
                 answer,
             } => self.format_qa(context, question, answer, index),
         }
+    }
+
+    /// Index of the first token of `piece` whose text is not only whitespace.
+    fn first_visible(&self, piece: &[i64]) -> Result<usize> {
+        for k in 0..piece.len() {
+            let ids: Vec<u32> = piece[..=k].iter().map(|&i| i as u32).collect();
+            if !self.tok.decode(&ids, false)?.trim().is_empty() {
+                return Ok(k);
+            }
+        }
+        Ok(0)
     }
 
     fn format_qa(

@@ -1,0 +1,205 @@
+//! One head per task kind on a shared GPT trunk, with its loss and predictions, and
+//! [`MultiTaskModel`]: the trunk plus named heads whose parameters live apart under
+//! `heads.<task>.*`.
+use crate::error::{Error, Result};
+use mtgpt_core::{Batch, IGNORE_INDEX, ModelConfig, Targets, TaskKind};
+use mtgpt_model::{Gpt, Linear};
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Reduction, Tensor, nn};
+
+/// A task's head.
+#[derive(Debug)]
+pub enum Head {
+    /// `lm` and `generate`: the tied LM head of the trunk (no parameters of its own).
+    Lm,
+    /// `classify`: pooled last real token → linear over the classes.
+    Classify(Linear),
+    /// `extractive_qa`: per-token start and end logits.
+    Span(Linear),
+    /// `tagging`: per-token tag logits.
+    Tagging(Linear),
+}
+
+/// What a head returns for a batch.
+#[derive(Debug)]
+pub struct HeadOutput {
+    /// Mean loss over supervised positions / rows.
+    pub loss: Tensor,
+    /// `lm`/`generate` `[B, T, V]`; `classify` `[B, C]`; `extractive_qa` `[B, T, 2]`
+    /// (padding at -1e9); `tagging` `[B, T, K]`.
+    pub logits: Tensor,
+}
+
+/// The trunk and one head per task.
+#[derive(Debug)]
+pub struct MultiTaskModel {
+    /// Owns every weight: `transformer.*` (trunk) and `heads.<task>.*`.
+    pub vs: nn::VarStore,
+    /// The shared trunk.
+    pub gpt: Gpt,
+    /// Heads by task name.
+    pub heads: BTreeMap<String, (TaskKind, Head)>,
+}
+
+/// A task a [`MultiTaskModel`] serves: its name, kind and (for classify/tagging) label count.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeadSpec {
+    /// Task name.
+    pub name: String,
+    /// Task kind.
+    pub kind: TaskKind,
+    /// Number of classes or tags (0 for the other kinds).
+    pub num_labels: usize,
+}
+
+fn to_tensor(v: &[i64], shape: &[i64], dev: Device) -> Tensor {
+    Tensor::from_slice(v).view(shape).to_device(dev)
+}
+
+impl MultiTaskModel {
+    /// A freshly initialised trunk with heads for `specs`.
+    pub fn new(config: &ModelConfig, specs: &[HeadSpec], device: Device) -> Result<Self> {
+        let vs = nn::VarStore::new(device);
+        let gpt = Gpt::new(&vs.root(), config)?;
+        let d = config.d_model as i64;
+        let mut heads = BTreeMap::new();
+        for s in specs {
+            let p = vs.root() / "heads" / s.name.as_str();
+            if s.kind.has_label_set() && s.num_labels == 0 {
+                return Err(Error::Invalid(format!(
+                    "task `{}` ({}) needs at least one label",
+                    s.name, s.kind
+                )));
+            }
+            let head = match s.kind {
+                TaskKind::Lm | TaskKind::Generate => Head::Lm,
+                TaskKind::Classify => {
+                    Head::Classify(Linear::new(&p / "score", d, s.num_labels as i64, 0.02))
+                }
+                TaskKind::ExtractiveQa => Head::Span(Linear::new(&p / "span", d, 2, 0.02)),
+                TaskKind::Tagging => {
+                    Head::Tagging(Linear::new(&p / "tag", d, s.num_labels as i64, 0.02))
+                }
+            };
+            heads.insert(s.name.clone(), (s.kind, head));
+        }
+        Ok(MultiTaskModel { vs, gpt, heads })
+    }
+
+    /// Freezes (or unfreezes) the trunk: only head parameters train (linear probes on frozen
+    /// features). `lm`/`generate` tasks have no head parameters and learn nothing while frozen.
+    pub fn freeze_trunk(&self, frozen: bool) {
+        for (name, t) in self.vs.variables() {
+            if name.starts_with("transformer.") {
+                let _ = t.set_requires_grad(!frozen);
+            }
+        }
+    }
+
+    /// Runs the trunk and the batch's head. `train` turns dropout on.
+    pub fn forward(&self, batch: &Batch, train: bool) -> Result<HeadOutput> {
+        batch.check_shapes().map_err(Error::Invalid)?;
+        let (kind, head) = self
+            .heads
+            .get(&batch.task)
+            .ok_or_else(|| Error::Invalid(format!("no head for task `{}`", batch.task)))?;
+        let dev = self.gpt.device();
+        let (b, t) = (batch.batch_size as i64, batch.seq_len as i64);
+        let ids = to_tensor(&batch.input_ids, &[b, t], dev);
+        let mask_v: Vec<i64> = batch.attention_mask.iter().map(|&m| m as i64).collect();
+        let mask = to_tensor(&mask_v, &[b, t], dev);
+        let padded = batch.attention_mask.contains(&0);
+        let hidden = self
+            .gpt
+            .forward(&ids, padded.then_some(&mask), None, train)?
+            .hidden;
+        let ce = |logits: &Tensor, targets: &Tensor| {
+            let n = *logits.size().last().unwrap_or(&1);
+            logits.reshape([-1, n]).cross_entropy_loss::<Tensor>(
+                &targets.reshape([-1]),
+                None,
+                Reduction::Mean,
+                IGNORE_INDEX,
+                0.0,
+            )
+        };
+        let mismatch = || {
+            Error::Invalid(format!(
+                "task `{}` ({kind}) got targets of another kind",
+                batch.task
+            ))
+        };
+        Ok(match (head, &batch.targets) {
+            (Head::Lm, Targets::Tokens(tg)) => {
+                let logits = self.gpt.logits(&hidden);
+                let loss = ce(&logits, &to_tensor(tg, &[b, t], dev));
+                HeadOutput { loss, logits }
+            }
+            (Head::Classify(lin), Targets::Classes(c)) => {
+                // The last real token of each row (right padding).
+                let last = (mask.sum_dim_intlist(1, false, Kind::Int64) - 1).clamp_min(0);
+                let d = hidden.size()[2];
+                let pooled = hidden
+                    .gather(1, &last.view([b, 1, 1]).expand([b, 1, d], false), false)
+                    .squeeze_dim(1);
+                let logits = lin
+                    .forward(&pooled, self.gpt.config.precision)
+                    .to_kind(Kind::Float);
+                let loss = ce(&logits, &to_tensor(c, &[b], dev));
+                HeadOutput { loss, logits }
+            }
+            (Head::Span(lin), Targets::Spans { start, end }) => {
+                let logits = lin
+                    .forward(&hidden, self.gpt.config.precision)
+                    .to_kind(Kind::Float);
+                let pad = mask.eq(0).unsqueeze(-1);
+                let logits = logits.masked_fill(&pad, -1e9);
+                let s = ce(&logits.select(2, 0), &to_tensor(start, &[b], dev));
+                let e = ce(&logits.select(2, 1), &to_tensor(end, &[b], dev));
+                HeadOutput {
+                    loss: (s + e) / 2.0,
+                    logits,
+                }
+            }
+            (Head::Tagging(lin), Targets::Tags(tg)) => {
+                let logits = lin
+                    .forward(&hidden, self.gpt.config.precision)
+                    .to_kind(Kind::Float);
+                let loss = ce(&logits, &to_tensor(tg, &[b, t], dev));
+                HeadOutput { loss, logits }
+            }
+            _ => return Err(mismatch()),
+        })
+    }
+}
+
+/// Per-row predicted class ids from `classify` logits `[B, C]`.
+pub fn predict_classes(logits: &Tensor) -> Vec<i64> {
+    Vec::try_from(&logits.argmax(-1, false)).unwrap_or_default()
+}
+
+/// Per-position predicted tag ids from `tagging` logits `[B, T, K]`, row-major.
+pub fn predict_tags(logits: &Tensor) -> Vec<Vec<i64>> {
+    let ids = logits.argmax(-1, false);
+    (0..ids.size()[0])
+        .map(|r| Vec::try_from(&ids.get(r)).unwrap_or_default())
+        .collect()
+}
+
+/// The best answer span `(start, end)` of one row of span logits `[T, 2]` among positions
+/// where `allowed` is true (context tokens), with `end - start < max_len`; `None` when no
+/// position is allowed.
+pub fn best_span(logits: &Tensor, allowed: &[bool], max_len: usize) -> Option<(usize, usize)> {
+    let s: Vec<f32> = Vec::try_from(&logits.select(1, 0).to_kind(Kind::Float)).ok()?;
+    let e: Vec<f32> = Vec::try_from(&logits.select(1, 1).to_kind(Kind::Float)).ok()?;
+    let mut best: Option<(f32, usize, usize)> = None;
+    for i in (0..s.len()).filter(|&i| allowed.get(i) == Some(&true)) {
+        for j in (i..(i + max_len).min(e.len())).filter(|&j| allowed.get(j) == Some(&true)) {
+            let score = s[i] + e[j];
+            if best.is_none_or(|(b, _, _)| score > b) {
+                best = Some((score, i, j));
+            }
+        }
+    }
+    best.map(|(_, i, j)| (i, j))
+}
