@@ -2,6 +2,7 @@
 //! call library functions, map errors to an exit code.
 mod info;
 mod model;
+mod tasks;
 mod text;
 
 use anyhow::Context as _;
@@ -60,6 +61,10 @@ enum Command {
     /// Print a sequence's logits as JSON (for checking against other implementations).
     #[command(hide = true)]
     Logits(model::LogitsArgs),
+    /// Predict with one task's head: input JSONL lines come back with a `prediction` field.
+    Predict(tasks::PredictArgs),
+    /// Score a multi-task model on a config's valid or test splits.
+    Eval(tasks::EvalArgs),
     /// Measure training and decoding speed on random data.
     #[command(subcommand)]
     Bench(model::BenchCommand),
@@ -141,6 +146,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => model::embed(&args),
         Command::Logits(args) => model::logits(&args),
         Command::Bench(cmd) => model::bench(&cmd),
+        Command::Predict(args) => tasks::predict(&args),
+        Command::Eval(args) => tasks::eval(&args),
     }
 }
 

@@ -39,7 +39,7 @@ fn load(dir: &Path) -> anyhow::Result<(Model, TextTokenizer)> {
 /// `mtgpt model ...`.
 #[derive(Subcommand, Debug)]
 pub enum ModelCommand {
-    /// Create a freshly initialised model folder from a config and a tokenizer.
+    /// Create a freshly initialised multi-task model folder (trunk + one head per task).
     Init(InitArgs),
 }
 
@@ -68,11 +68,45 @@ pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
             let tok = TextTokenizer::load(&a.tokenizer)?;
             let mut mc = config.model.clone();
             mc.vocab_size = tok.vocab_size();
+            // One head per task; label sets from the config or the training data.
+            let mut heads = Vec::new();
+            for t in &config.tasks {
+                let labels = match (&t.labels, t.kind.has_label_set()) {
+                    (Some(l), _) => l.clone(),
+                    (None, true) => {
+                        let opts = mtgpt_text::data::ReadOptions {
+                            skip_bad: config.preprocess.skip_bad,
+                            labels: None,
+                        };
+                        let (ex, _) = mtgpt_text::data::read_examples(&t.train, t.kind, opts)?;
+                        mtgpt_text::data::collect_labels(&ex)
+                    }
+                    (None, false) => Vec::new(),
+                };
+                if tok.task_id(&t.name).is_none() {
+                    tracing::warn!(
+                        "the tokenizer has no <|task:{}|> token; train one with --task {}",
+                        t.name,
+                        t.name
+                    );
+                }
+                heads.push(mtgpt_heads::TaskHead {
+                    name: t.name.clone(),
+                    kind: t.kind,
+                    labels,
+                });
+            }
             tch::manual_seed(config.seed as i64);
-            let m = Model::new(&mc, device())?;
-            m.save(&a.out)?;
+            let specs: Vec<_> = heads.iter().map(mtgpt_heads::TaskHead::spec).collect();
+            let m = mtgpt_heads::MultiTaskModel::new(&mc, &specs, device())?;
+            m.save(&a.out, &heads, Some(&config.to_toml_string()))?;
             tok.save(&a.out.join("tokenizer.json"))?;
-            tracing::info!("{} parameters → {}", mc.num_parameters(), a.out.display());
+            tracing::info!(
+                "{} trunk parameters, {} heads → {}",
+                mc.num_parameters(),
+                heads.len(),
+                a.out.display()
+            );
             Ok(())
         }
     }

@@ -7,10 +7,14 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod evaluate;
+pub mod folder;
 pub mod format;
 pub mod heads;
 
 pub use error::{Error, Result};
+pub use evaluate::{Evaluator, Prediction, TaskScores, aggregate};
+pub use folder::TaskHead;
 pub use format::{Formatted, Target, TaskFormatter, span_text};
 pub use heads::{
     Head, HeadOutput, HeadSpec, MultiTaskModel, best_span, predict_classes, predict_tags,

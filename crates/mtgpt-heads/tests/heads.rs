@@ -284,3 +284,37 @@ fn lm_head_lowers_perplexity_and_frozen_trunk_stays_put() {
         assert_eq!(same, name.starts_with("transformer."), "{name}");
     }
 }
+
+#[test]
+fn model_folders_round_trip_heads_and_tasks() {
+    let m = model("cls", TaskKind::Classify, 2);
+    let tasks = vec![mtgpt_heads::TaskHead {
+        name: "cls".into(),
+        kind: TaskKind::Classify,
+        labels: vec!["no".into(), "yes".into()],
+    }];
+    let dir = tempfile::tempdir().unwrap();
+    m.save(dir.path(), &tasks, Some("name = \"x\"\n")).unwrap();
+    let (back, t2) = MultiTaskModel::load(dir.path(), Device::Cpu).unwrap();
+    assert_eq!(t2, tasks);
+    let old = m.vs.variables();
+    for (name, t) in back.vs.variables() {
+        assert!(t.equal(&old[&name]), "{name}");
+    }
+    // The trunk alone still loads as a plain GPT-2 folder.
+    mtgpt_model::Model::load(dir.path(), Device::Cpu).unwrap();
+    // A head file from another label count is refused with the tensor named.
+    let three = vec![mtgpt_heads::TaskHead {
+        labels: vec!["a".into(), "b".into(), "c".into()],
+        ..tasks[0].clone()
+    }];
+    std::fs::write(
+        dir.path().join("tasks.json"),
+        serde_json::to_string(&three).unwrap(),
+    )
+    .unwrap();
+    let e = MultiTaskModel::load(dir.path(), Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("heads.cls.score"), "{e}");
+}

@@ -251,78 +251,112 @@ impl Model {
 
     /// Writes `dir/model.safetensors` and `dir/config.json`.
     pub fn save(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut tensors: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        write_safetensors(&dir.join(WEIGHTS), &tensors)?;
-        let config = serde_json::to_string_pretty(&hf_config(&self.gpt.config)).unwrap_or_default();
-        let path = dir.join(CONFIG);
-        write_atomically(&path, |tmp| {
-            let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-            f.write_all(config.as_bytes())
-                .and_then(|()| f.write_all(b"\n"))
-                .map_err(|e| Error::io(tmp, e))
-        })
+        save_trunk(&self.vs, &self.gpt.config, dir)
     }
 
     /// Loads a model folder (ours or a Hugging Face GPT-2 one) onto `device`. Every weight must
     /// be present with its shape; GPT-2's attention-mask buffers and tied `lm_head.weight` are
     /// ignored; anything else unexpected is an error.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
-        let cpath = dir.join(CONFIG);
-        let text = std::fs::read_to_string(&cpath).map_err(|e| Error::io(&cpath, e))?;
-        let v: Value = serde_json::from_str(&text)
-            .map_err(|e| Error::checkpoint(&cpath, format!("not valid JSON: {e}")))?;
-        let config = config_from_hf(&v, &cpath)?;
+        let config = read_config(dir)?;
         let model = Model::new(&config, device)?;
-        let wpath = dir.join(WEIGHTS);
-        let mut loaded: HashMap<String, Tensor> = HashMap::new();
-        for (name, t) in read_safetensors(&wpath)? {
-            // Checkpoints of GPT2Model lack the `transformer.` prefix.
-            let name = if name.starts_with("transformer.") || name.starts_with("lm_head.") {
-                name
-            } else {
-                format!("transformer.{name}")
-            };
-            loaded.insert(name, t);
-        }
-        let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
-        vars.sort_by(|a, b| a.0.cmp(&b.0));
-        tch::no_grad(|| -> Result<()> {
-            for (name, var) in vars.iter_mut() {
-                let src = loaded.remove(name).ok_or_else(|| {
-                    Error::checkpoint(&wpath, format!("missing tensor `{name}` {:?}", var.size()))
-                })?;
-                if src.size() != var.size() {
-                    return Err(Error::checkpoint(
-                        &wpath,
-                        format!(
-                            "tensor `{name}` is {:?}, the config needs {:?}",
-                            src.size(),
-                            var.size()
-                        ),
-                    ));
-                }
-                var.f_copy_(&src.to_kind(var.kind()))?;
-            }
-            Ok(())
-        })?;
-        let unexpected: Vec<String> = loaded
-            .into_keys()
-            .filter(|k| {
-                !(k == "lm_head.weight"
-                    || k.ends_with(".attn.bias")
-                    || k.ends_with(".attn.masked_bias"))
-            })
-            .collect();
-        if !unexpected.is_empty() {
-            return Err(Error::checkpoint(
-                &wpath,
-                format!("unexpected tensors {unexpected:?} (not a GPT-2 of this shape?)"),
-            ));
-        }
+        load_weights(&model.vs, &dir.join(WEIGHTS), "transformer.")?;
         Ok(model)
     }
+}
+
+/// Writes the trunk (`transformer.*` variables of `vs`) as `dir/model.safetensors` and its
+/// GPT-2 `config.json`.
+pub fn save_trunk(vs: &nn::VarStore, config: &ModelConfig, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    save_weights(vs, &dir.join(WEIGHTS), "transformer.")?;
+    let text = serde_json::to_string_pretty(&hf_config(config)).unwrap_or_default();
+    let path = dir.join(CONFIG);
+    write_atomically(&path, |tmp| {
+        let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
+        f.write_all(text.as_bytes())
+            .and_then(|()| f.write_all(b"\n"))
+            .map_err(|e| Error::io(tmp, e))
+    })
+}
+
+/// The model config of a folder's `config.json`.
+pub fn read_config(dir: &Path) -> Result<ModelConfig> {
+    let cpath = dir.join(CONFIG);
+    let text = std::fs::read_to_string(&cpath).map_err(|e| Error::io(&cpath, e))?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::checkpoint(&cpath, format!("not valid JSON: {e}")))?;
+    config_from_hf(&v, &cpath)
+}
+
+/// Writes the variables of `vs` whose names start with `prefix` to a safetensors file.
+pub fn save_weights(vs: &nn::VarStore, path: &Path, prefix: &str) -> Result<()> {
+    let mut tensors: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .collect();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    write_safetensors(path, &tensors)
+}
+
+/// Loads a safetensors file into the variables of `vs` whose names start with `prefix`. Every
+/// such variable must be in the file with its shape; for the trunk (`transformer.`), names
+/// without the prefix (GPT2Model checkpoints) are accepted and GPT-2's `lm_head.weight` and
+/// attention-mask buffers ignored; any other extra tensor is an error.
+pub fn load_weights(vs: &nn::VarStore, path: &Path, prefix: &str) -> Result<()> {
+    let trunk = prefix == "transformer.";
+    let mut loaded: HashMap<String, Tensor> = HashMap::new();
+    for (name, t) in read_safetensors(path)? {
+        let name = if trunk && !name.starts_with(prefix) && !name.starts_with("lm_head.") {
+            format!("{prefix}{name}")
+        } else {
+            name
+        };
+        loaded.insert(name, t);
+    }
+    let mut vars: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in vars.iter_mut() {
+            let src = loaded.remove(name).ok_or_else(|| {
+                Error::checkpoint(path, format!("missing tensor `{name}` {:?}", var.size()))
+            })?;
+            if src.size() != var.size() {
+                return Err(Error::checkpoint(
+                    path,
+                    format!(
+                        "tensor `{name}` is {:?}, the config needs {:?}",
+                        src.size(),
+                        var.size()
+                    ),
+                ));
+            }
+            var.f_copy_(&src.to_kind(var.kind()))?;
+        }
+        Ok(())
+    })?;
+    let mut unexpected: Vec<String> = loaded
+        .into_keys()
+        .filter(|k| {
+            !(trunk
+                && (k == "lm_head.weight"
+                    || k.ends_with(".attn.bias")
+                    || k.ends_with(".attn.masked_bias")))
+        })
+        .collect();
+    unexpected.sort();
+    if !unexpected.is_empty() {
+        return Err(Error::checkpoint(
+            path,
+            format!("unexpected tensors {unexpected:?} (not a model of this shape?)"),
+        ));
+    }
+    Ok(())
 }
 
 /// Copies the tokenizer files (`tokenizer.json`, `tokenizer.mtgpt.json`) from `from` to `to`

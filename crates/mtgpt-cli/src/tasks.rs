@@ -1,0 +1,315 @@
+//! Task verbs: `predict` and `eval` on multi-task model folders.
+use anyhow::{Context as _, bail};
+use clap::Args;
+use mtgpt_core::{Answer, Config, Example, TaskKind};
+use mtgpt_heads::{Evaluator, MultiTaskModel, Prediction, TaskHead, TaskScores, aggregate};
+use mtgpt_text::{Normalizer, TextTokenizer};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Loads a multi-task model folder and its tokenizer.
+pub fn load(dir: &Path) -> anyhow::Result<(MultiTaskModel, Vec<TaskHead>, TextTokenizer)> {
+    let (model, tasks) = MultiTaskModel::load(dir, crate::model::device())?;
+    let tpath = dir.join("tokenizer.json");
+    let tok = TextTokenizer::load(&tpath)?;
+    if tok.vocab_size() > model.gpt.config.vocab_size {
+        bail!(
+            "{}: {} tokens but the model's vocabulary is {}",
+            tpath.display(),
+            tok.vocab_size(),
+            model.gpt.config.vocab_size
+        );
+    }
+    Ok((model, tasks, tok))
+}
+
+/// The normalizer of the run that made the model (its `mtgpt.toml`), or the default one.
+fn normalizer(dir: &Path) -> Normalizer {
+    let path = dir.join("mtgpt.toml");
+    Config::load(&path, &[])
+        .map(|c| Normalizer::from_config(&c.preprocess))
+        .unwrap_or_default()
+}
+
+/// `mtgpt predict`.
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Multi-task model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The task whose head predicts.
+    #[arg(long)]
+    task: String,
+    /// JSONL input: the task kind's input fields (gold fields are ignored).
+    #[arg(long)]
+    input: PathBuf,
+    /// Examples per forward pass.
+    #[arg(long, default_value_t = 16)]
+    batch: usize,
+}
+
+fn field<'v>(v: &'v Value, name: &str, file: &Path, line: usize) -> anyhow::Result<&'v str> {
+    match v.get(name) {
+        Some(Value::String(s)) if !s.is_empty() => Ok(s),
+        Some(Value::String(_)) => bail!("{}:{line}: field `{name}`: empty", file.display()),
+        Some(_) => bail!(
+            "{}:{line}: field `{name}`: expected a string",
+            file.display()
+        ),
+        None => bail!("{}:{line}: field `{name}`: missing", file.display()),
+    }
+}
+
+/// One input line → (the JSON as given, a normalized example with placeholder gold fields,
+/// the normalizer's char map of a QA context).
+fn parse_input(
+    v: &Value,
+    kind: TaskKind,
+    norm: &Normalizer,
+    file: &Path,
+    line: usize,
+) -> anyhow::Result<(Example, Option<mtgpt_text::Normalized>)> {
+    let n = |s: &str| norm.normalize(s);
+    Ok(match kind {
+        TaskKind::Lm => (
+            Example::Lm {
+                text: n(field(v, "text", file, line)?),
+            },
+            None,
+        ),
+        TaskKind::Classify => {
+            let text_pair = v.get("text_pair").and_then(Value::as_str).map(n);
+            (
+                Example::Classify {
+                    text: n(field(v, "text", file, line)?),
+                    text_pair,
+                    label: String::new(),
+                },
+                None,
+            )
+        }
+        TaskKind::Generate => (
+            Example::Generate {
+                source: n(field(v, "source", file, line)?),
+                target: String::new(),
+            },
+            None,
+        ),
+        TaskKind::ExtractiveQa => {
+            let ctx = norm.normalize_with_offsets(field(v, "context", file, line)?);
+            let ex = Example::ExtractiveQa {
+                context: ctx.text.clone(),
+                question: n(field(v, "question", file, line)?),
+                answer: Answer {
+                    text: String::new(),
+                    start: 0,
+                },
+            };
+            (ex, Some(ctx))
+        }
+        TaskKind::Tagging => {
+            let tokens: Vec<String> = match v.get("tokens") {
+                Some(Value::Array(a)) if !a.is_empty() => a
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| {
+                        t.as_str().map(str::to_string).with_context(|| {
+                            format!(
+                                "{}:{line}: field `tokens[{i}]`: expected a string",
+                                file.display()
+                            )
+                        })
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+                _ => bail!(
+                    "{}:{line}: field `tokens`: missing or not a non-empty array of strings",
+                    file.display()
+                ),
+            };
+            (
+                Example::Tagging {
+                    tags: vec![String::new(); tokens.len()],
+                    tokens,
+                },
+                None,
+            )
+        }
+    })
+}
+
+/// Writes the input lines with a `prediction` field added.
+pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
+    let (model, tasks, tok) = load(&a.model)?;
+    let Some(task) = tasks.iter().find(|t| t.name == a.task) else {
+        let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
+        bail!(
+            "{}: no task `{}`; it serves {names:?}",
+            a.model.display(),
+            a.task
+        );
+    };
+    let norm = normalizer(&a.model);
+    let mut eval = Evaluator::new(&model, &tok, task, model.gpt.config.block_size)?;
+    eval.batch = a.batch;
+    let file = std::fs::File::open(&a.input).with_context(|| a.input.display().to_string())?;
+    let mut rows = Vec::new();
+    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        let line =
+            line.with_context(|| format!("{}:{}: not valid UTF-8", a.input.display(), i + 1))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let v: Value = serde_json::from_str(&line)
+            .with_context(|| format!("{}:{}: not valid JSON", a.input.display(), i + 1))?;
+        let (ex, map) = parse_input(&v, task.kind, &norm, &a.input, i + 1)?;
+        rows.push((v, ex, map));
+    }
+    let examples: Vec<Example> = rows.iter().map(|r| r.1.clone()).collect();
+    let preds = eval.predict(&examples)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for ((mut v, _, map), p) in rows.into_iter().zip(preds) {
+        let pred = match (&p, map) {
+            // Report the answer's start in the context as given, not the normalized one.
+            (
+                Prediction::Span {
+                    text,
+                    start: Some(s),
+                },
+                Some(m),
+            ) => {
+                let (orig, _) = m.original_range(*s, s + text.chars().count());
+                json!({"text": text, "start": orig})
+            }
+            _ => serde_json::to_value(&p)?,
+        };
+        v["prediction"] = pred;
+        serde_json::to_writer(&mut out, &v)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `mtgpt eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Multi-task model folder.
+    #[arg(long)]
+    model: PathBuf,
+    /// The config whose tasks (and their data) to score.
+    #[arg(long)]
+    config: PathBuf,
+    /// Which split.
+    #[arg(long, default_value = "valid", value_parser = ["valid", "test"])]
+    split: String,
+    /// Override a config key.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// At most this many LM tokens per lm task.
+    #[arg(long, default_value_t = 20000)]
+    lm_tokens: usize,
+}
+
+/// Scores every task of the config that the model serves on one split.
+pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
+    let (model, tasks, tok) = load(&a.model)?;
+    let mut config = Config::load(&a.config, &a.sets)?;
+    // Preprocess exactly as training did, with the model's own tokenizer.
+    config.tokenizer.path = a
+        .model
+        .join("tokenizer.json")
+        .to_string_lossy()
+        .into_owned();
+    config
+        .tasks
+        .retain(|t| tasks.iter().any(|h| h.name == t.name));
+    if config.tasks.is_empty() {
+        bail!(
+            "{}: the model serves none of the tasks of {}",
+            a.model.display(),
+            a.config.display()
+        );
+    }
+    for t in &mut config.tasks {
+        t.augment = None;
+    }
+    let tmp = tempfile_dir()?;
+    let opts = mtgpt_text::prep::PrepOptions {
+        lexicons: Vec::new(),
+        skip_bad: false,
+    };
+    let manifest = mtgpt_text::prep::prepare(&config, &tmp, &opts)?;
+    let mut scores: Vec<TaskScores> = Vec::new();
+    for t in &config.tasks {
+        let head = tasks
+            .iter()
+            .find(|h| h.name == t.name)
+            .context("task list")?;
+        let info = &manifest.tasks[&t.name];
+        let Some(split) = info.splits.get(&a.split) else {
+            tracing::warn!("task `{}` has no {} split", t.name, a.split);
+            continue;
+        };
+        let path = tmp.join(&split.file);
+        let max_len = t.max_len.unwrap_or(model.gpt.config.block_size);
+        let eval = Evaluator::new(&model, &tok, head, max_len)?;
+        let s = if t.kind == TaskKind::Lm {
+            eval.evaluate_lm_tokens(&mtgpt_text::prep::read_token_file(&path)?, a.lm_tokens)?
+        } else {
+            let examples: Vec<Example> = std::fs::read_to_string(&path)?
+                .lines()
+                .map(|l| serde_json::from_str(l).with_context(|| path.display().to_string()))
+                .collect::<anyhow::Result<_>>()?;
+            eval.evaluate(&examples)?
+        };
+        scores.push(s);
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    let agg = aggregate(&scores);
+    if a.json {
+        println!(
+            "{}",
+            json!({"split": a.split, "tasks": scores, "aggregate": agg})
+        );
+        return Ok(());
+    }
+    println!(
+        "{:<16} {:<14} {:>8}  metrics ({} split)",
+        "task", "kind", "examples", a.split
+    );
+    for s in &scores {
+        let m: Vec<String> = s
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k}={v:.4}"))
+            .collect();
+        println!(
+            "{:<16} {:<14} {:>8}  {}",
+            s.task,
+            s.kind.as_str(),
+            s.examples,
+            m.join(" ")
+        );
+    }
+    if let Some(x) = agg {
+        println!("aggregate (mean primary score of non-lm tasks): {x:.4}");
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!(
+        "mtgpt-eval-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
+    Ok(dir)
+}
