@@ -204,6 +204,32 @@ fn span_head_finds_the_answer() {
         );
     }
     assert!(exact >= 36, "{exact}/40");
+
+    // The Evaluator's QA path (windows, best span, text back) scores the same model.
+    let head = mtgpt_heads::TaskHead {
+        name: "qa".into(),
+        kind: TaskKind::ExtractiveQa,
+        labels: vec![],
+    };
+    let eval = mtgpt_heads::Evaluator::new(&m, &TOK, &head, 40).unwrap();
+    let mut rng = Rng8::seed_from_u64(95);
+    let test: Vec<Example> = (0..40).map(|_| make(&mut rng)).collect();
+    let scores = eval.evaluate(&test).unwrap();
+    assert!(scores.metrics["exact_match"] >= 0.9, "{:?}", scores.metrics);
+    let preds = eval.predict(&test[..1]).unwrap();
+    let (
+        mtgpt_heads::Prediction::Span {
+            start: Some(s),
+            text,
+        },
+        Example::ExtractiveQa { answer, .. },
+    ) = (&preds[0], &test[0])
+    else {
+        panic!()
+    };
+    if *text == answer.text {
+        assert_eq!(*s, answer.start, "the char offset in the context");
+    }
 }
 
 #[test]
@@ -239,6 +265,22 @@ fn generate_head_learns_to_copy() {
         exact += usize::from(TOK.decode(&ids, true).unwrap() == target);
     }
     assert!(exact >= 27, "{exact}/30");
+
+    let head = mtgpt_heads::TaskHead {
+        name: "gen".into(),
+        kind: TaskKind::Generate,
+        labels: vec![],
+    };
+    let mut eval = mtgpt_heads::Evaluator::new(&m, &TOK, &head, 32).unwrap();
+    eval.max_new_tokens = 6;
+    let mut rng = Rng8::seed_from_u64(94);
+    let test: Vec<Example> = (0..30).map(|_| make(&mut rng)).collect();
+    let scores = eval.evaluate(&test).unwrap();
+    assert!(
+        scores.metrics["exact_match"] >= 0.9 && scores.metrics["rouge_l"] >= 0.9,
+        "{:?}",
+        scores.metrics
+    );
 }
 
 #[test]
