@@ -1,0 +1,240 @@
+//! Training batches per task, deterministic and resumable: every random choice is a function
+//! of (seed, task, counter), so a stream's whole state is two numbers.
+use mtgpt_core::IGNORE_INDEX;
+use mtgpt_heads::{Formatted, Target};
+use rand::Rng as _;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+/// Where a stream is (saved in checkpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct StreamState {
+    /// Passes over the data completed (labelled tasks) or windows drawn (LM).
+    pub epoch: u64,
+    /// Position in the current pass.
+    pub cursor: usize,
+}
+
+/// The source of one task's training sequences.
+#[derive(Debug)]
+pub enum TaskStream {
+    /// Formatted examples, reshuffled every epoch.
+    Examples {
+        /// All formatted training sequences.
+        items: Vec<Formatted>,
+        /// The order of the current epoch.
+        order: Vec<usize>,
+        /// Position.
+        state: StreamState,
+        /// Stream seed.
+        seed: u64,
+    },
+    /// A token stream cut into random windows, each after the task token.
+    Tokens {
+        /// The tokens.
+        tokens: Vec<u32>,
+        /// Tokens per window (the task token comes on top).
+        window: usize,
+        /// The task token id.
+        task_id: i64,
+        /// Windows drawn so far.
+        state: StreamState,
+        /// Stream seed.
+        seed: u64,
+    },
+}
+
+fn order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.shuffle(&mut mtgpt_core::seed::rng_for(
+        seed,
+        &format!("epoch/{epoch}"),
+    ));
+    idx
+}
+
+impl TaskStream {
+    /// A stream over formatted examples.
+    pub fn examples(items: Vec<Formatted>, seed: u64) -> Self {
+        let order = order(items.len(), seed, 0);
+        TaskStream::Examples {
+            items,
+            order,
+            state: StreamState::default(),
+            seed,
+        }
+    }
+
+    /// A stream of windows over LM tokens.
+    pub fn tokens(tokens: Vec<u32>, window: usize, task_id: i64, seed: u64) -> Self {
+        TaskStream::Tokens {
+            tokens,
+            window: window.max(1),
+            task_id,
+            state: StreamState::default(),
+            seed,
+        }
+    }
+
+    /// Training sequences available (examples, or token windows that fit).
+    pub fn len(&self) -> usize {
+        match self {
+            TaskStream::Examples { items, .. } => items.len(),
+            TaskStream::Tokens { tokens, window, .. } => tokens.len() / window,
+        }
+    }
+
+    /// Whether there is nothing to train on.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The current position.
+    pub fn state(&self) -> StreamState {
+        match self {
+            TaskStream::Examples { state, .. } | TaskStream::Tokens { state, .. } => *state,
+        }
+    }
+
+    /// Moves to a saved position.
+    pub fn restore(&mut self, saved: StreamState) {
+        match self {
+            TaskStream::Examples {
+                items,
+                order: o,
+                state,
+                seed,
+            } => {
+                *o = order(items.len(), *seed, saved.epoch);
+                *state = saved;
+            }
+            TaskStream::Tokens { state, .. } => *state = saved,
+        }
+    }
+
+    /// The next `n` sequences.
+    pub fn next_batch(&mut self, n: usize) -> Vec<Formatted> {
+        let mut out = Vec::with_capacity(n);
+        match self {
+            TaskStream::Examples {
+                items,
+                order: o,
+                state,
+                seed,
+            } => {
+                if items.is_empty() {
+                    return out;
+                }
+                while out.len() < n {
+                    if state.cursor >= o.len() {
+                        state.epoch += 1;
+                        state.cursor = 0;
+                        *o = order(items.len(), *seed, state.epoch);
+                    }
+                    out.push(items[o[state.cursor]].clone());
+                    state.cursor += 1;
+                }
+            }
+            TaskStream::Tokens {
+                tokens,
+                window,
+                task_id,
+                state,
+                seed,
+            } => {
+                let w = (*window).min(tokens.len());
+                if w == 0 {
+                    return out;
+                }
+                for _ in 0..n {
+                    let mut rng =
+                        mtgpt_core::seed::rng_for(*seed, &format!("window/{}", state.epoch));
+                    let start = rng.random_range(0..=tokens.len() - w);
+                    state.epoch += 1;
+                    let mut ids = vec![*task_id];
+                    ids.extend(tokens[start..start + w].iter().map(|&t| i64::from(t)));
+                    let mut targets = ids[1..].to_vec();
+                    targets.push(IGNORE_INDEX);
+                    out.push(Formatted {
+                        ids,
+                        target: Target::Tokens(targets),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Passes over the data so far (fractional), for the log.
+    pub fn epochs(&self) -> f64 {
+        match self {
+            TaskStream::Examples { items, state, .. } => {
+                state.epoch as f64 + state.cursor as f64 / items.len().max(1) as f64
+            }
+            TaskStream::Tokens {
+                tokens,
+                window,
+                state,
+                ..
+            } => (state.epoch as usize * window) as f64 / tokens.len().max(1) as f64,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn items(n: usize) -> Vec<Formatted> {
+        (0..n)
+            .map(|i| Formatted {
+                ids: vec![i as i64],
+                target: Target::Class(0),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn epochs_cover_every_example_once_and_reshuffle() {
+        let mut s = TaskStream::examples(items(10), 3);
+        let first: Vec<i64> = s.next_batch(10).iter().map(|f| f.ids[0]).collect();
+        let mut sorted = first.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..10).collect::<Vec<_>>());
+        let second: Vec<i64> = s.next_batch(10).iter().map(|f| f.ids[0]).collect();
+        assert_ne!(first, second, "a new order each epoch");
+        assert!((s.epochs() - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn restore_continues_exactly() {
+        for mut s in [
+            TaskStream::examples(items(7), 5),
+            TaskStream::tokens((0..100).collect(), 8, 99, 5),
+        ] {
+            s.next_batch(5);
+            let saved = s.state();
+            let want = s.next_batch(9);
+            s.next_batch(3);
+            s.restore(saved);
+            assert_eq!(s.next_batch(9), want);
+        }
+    }
+
+    #[test]
+    fn token_windows_start_with_the_task_token() {
+        let mut s = TaskStream::tokens((0..50).collect(), 8, 7, 1);
+        for f in s.next_batch(20) {
+            assert_eq!(f.ids.len(), 9);
+            assert_eq!(f.ids[0], 7);
+            assert!(
+                f.ids[1..].windows(2).all(|w| w[1] == w[0] + 1),
+                "contiguous tokens"
+            );
+            let Target::Tokens(t) = &f.target else {
+                panic!()
+            };
+            assert_eq!(&t[..8], &f.ids[1..]);
+        }
+    }
+}
