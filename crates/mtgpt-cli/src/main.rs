@@ -4,6 +4,7 @@ mod info;
 mod model;
 mod tasks;
 mod text;
+mod train;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -61,6 +62,8 @@ enum Command {
     /// Print a sequence's logits as JSON (for checking against other implementations).
     #[command(hide = true)]
     Logits(model::LogitsArgs),
+    /// Train one trunk jointly on every task of a config.
+    Train(train::TrainArgs),
     /// Predict with one task's head: input JSONL lines come back with a `prediction` field.
     Predict(tasks::PredictArgs),
     /// Score a multi-task model on a config's valid or test splits.
@@ -146,6 +149,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => model::embed(&args),
         Command::Logits(args) => model::logits(&args),
         Command::Bench(cmd) => model::bench(&cmd),
+        Command::Train(args) => train::train(&args),
         Command::Predict(args) => tasks::predict(&args),
         Command::Eval(args) => tasks::eval(&args),
     }

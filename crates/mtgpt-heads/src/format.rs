@@ -107,6 +107,11 @@ impl<'a> TaskFormatter<'a> {
         })
     }
 
+    /// The longest sequence this formatter makes.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
     fn label(&self, label: &str) -> Result<i64> {
         self.labels
             .get(label)

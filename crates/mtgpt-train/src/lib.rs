@@ -1,9 +1,13 @@
-//! The joint multi-task trainer of mtgpt: task mixture sampling, loss weighting, AdamW with
-//! schedules, checkpoints with exact resume, evaluation, early stopping and reports.
-//!
-//! Status: the optimizer ([`optim`]) works and is tested; the sampler, loss weighting and the
-//! training loop are being written (issue #6).
+//! The joint multi-task trainer of mtgpt: task mixture sampling ([`sampler`]), loss weighting
+//! ([`weighting`]), AdamW with schedules ([`optim`]), resumable batch streams ([`stream`]) and
+//! the training loop with evaluation, early stopping and checkpoints ([`trainer`]).
 #![warn(missing_docs)]
 
+pub mod error;
 pub mod optim;
+pub mod sampler;
 pub mod stream;
+pub mod trainer;
+pub mod weighting;
+
+pub use error::{Error, Result};
