@@ -11,9 +11,10 @@ if "$bin" help run >/dev/null 2>&1; then
   "$bin" run --config configs/demo.toml "$@"
   echo "demo: report in runs/demo/report.md"
 else
-  # Until `mtgpt run` lands (issue #8) the demo runs the stages that exist: it validates the
-  # config and preprocesses the six shipped tasks (tokenizer + training cache).
-  "$bin" config check configs/demo.toml >/dev/null
-  "$bin" prep --config configs/demo.toml
-  echo "demo: preprocessed into runs/demo/prep/; joint training (\`mtgpt run\`) is not implemented yet — see the status table in README.md" >&2
+  # Until `mtgpt run` (issue #8) lands, the demo runs the stages that exist: joint training
+  # of the six shipped tasks (preprocessing included; the config's 10-minute budget), then the
+  # test-split evaluation of every task.
+  "$bin" train --config configs/demo.toml --out runs/demo "$@"
+  "$bin" eval --model runs/demo/model --config configs/demo.toml --split test
+  echo "demo: model in runs/demo/model, training log in runs/demo/metrics.jsonl (the report of \`mtgpt run\` is not implemented yet)" >&2
 fi

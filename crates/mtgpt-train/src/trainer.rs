@@ -201,6 +201,13 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     let weights: Vec<f64> = config.tasks.iter().map(|t| t.weight).collect();
     let mut weighting =
         LossWeighting::new(&(model.vs.root() / "loss_weights"), &c.weighting, &weights)?;
+    if weighting.uses_pcgrad() {
+        // The projection exists (`weighting::pcgrad`), but the loop does not yet compute
+        // per-task gradients for it: refuse rather than silently train without it.
+        return Err(Error::Invalid(
+            "train.weighting.strategy = \"pcgrad\" is not wired into the training loop yet; use static, uncertainty or dwa".into(),
+        ));
+    }
     let mut opt = AdamW::from_config(&model.vs, c);
     let sizes: Vec<usize> = runs.iter().map(|r| r.stream.len()).collect();
     let lm_tasks: Vec<usize> = runs
