@@ -58,3 +58,10 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// Runs `mtgpt ARGS`, asserts success (showing stderr otherwise) and returns stdout.
+pub fn mtgpt_ok(args: &[&str]) -> String {
+    let o = mtgpt(args);
+    assert!(o.status.success(), "mtgpt {args:?}: {}", stderr(&o));
+    stdout(&o)
+}

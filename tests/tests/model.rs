@@ -1,12 +1,8 @@
 //! The model verbs of the `mtgpt` binary: init, generate, export/import, embed, bench.
-use mtgpt_e2e::{mtgpt, repo_root, stderr, stdout};
+use mtgpt_e2e::{mtgpt, repo_root, stderr};
 use std::path::Path;
 
-fn ok(args: &[&str]) -> String {
-    let o = mtgpt(args);
-    assert!(o.status.success(), "mtgpt {args:?}: {}", stderr(&o));
-    stdout(&o)
-}
+use mtgpt_e2e::mtgpt_ok as ok;
 
 /// A tiny random model folder with a real tokenizer.
 fn tiny_model(dir: &Path) -> String {

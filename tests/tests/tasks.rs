@@ -1,13 +1,9 @@
 //! `mtgpt predict` and `mtgpt eval` on a freshly initialised multi-task model over the demo's
 //! six real tasks.
-use mtgpt_e2e::{mtgpt, stderr, stdout};
+use mtgpt_e2e::{mtgpt, stderr};
 use std::path::Path;
 
-fn ok(args: &[&str]) -> String {
-    let o = mtgpt(args);
-    assert!(o.status.success(), "mtgpt {args:?}: {}", stderr(&o));
-    stdout(&o)
-}
+use mtgpt_e2e::mtgpt_ok as ok;
 
 fn demo_model(dir: &Path) -> String {
     let prep = dir.join("prep");

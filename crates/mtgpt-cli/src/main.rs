@@ -1,6 +1,7 @@
 //! `mtgpt`: the command-line front end. Thin by design: parse arguments, load the config,
 //! call library functions, map errors to an exit code.
 mod info;
+mod jsonl;
 mod model;
 mod tasks;
 mod text;

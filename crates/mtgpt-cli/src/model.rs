@@ -1,10 +1,10 @@
 //! Model verbs: `model init`, `generate`, `export`, `import`, `embed`, `logits`, `bench`.
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use mtgpt_core::{ModelConfig, Precision};
 use mtgpt_model::{GenerateConfig, Model, generate};
 use mtgpt_text::TextTokenizer;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
@@ -276,22 +276,13 @@ pub fn embed(a: &EmbedArgs) -> anyhow::Result<()> {
             a.layer.unwrap_or(0)
         );
     }
-    let file = std::fs::File::open(&a.input).with_context(|| a.input.display().to_string())?;
     let mut texts = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line =
-            line.with_context(|| format!("{}:{}: not valid UTF-8", a.input.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: serde_json::Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not valid JSON", a.input.display(), i + 1))?;
+    for (line, v) in crate::jsonl::read_values(&a.input)? {
         match v.get("text").and_then(|t| t.as_str()) {
             Some(t) if !t.is_empty() => texts.push(t.to_string()),
             _ => bail!(
-                "{}:{}: field `text`: missing, empty or not a string",
-                a.input.display(),
-                i + 1
+                "{}:{line}: field `text`: missing, empty or not a string",
+                a.input.display()
             ),
         }
     }

@@ -5,7 +5,7 @@ use mtgpt_core::{Answer, Config, Example, TaskKind};
 use mtgpt_heads::{Evaluator, MultiTaskModel, Prediction, TaskHead, TaskScores, aggregate};
 use mtgpt_text::{Normalizer, TextTokenizer};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// Loads a multi-task model folder and its tokenizer.
@@ -152,17 +152,9 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
     let norm = normalizer(&a.model);
     let mut eval = Evaluator::new(&model, &tok, task, model.gpt.config.block_size)?;
     eval.batch = a.batch;
-    let file = std::fs::File::open(&a.input).with_context(|| a.input.display().to_string())?;
     let mut rows = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line =
-            line.with_context(|| format!("{}:{}: not valid UTF-8", a.input.display(), i + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let v: Value = serde_json::from_str(&line)
-            .with_context(|| format!("{}:{}: not valid JSON", a.input.display(), i + 1))?;
-        let (ex, map) = parse_input(&v, task.kind, &norm, &a.input, i + 1)?;
+    for (line, v) in crate::jsonl::read_values(&a.input)? {
+        let (ex, map) = parse_input(&v, task.kind, &norm, &a.input, line)?;
         rows.push((v, ex, map));
     }
     let examples: Vec<Example> = rows.iter().map(|r| r.1.clone()).collect();

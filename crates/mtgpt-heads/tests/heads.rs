@@ -11,6 +11,13 @@ use std::sync::LazyLock;
 use tch::nn::OptimizerConfig;
 use tch::{Device, nn};
 
+/// Tests in this file seed libtorch's process-wide generator; run them one at a time so
+/// their initialisations do not interleave.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 type Rng8 = rand_chacha::ChaCha8Rng;
 
 const TASKS: [(&str, TaskKind); 5] = [
@@ -83,6 +90,7 @@ fn train(
 
 #[test]
 fn classify_head_learns_a_rule() {
+    let _serial = serial();
     let labels = vec!["no".to_string(), "yes".to_string()];
     let f = TaskFormatter::new(&TOK, "cls", TaskKind::Classify, &labels, 32).unwrap();
     let m = model("cls", TaskKind::Classify, 2);
@@ -115,6 +123,7 @@ fn classify_head_learns_a_rule() {
 
 #[test]
 fn tagging_head_learns_per_token_labels() {
+    let _serial = serial();
     let labels = vec!["O".to_string(), "B-UP".to_string()];
     let f = TaskFormatter::new(&TOK, "tag", TaskKind::Tagging, &labels, 32).unwrap();
     let m = model("tag", TaskKind::Tagging, 2);
@@ -162,6 +171,7 @@ fn tagging_head_learns_per_token_labels() {
 
 #[test]
 fn span_head_finds_the_answer() {
+    let _serial = serial();
     let f = TaskFormatter::new(&TOK, "qa", TaskKind::ExtractiveQa, &[], 40).unwrap();
     let m = model("qa", TaskKind::ExtractiveQa, 0);
     let make = |rng: &mut Rng8| {
@@ -234,6 +244,7 @@ fn span_head_finds_the_answer() {
 
 #[test]
 fn generate_head_learns_to_copy() {
+    let _serial = serial();
     let f = TaskFormatter::new(&TOK, "gen", TaskKind::Generate, &[], 32).unwrap();
     let m = model("gen", TaskKind::Generate, 0);
     let make = |rng: &mut Rng8| {
@@ -285,6 +296,7 @@ fn generate_head_learns_to_copy() {
 
 #[test]
 fn lm_head_lowers_perplexity_and_frozen_trunk_stays_put() {
+    let _serial = serial();
     let f = TaskFormatter::new(&TOK, "lm", TaskKind::Lm, &[], 32).unwrap();
     let m = model("lm", TaskKind::Lm, 0);
     let make = |rng: &mut Rng8| Example::Lm {
@@ -329,6 +341,7 @@ fn lm_head_lowers_perplexity_and_frozen_trunk_stays_put() {
 
 #[test]
 fn model_folders_round_trip_heads_and_tasks() {
+    let _serial = serial();
     let m = model("cls", TaskKind::Classify, 2);
     let tasks = vec![mtgpt_heads::TaskHead {
         name: "cls".into(),

@@ -109,16 +109,28 @@ fn filter(logits: &Tensor, cfg: &GenerateConfig) -> Tensor {
     l
 }
 
-/// Picks the next token of one row.
-fn choose(logits: &Tensor, seen: &[i64], cfg: &GenerateConfig) -> i64 {
+/// Picks the next token of one row. Sampling draws from `rng` (seeded per call to
+/// [`generate`]), not libtorch's global generator, so it is reproducible whatever else runs.
+fn choose(logits: &Tensor, seen: &[i64], cfg: &GenerateConfig, rng: &mut impl rand::Rng) -> i64 {
     let l = penalize(logits, seen, cfg.repetition_penalty);
     if cfg.greedy {
         return l.argmax(0, false).int64_value(&[]);
     }
-    filter(&l, cfg)
-        .softmax(0, Kind::Float)
-        .multinomial(1, true)
-        .int64_value(&[0])
+    let probs: Vec<f64> =
+        Vec::try_from(&filter(&l, cfg).softmax(0, Kind::Double)).unwrap_or_default();
+    let u: f64 = rng.random();
+    let mut acc = 0.0;
+    let mut last = 0;
+    for (i, p) in probs.iter().enumerate() {
+        if *p > 0.0 {
+            last = i;
+            acc += p;
+            if u < acc {
+                return i as i64;
+            }
+        }
+    }
+    last as i64
 }
 
 /// Generates continuations of `prompts` (token ids); returns only the new tokens of each.
@@ -141,7 +153,7 @@ pub fn generate(
     if cfg.num_beams > 1 {
         return prompts.iter().map(|p| beam_search(gpt, p, cfg)).collect();
     }
-    tch::manual_seed(cfg.seed as i64);
+    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed);
     tch::no_grad(|| {
         let dev = gpt.device();
         let b = prompts.len();
@@ -181,7 +193,7 @@ pub fn generate(
                 let tok = if done[r] {
                     pad_id
                 } else {
-                    choose(&logits.get(r as i64), &seen[r], cfg)
+                    choose(&logits.get(r as i64), &seen[r], cfg, &mut rng)
                 };
                 if !done[r] {
                     out[r].push(tok);

@@ -5,6 +5,13 @@ use mtgpt_model::{GenerateConfig, Model, generate};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Tensor, nn};
 
+/// Tests in this file seed libtorch's process-wide generator; run them one at a time so
+/// their initialisations do not interleave.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn tiny(seed: i64) -> Model {
     tch::manual_seed(seed);
     let cfg = ModelConfig {
@@ -31,6 +38,7 @@ fn greedy(n: usize) -> GenerateConfig {
 
 #[test]
 fn greedy_matches_an_argmax_loop_without_cache() {
+    let _serial = serial();
     let m = tiny(1);
     let prompt = vec![3i64, 7, 1];
     let got = generate(&m.gpt, std::slice::from_ref(&prompt), 0, &greedy(8)).unwrap();
@@ -52,6 +60,7 @@ fn greedy_matches_an_argmax_loop_without_cache() {
 
 #[test]
 fn batched_left_padded_prompts_match_single_prompts() {
+    let _serial = serial();
     let m = tiny(2);
     let prompts = vec![vec![5i64], vec![4, 9, 2, 8, 1], vec![6, 6, 3]];
     let batch = generate(&m.gpt, &prompts, 0, &greedy(6)).unwrap();
@@ -63,6 +72,7 @@ fn batched_left_padded_prompts_match_single_prompts() {
 
 #[test]
 fn stop_tokens_and_budgets_end_generation() {
+    let _serial = serial();
     let m = tiny(3);
     let free = generate(&m.gpt, &[vec![1]], 0, &greedy(10)).unwrap()[0].clone();
     assert_eq!(free.len(), 10);
@@ -84,6 +94,7 @@ fn stop_tokens_and_budgets_end_generation() {
 
 #[test]
 fn sampling_is_seeded_and_top_k_1_is_greedy() {
+    let _serial = serial();
     let m = tiny(4);
     let cfg = GenerateConfig {
         max_new_tokens: 12,
@@ -118,6 +129,7 @@ fn sampling_is_seeded_and_top_k_1_is_greedy() {
 
 #[test]
 fn beam_search_recovers_a_memorized_sequence() {
+    let _serial = serial();
     let m = tiny(5);
     let seq: Vec<i64> = vec![1, 12, 5, 20, 7, 3, 25, 9, 14, 2];
     let batch = Tensor::from_slice(&seq).view([1, -1]);

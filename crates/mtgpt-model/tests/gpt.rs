@@ -6,6 +6,13 @@ use mtgpt_model::{KvCache, Model};
 use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor, nn};
 
+/// Tests in this file seed libtorch's process-wide generator; run them one at a time so
+/// their initialisations do not interleave.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn tiny() -> ModelConfig {
     ModelConfig {
         n_layer: 2,
@@ -35,6 +42,7 @@ fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
 
 #[test]
 fn parameter_count_matches_the_closed_form() {
+    let _serial = serial();
     let m = model(0);
     let n: i64 =
         m.vs.trainable_variables()
@@ -46,6 +54,7 @@ fn parameter_count_matches_the_closed_form() {
 
 #[test]
 fn changing_a_later_token_leaves_earlier_logits_alone() {
+    let _serial = serial();
     let m = model(1);
     let a = ids(&[&[1, 2, 3, 4, 5, 6]]);
     let b = ids(&[&[1, 2, 3, 9, 9, 9]]);
@@ -61,6 +70,7 @@ fn changing_a_later_token_leaves_earlier_logits_alone() {
 
 #[test]
 fn cached_decoding_equals_the_full_forward() {
+    let _serial = serial();
     let m = model(2);
     let seq = ids(&[
         &[3, 1, 4, 1, 5, 9, 2, 6, 5, 3],
@@ -90,6 +100,7 @@ fn cached_decoding_equals_the_full_forward() {
 
 #[test]
 fn left_and_right_padding_leave_real_tokens_unchanged() {
+    let _serial = serial();
     let m = model(3);
     let real = ids(&[&[5, 6, 7, 8]]);
     let alone = m.gpt.forward(&real, None, None, false).unwrap().hidden;
@@ -134,6 +145,7 @@ fn left_and_right_padding_leave_real_tokens_unchanged() {
 
 #[test]
 fn bad_inputs_are_errors_not_panics() {
+    let _serial = serial();
     let m = model(4);
     let e = m
         .gpt
@@ -158,6 +170,7 @@ fn bad_inputs_are_errors_not_panics() {
 
 #[test]
 fn save_load_round_trips_exactly() {
+    let _serial = serial();
     let m = model(5);
     let dir = tempfile::tempdir().unwrap();
     m.save(dir.path()).unwrap();
@@ -176,6 +189,7 @@ fn save_load_round_trips_exactly() {
 
 #[test]
 fn broken_checkpoints_are_clear_errors() {
+    let _serial = serial();
     let m = model(6);
     let dir = tempfile::tempdir().unwrap();
     m.save(dir.path()).unwrap();
@@ -235,6 +249,7 @@ fn train(precision: Precision, steps: usize) -> Vec<f64> {
 
 #[test]
 fn a_tiny_model_overfits_one_batch() {
+    let _serial = serial();
     let losses = train(Precision::Fp32, 150);
     assert!(losses[0] > 3.0, "{}", losses[0]);
     assert!(
@@ -246,6 +261,7 @@ fn a_tiny_model_overfits_one_batch() {
 
 #[test]
 fn bf16_training_lowers_the_loss_like_fp32() {
+    let _serial = serial();
     let fp32 = train(Precision::Fp32, 60);
     let bf16 = train(Precision::Bf16, 60);
     let (a, b) = (fp32[59], bf16[59]);
