@@ -2,8 +2,8 @@
 //! with its loss and predictions, and [`MultiTaskModel`] = one shared GPT trunk plus named
 //! heads whose parameters are kept apart (`heads.<task>.*`).
 //!
-//! Status: formatting and the heads work and are tested; `mtgpt predict`/`mtgpt eval` arrive
-//! with the trainer (issue #6), which writes the models they read.
+//! [`Evaluator`] turns a head's outputs into predictions and per-task scores (`mtgpt predict`,
+//! `mtgpt eval`); model folders ([`folder`]) hold the trunk, the heads and the task list.
 #![warn(missing_docs)]
 
 pub mod error;
