@@ -252,11 +252,7 @@ pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
         let s = if t.kind == TaskKind::Lm {
             eval.evaluate_lm_tokens(&mtgpt_text::prep::read_token_file(&path)?, a.lm_tokens)?
         } else {
-            let examples: Vec<Example> = std::fs::read_to_string(&path)?
-                .lines()
-                .map(|l| serde_json::from_str(l).with_context(|| path.display().to_string()))
-                .collect::<anyhow::Result<_>>()?;
-            eval.evaluate(&examples)?
+            eval.evaluate(&mtgpt_text::prep::read_split(&path)?)?
         };
         scores.push(s);
     }

@@ -495,16 +495,7 @@ impl Evaluator<'_> {
         let items: Vec<Formatted> = tokens
             .chunks(window)
             .filter(|c| !c.is_empty())
-            .map(|c| {
-                let mut ids = vec![task_id];
-                ids.extend(c.iter().map(|&t| i64::from(t)));
-                let mut targets = ids[1..].to_vec();
-                targets.push(IGNORE_INDEX);
-                Formatted {
-                    ids,
-                    target: Target::Tokens(targets),
-                }
-            })
+            .map(|c| Formatted::lm_window(task_id, c))
             .collect();
         if items.is_empty() {
             return Err(Error::Invalid(format!(

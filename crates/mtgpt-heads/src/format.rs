@@ -28,6 +28,22 @@ pub struct Formatted {
     pub target: Target,
 }
 
+impl Formatted {
+    /// An LM window over already tokenized text: the task token, then `tokens`, each position
+    /// predicting the next (the last one nothing).
+    pub fn lm_window(task_id: i64, tokens: &[u32]) -> Self {
+        let mut ids = Vec::with_capacity(tokens.len() + 1);
+        ids.push(task_id);
+        ids.extend(tokens.iter().map(|&t| i64::from(t)));
+        let mut targets = ids[1..].to_vec();
+        targets.push(IGNORE_INDEX);
+        Formatted {
+            ids,
+            target: Target::Tokens(targets),
+        }
+    }
+}
+
 /// Supervision of one [`Formatted`] sequence.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {

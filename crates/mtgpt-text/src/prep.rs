@@ -561,6 +561,20 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
     Ok(manifest)
 }
 
+/// Reads a labelled-task `.jsonl` split written by [`prepare`]; a malformed line is an error
+/// naming the file and line.
+pub fn read_split(path: &Path) -> Result<Vec<Example>> {
+    let text = std::fs::read_to_string(path).map_err(|e| mtgpt_core::Error::io(path, e))?;
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| {
+                Error::bad_record(path, i + 1, "-", format!("not a prepared example: {e}"))
+            })
+        })
+        .collect()
+}
+
 /// Reads the token ids of an LM `.bin` file written by [`prepare`].
 pub fn read_token_file(path: &Path) -> Result<Vec<u32>> {
     let bytes = std::fs::read(path).map_err(|e| mtgpt_core::Error::io(path, e))?;

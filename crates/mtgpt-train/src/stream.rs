@@ -1,7 +1,6 @@
 //! Training batches per task, deterministic and resumable: every random choice is a function
 //! of (seed, task, counter), so a stream's whole state is two numbers.
-use mtgpt_core::IGNORE_INDEX;
-use mtgpt_heads::{Formatted, Target};
+use mtgpt_heads::Formatted;
 use rand::Rng as _;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -151,14 +150,7 @@ impl TaskStream {
                         mtgpt_core::seed::rng_for(*seed, &format!("window/{}", state.epoch));
                     let start = rng.random_range(0..=tokens.len() - w);
                     state.epoch += 1;
-                    let mut ids = vec![*task_id];
-                    ids.extend(tokens[start..start + w].iter().map(|&t| i64::from(t)));
-                    let mut targets = ids[1..].to_vec();
-                    targets.push(IGNORE_INDEX);
-                    out.push(Formatted {
-                        ids,
-                        target: Target::Tokens(targets),
-                    });
+                    out.push(Formatted::lm_window(*task_id, &tokens[start..start + w]));
                 }
             }
         }
@@ -184,6 +176,7 @@ impl TaskStream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mtgpt_heads::Target;
 
     fn items(n: usize) -> Vec<Formatted> {
         (0..n)

@@ -6,13 +6,13 @@ use crate::optim::{AdamW, learning_rate};
 use crate::sampler::TaskSampler;
 use crate::stream::{StreamState, TaskStream};
 use crate::weighting::LossWeighting;
-use mtgpt_core::{Config, Example, TaskKind};
+use mtgpt_core::{Config, TaskKind};
 use mtgpt_heads::{
     Evaluator, HeadSpec, MultiTaskModel, TaskFormatter, TaskHead, TaskScores, aggregate,
 };
 use mtgpt_model::io::{load_weights, read_safetensors, save_weights, write_safetensors};
 use mtgpt_text::TextTokenizer;
-use mtgpt_text::prep::{PrepManifest, PrepOptions, prepare, read_token_file};
+use mtgpt_text::prep::{PrepManifest, PrepOptions, prepare, read_split, read_token_file};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::io::Write;
@@ -106,15 +106,6 @@ fn heads_from(manifest: &PrepManifest, config: &Config) -> Vec<TaskHead> {
         .collect()
 }
 
-fn read_examples(path: &Path) -> Result<Vec<Example>> {
-    let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    text.lines()
-        .map(|l| {
-            serde_json::from_str(l).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
-        })
-        .collect()
-}
-
 /// The latest checkpoint folder in `dir`, if any.
 pub fn latest_checkpoint(dir: &Path) -> Option<PathBuf> {
     let mut steps: Vec<(usize, PathBuf)> = std::fs::read_dir(dir)
@@ -172,10 +163,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
             TaskStream::tokens(tokens, max_len - 1, task_id, seed)
         } else {
             let mut items = Vec::new();
-            for (k, ex) in read_examples(&prep_dir.join(&train.file))?
-                .iter()
-                .enumerate()
-            {
+            for (k, ex) in read_split(&prep_dir.join(&train.file))?.iter().enumerate() {
                 items.extend(f.format(ex, k)?);
             }
             TaskStream::examples(items, seed)
@@ -431,7 +419,7 @@ fn evaluate(
         scores.push(if t.kind == TaskKind::Lm {
             eval.evaluate_lm_tokens(&read_token_file(&path)?, opts.eval_lm_tokens)?
         } else {
-            let mut ex = read_examples(&path)?;
+            let mut ex = read_split(&path)?;
             ex.truncate(opts.eval_examples);
             eval.evaluate(&ex)?
         });
