@@ -89,6 +89,14 @@ pub struct ModelSection {
     pub layer_norm_eps: Option<f64>,
     /// fp32 or bf16.
     pub precision: Option<Precision>,
+    /// Attention heads of each block when they differ (written by structured pruning);
+    /// absent = `n_head` everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_heads: Option<Vec<usize>>,
+    /// MLP width of each block when they differ (written by structured pruning); absent =
+    /// `d_ff` everywhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_d_ff: Option<Vec<usize>>,
 }
 
 /// The resolved shape and numerics of the GPT trunk.
@@ -112,6 +120,13 @@ pub struct ModelConfig {
     pub layer_norm_eps: f64,
     /// fp32 or bf16.
     pub precision: Precision,
+    /// Attention heads of each block (head width stays `d_model / n_head`); empty = `n_head`
+    /// in every block. Structured pruning writes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_heads: Vec<usize>,
+    /// MLP width of each block; empty = `d_ff` in every block. Structured pruning writes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layer_d_ff: Vec<usize>,
 }
 
 impl ModelConfig {
@@ -150,6 +165,8 @@ impl ModelConfig {
             dropout: 0.1,
             layer_norm_eps: 1e-5,
             precision: Precision::Fp32,
+            layer_heads: Vec::new(),
+            layer_d_ff: Vec::new(),
         }
     }
 
@@ -158,14 +175,61 @@ impl ModelConfig {
         self.d_model / self.n_head.max(1)
     }
 
+    /// Attention heads of block `layer`.
+    pub fn heads_in(&self, layer: usize) -> usize {
+        self.layer_heads.get(layer).copied().unwrap_or(self.n_head)
+    }
+
+    /// MLP width of block `layer`.
+    pub fn d_ff_in(&self, layer: usize) -> usize {
+        self.layer_d_ff.get(layer).copied().unwrap_or(self.d_ff)
+    }
+
+    /// Checks `layer_heads` / `layer_d_ff`: empty, or one entry per block, each at least 1
+    /// (heads at most `n_head`). The message names the field and the bad value.
+    pub fn check_layer_shapes(&self) -> Result<(), String> {
+        for (key, v, max) in [
+            ("layer_heads", &self.layer_heads, self.n_head),
+            ("layer_d_ff", &self.layer_d_ff, usize::MAX),
+        ] {
+            if v.is_empty() {
+                continue;
+            }
+            if v.len() != self.n_layer {
+                return Err(format!(
+                    "model.{key} has {} entries; it needs one per block (n_layer = {})",
+                    v.len(),
+                    self.n_layer
+                ));
+            }
+            if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| **x == 0 || **x > max) {
+                return Err(format!(
+                    "model.{key}[{i}] = {x}: must be at least 1{}",
+                    if max < usize::MAX {
+                        format!(" and at most n_head = {max}")
+                    } else {
+                        String::new()
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Parameter count of the trunk with a tied LM head (closed form).
     pub fn num_parameters(&self) -> usize {
-        let (d, f, l) = (self.d_model, self.d_ff, self.n_layer);
+        let (d, l) = (self.d_model, self.n_layer);
+        let hd = self.head_dim();
         let embeddings = self.vocab_size * d + self.block_size * d;
-        let attn = d * 3 * d + 3 * d + d * d + d;
-        let mlp = d * f + f + f * d + d;
-        let norms = 2 * 2 * d;
-        embeddings + l * (attn + mlp + norms) + 2 * d
+        let blocks: usize = (0..l)
+            .map(|i| {
+                let (a, f) = (self.heads_in(i) * hd, self.d_ff_in(i));
+                let attn = d * 3 * a + 3 * a + a * d + d;
+                let mlp = d * f + f + f * d + d;
+                attn + mlp + 2 * 2 * d
+            })
+            .sum();
+        embeddings + blocks + 2 * d
     }
 
     fn apply(section: &ModelSection) -> Self {
@@ -200,6 +264,8 @@ impl ModelConfig {
         if let Some(v) = section.precision {
             m.precision = v;
         }
+        m.layer_heads = section.layer_heads.clone().unwrap_or_default();
+        m.layer_d_ff = section.layer_d_ff.clone().unwrap_or_default();
         m
     }
 
@@ -215,6 +281,8 @@ impl ModelConfig {
             dropout: Some(self.dropout),
             layer_norm_eps: Some(self.layer_norm_eps),
             precision: Some(self.precision),
+            layer_heads: (!self.layer_heads.is_empty()).then(|| self.layer_heads.clone()),
+            layer_d_ff: (!self.layer_d_ff.is_empty()).then(|| self.layer_d_ff.clone()),
         }
     }
 }
@@ -438,8 +506,15 @@ pub struct TrainConfig {
     pub checkpoint_every: usize,
     /// Checkpoints kept (the best one is kept in addition).
     pub keep_checkpoints: usize,
-    /// A loss above this many times its running mean counts as divergence.
+    /// A loss above this many times its task's running mean counts as divergence.
     pub spike_factor: f64,
+    /// Divergence guard: the learning rate is multiplied by this after each event.
+    pub guard_lr_factor: f64,
+    /// Divergence guard: events tolerated before training stops with an error.
+    pub guard_max_events: usize,
+    /// Divergence guard: steps between in-memory snapshots of the last good state (checkpoint
+    /// steps are snapshots too).
+    pub guard_snapshot_every: usize,
     /// Task mixture sampling.
     pub sampling: SamplingConfig,
     /// Loss weighting.
@@ -468,6 +543,9 @@ impl Default for TrainConfig {
             checkpoint_every: 500,
             keep_checkpoints: 2,
             spike_factor: 5.0,
+            guard_lr_factor: 0.5,
+            guard_max_events: 10,
+            guard_snapshot_every: 50,
             sampling: SamplingConfig::default(),
             weighting: WeightingConfig::default(),
         }
@@ -530,6 +608,44 @@ pub struct TaskConfig {
     /// Data augmentation of the training split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub augment: Option<AugmentConfig>,
+    /// Extra examples written by the model itself (`classify` tasks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate_augment: Option<GenerateAugmentConfig>,
+}
+
+/// `generate_augment = { ... }` in a `[[task]]`: after the LM phase and part of joint training,
+/// the model is fine-tuned briefly on `label <|sep|> text` sequences, writes `n` new
+/// examples conditioned on labels, and keeps those the current classifier assigns to the
+/// same label with probability ≥ `min_confidence` (as LAMBADA, Anaby-Tavor et al. 2020).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GenerateAugmentConfig {
+    /// Examples to generate (before filtering).
+    pub n: usize,
+    /// Classifier probability an example needs for its label to be kept.
+    pub min_confidence: f64,
+    /// Share of the joint-training steps done before generating (the classifier must be
+    /// trained enough to filter).
+    pub at_fraction: f64,
+    /// Fine-tuning steps of the generator on `label <|sep|> text`.
+    pub finetune_steps: usize,
+    /// Most new tokens per generated example.
+    pub max_new_tokens: usize,
+    /// Sampling temperature of the generator.
+    pub temperature: f64,
+}
+
+impl Default for GenerateAugmentConfig {
+    fn default() -> Self {
+        GenerateAugmentConfig {
+            n: 200,
+            min_confidence: 0.8,
+            at_fraction: 0.5,
+            finetune_steps: 100,
+            max_new_tokens: 48,
+            temperature: 0.9,
+        }
+    }
 }
 
 fn default_weight() -> f64 {
@@ -545,6 +661,18 @@ pub enum PruneScope {
     Global,
     /// The target sparsity in every layer.
     Layer,
+}
+
+/// How `prune-structured` ranks attention heads and MLP neurons.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Importance {
+    /// First-order Taylor estimate |Σ w·∂L/∂w| over the unit's weights, on training batches of
+    /// every task (Molchanov et al. 2019; Michel et al. 2019 for heads).
+    #[default]
+    Taylor,
+    /// L2 norm of the unit's weights (no data needed).
+    Norm,
 }
 
 /// `[compress]`.
@@ -572,6 +700,8 @@ pub struct CompressConfig {
     pub temperature: f64,
     /// Weight of hidden-state matching; 0 = off.
     pub hidden_weight: f64,
+    /// How `prune-structured` ranks heads and neurons: `taylor` or `norm`.
+    pub importance: Importance,
 }
 
 impl Default for CompressConfig {
@@ -587,6 +717,7 @@ impl Default for CompressConfig {
             alpha: 0.5,
             temperature: 2.0,
             hidden_weight: 0.0,
+            importance: Importance::Taylor,
         }
     }
 }

@@ -30,9 +30,10 @@ pub mod seed;
 pub mod task;
 
 pub use config::{
-    AugmentConfig, CompressConfig, Config, ConfigFile, ModelConfig, ModelSection, Precision,
-    PreprocessConfig, Preset, PruneScope, SamplingConfig, SamplingStrategy, Schedule, TaskConfig,
-    TokenizerConfig, TokenizerKind, TrainConfig, WeightingConfig, WeightingStrategy,
+    AugmentConfig, CompressConfig, Config, ConfigFile, GenerateAugmentConfig, Importance,
+    ModelConfig, ModelSection, Precision, PreprocessConfig, Preset, PruneScope, SamplingConfig,
+    SamplingStrategy, Schedule, TaskConfig, TokenizerConfig, TokenizerKind, TrainConfig,
+    WeightingConfig, WeightingStrategy,
 };
 pub use error::{Error, Result};
 pub use task::{Answer, Batch, Example, IGNORE_INDEX, Targets, TaskKind};

@@ -273,6 +273,14 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
         ));
     }
     finite_in("model.dropout", m.dropout, 0.0, 0.999, "in [0, 1)")?;
+    if let Err(reason) = m.check_layer_shapes() {
+        let (key, v) = if reason.starts_with("model.layer_heads") {
+            ("model.layer_heads", &m.layer_heads)
+        } else {
+            ("model.layer_d_ff", &m.layer_d_ff)
+        };
+        return Err(err(key, format!("{v:?}"), &reason));
+    }
     if !(m.layer_norm_eps.is_finite() && m.layer_norm_eps > 0.0) {
         return Err(err(
             "model.layer_norm_eps",
@@ -358,7 +366,22 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
             "must be a number above 1",
         ));
     }
+    if !(t.guard_lr_factor.is_finite() && t.guard_lr_factor > 0.0 && t.guard_lr_factor < 1.0) {
+        return Err(err(
+            "train.guard_lr_factor",
+            t.guard_lr_factor.to_string(),
+            "must be a number in (0, 1)",
+        ));
+    }
+    positive("train.guard_snapshot_every", t.guard_snapshot_every)?;
     let s = &t.sampling;
+    if t.weighting.strategy == crate::config::WeightingStrategy::Pcgrad && !s.mixed_batches {
+        return Err(err(
+            "train.weighting.strategy",
+            "\"pcgrad\"".into(),
+            "PCGrad combines the gradients of several tasks in one step; set train.sampling.mixed_batches = true",
+        ));
+    }
     if !(s.temperature.is_finite() && s.temperature > 0.0) {
         return Err(err(
             "train.sampling.temperature",
@@ -524,6 +547,38 @@ fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> Result<()> {
                 0.0,
                 1.0,
                 "in [0, 1]",
+            )?;
+        }
+        if let Some(g) = &task.generate_augment {
+            if task.kind != TaskKind::Classify {
+                return Err(err(
+                    &key("generate_augment"),
+                    "{ .. }".into(),
+                    &format!("only classify tasks take it, this one is {}", task.kind),
+                ));
+            }
+            positive(&key("generate_augment.n"), g.n)?;
+            positive(&key("generate_augment.max_new_tokens"), g.max_new_tokens)?;
+            finite_in(
+                &key("generate_augment.min_confidence"),
+                g.min_confidence,
+                0.0,
+                1.0,
+                "in [0, 1]",
+            )?;
+            finite_in(
+                &key("generate_augment.at_fraction"),
+                g.at_fraction,
+                0.0,
+                0.95,
+                "in [0, 0.95]",
+            )?;
+            finite_in(
+                &key("generate_augment.temperature"),
+                g.temperature,
+                0.01,
+                10.0,
+                "in [0.01, 10]",
             )?;
         }
     }

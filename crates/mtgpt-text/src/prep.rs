@@ -64,6 +64,77 @@ pub struct PrepManifest {
     pub vocab_size: usize,
     /// Per task, in config order of names.
     pub tasks: BTreeMap<String, TaskInfo>,
+    /// What the inputs looked like (see [`prepare_cached`]); empty in old manifests.
+    #[serde(default)]
+    pub fingerprint: String,
+}
+
+/// A digest of everything [`prepare`] reads: the config sections it uses, the size and
+/// modification time of every input file and lexicon, and this crate's version.
+pub fn fingerprint(config: &Config, opts: &PrepOptions) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    config.seed.hash(&mut h);
+    opts.skip_bad.hash(&mut h);
+    let file = |p: &Path, h: &mut std::collections::hash_map::DefaultHasher| {
+        p.hash(h);
+        if let Ok(m) = std::fs::metadata(p) {
+            m.len().hash(h);
+            if let Ok(t) = m.modified()
+                && let Ok(d) = t.duration_since(std::time::UNIX_EPOCH)
+            {
+                d.as_nanos().hash(h);
+            }
+        }
+    };
+    for text in [
+        serde_json::to_string(&config.preprocess).unwrap_or_default(),
+        serde_json::to_string(&config.tokenizer).unwrap_or_default(),
+    ] {
+        text.hash(&mut h);
+    }
+    config.model.block_size.hash(&mut h);
+    for t in &config.tasks {
+        serde_json::to_string(t).unwrap_or_default().hash(&mut h);
+        for p in [Some(&t.train), t.valid.as_ref(), t.test.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            file(p, &mut h);
+        }
+    }
+    if let Some(p) = config.tokenizer.existing() {
+        file(p, &mut h);
+    }
+    for p in &opts.lexicons {
+        file(p, &mut h);
+    }
+    format!("{:016x}", h.finish())
+}
+
+/// [`prepare`], unless `out/prep.json` already holds the output of the same inputs (same
+/// [`fingerprint`], every file it lists present): then that manifest is returned as is.
+/// The flag says whether the cache was used.
+pub fn prepare_cached(
+    config: &Config,
+    out: &Path,
+    opts: &PrepOptions,
+) -> Result<(PrepManifest, bool)> {
+    let want = fingerprint(config, opts);
+    let path = out.join("prep.json");
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(m) = serde_json::from_str::<PrepManifest>(&text)
+        && m.fingerprint == want
+        && out.join(&m.tokenizer).exists()
+        && m.tasks
+            .values()
+            .flat_map(|t| t.splits.values())
+            .all(|s| out.join(&s.file).exists())
+    {
+        return Ok((m, true));
+    }
+    Ok((prepare(config, out, opts)?, false))
 }
 
 /// Text processing shared by every task of a config.
@@ -396,6 +467,8 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
         move |e| Error::from(mtgpt_core::Error::io(p, e))
     };
     std::fs::create_dir_all(out).map_err(io(out))?;
+    // The manifest goes last; without it a half-written folder is never taken as a cache.
+    let _ = std::fs::remove_file(out.join("prep.json"));
     let skip_bad = opts.skip_bad || config.preprocess.skip_bad;
     let mut lexicon = Lexicon::default();
     for p in opts.lexicons.iter().filter(|p| p.exists()) {
@@ -480,6 +553,7 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
         tokenizer: "tokenizer.json".into(),
         vocab_size: tokenizer.vocab_size(),
         tasks: BTreeMap::new(),
+        fingerprint: fingerprint(config, opts),
     };
     for task in &config.tasks {
         let dir = out.join(&task.name);

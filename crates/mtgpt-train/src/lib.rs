@@ -4,10 +4,15 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod genaug;
+pub mod guard;
+pub mod lr_find;
 pub mod optim;
+pub mod report;
 pub mod sampler;
 pub mod stream;
 pub mod trainer;
+pub mod transfer;
 pub mod weighting;
 
 pub use error::{Error, Result};

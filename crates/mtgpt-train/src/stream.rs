@@ -88,6 +88,14 @@ impl TaskStream {
         self.len() == 0
     }
 
+    /// Appends sequences to an example stream (they join at the next [`restore`](Self::restore)
+    /// or epoch). Token streams ignore this.
+    pub fn extend(&mut self, more: Vec<Formatted>) {
+        if let TaskStream::Examples { items, .. } = self {
+            items.extend(more);
+        }
+    }
+
     /// The current position.
     pub fn state(&self) -> StreamState {
         match self {

@@ -1,10 +1,25 @@
-//! The training loop on a tiny model: it learns, writes its artefacts, and resuming from a
-//! checkpoint continues bit for bit.
+//! The training loop on a tiny model: it learns, writes its artefacts (report, curves),
+//! resuming from a checkpoint continues bit for bit (also with mixed batches, PCGrad and
+//! generated examples), the divergence guard recovers from an injected NaN, and early
+//! stopping stops.
 use mtgpt_core::Config;
 use mtgpt_train::trainer::{TrainOptions, latest_checkpoint, train};
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+/// Training seeds libtorch's global generator: tests in this file run one at a time.
+fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 fn config(dir: &Path, steps: usize) -> Config {
+    config_with(dir, steps, "", "")
+}
+
+/// The tiny two-task config; `train_extra` goes into `[train]`, `cls_extra` into the
+/// classification task.
+fn config_with(dir: &Path, steps: usize, train_extra: &str, cls_extra: &str) -> Config {
     let d = dir.display();
     let lm: String = (0..80)
         .map(|i| format!("the cat sat on the mat number {i}\n"))
@@ -42,7 +57,7 @@ warmup_steps = 2
 eval_every = 10
 checkpoint_every = 32
 keep_checkpoints = 2
-weighting = {{ strategy = "uncertainty" }}
+{train_extra}
 [[task]]
 name = "lm"
 kind = "lm"
@@ -51,6 +66,7 @@ train = "{d}/lm.txt"
 name = "cls"
 kind = "classify"
 train = "{d}/cls.jsonl"
+{cls_extra}
 "#
     );
     Config::from_toml_str(&toml, Path::new("resume.toml"), &[]).unwrap()
@@ -58,8 +74,14 @@ train = "{d}/cls.jsonl"
 
 #[test]
 fn training_learns_and_resume_is_bit_exact() {
+    let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), 60);
+    let cfg = config_with(
+        dir.path(),
+        60,
+        r#"weighting = { strategy = "uncertainty" }"#,
+        "",
+    );
     let a = dir.path().join("a");
     let summary = train(&cfg, &TrainOptions::new(&a)).unwrap();
     assert_eq!(summary.steps, 64);
@@ -71,6 +93,10 @@ fn training_learns_and_resume_is_bit_exact() {
         "best/config.json",
         "metrics.jsonl",
         "prep/prep.json",
+        "report.md",
+        "curves/cls-accuracy.png",
+        "curves/cls-loss.png",
+        "curves/lm-loss.png",
     ] {
         assert!(a.join(f).exists(), "{f}");
     }
@@ -82,9 +108,23 @@ fn training_learns_and_resume_is_bit_exact() {
     assert!(cls.metrics["accuracy"] >= 0.9, "{:?}", cls.metrics);
     let metrics = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
     assert!(metrics.lines().any(|l| l.contains("\"eval\"")));
+    let report = std::fs::read_to_string(a.join("report.md")).unwrap();
+    assert!(report.contains("| cls | classify |"), "{report}");
+    assert!(report.contains("![curves/cls-accuracy.png]"), "{report}");
+    let png = std::fs::read(a.join("curves/cls-loss.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+    assert_resume_is_exact(&cfg, &a, &dir.path().join("b"));
 
-    // Resume from the step-32 checkpoint into a fresh folder: the end state must be identical.
-    let b = dir.path().join("b");
+    // --resume without a checkpoint is a clear error.
+    let mut none = TrainOptions::new(dir.path().join("c"));
+    none.resume = true;
+    let e = train(&cfg, &none).unwrap_err().to_string();
+    assert!(e.contains("no checkpoint"), "{e}");
+}
+
+/// Copies `a`'s step-32 checkpoint (and generated examples) into a fresh folder `b`, resumes
+/// there, and compares the final weights with `a`'s byte for byte.
+fn assert_resume_is_exact(cfg: &Config, a: &Path, b: &Path) {
     std::fs::create_dir_all(b.join("checkpoints")).unwrap();
     let src = a.join("checkpoints/step-00000032");
     assert!(
@@ -104,9 +144,16 @@ fn training_learns_and_resume_is_bit_exact() {
     ] {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
-    let mut opts = TrainOptions::new(&b);
+    if a.join("augment").exists() {
+        std::fs::create_dir_all(b.join("augment")).unwrap();
+        for e in std::fs::read_dir(a.join("augment")).unwrap() {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), b.join("augment").join(e.file_name())).unwrap();
+        }
+    }
+    let mut opts = TrainOptions::new(b);
     opts.resume = true;
-    let resumed = train(&cfg, &opts).unwrap();
+    let resumed = train(cfg, &opts).unwrap();
     assert_eq!(resumed.steps, 64);
     let end_a = std::fs::read(
         latest_checkpoint(&a.join("checkpoints"))
@@ -121,10 +168,141 @@ fn training_learns_and_resume_is_bit_exact() {
     )
     .unwrap();
     assert!(end_a == end_b, "resumed weights differ");
+}
 
-    // --resume without a checkpoint is a clear error.
-    let mut none = TrainOptions::new(dir.path().join("c"));
-    none.resume = true;
-    let e = train(&cfg, &none).unwrap_err().to_string();
-    assert!(e.contains("no checkpoint"), "{e}");
+#[test]
+fn mixed_batches_pcgrad_and_generated_examples_resume_exactly() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_with(
+        dir.path(),
+        60,
+        r#"sampling = { mixed_batches = true }
+weighting = { strategy = "pcgrad" }"#,
+        "generate_augment = { n = 12, min_confidence = 0.0, at_fraction = 0.3, finetune_steps = 4, max_new_tokens = 8 }",
+    );
+    let a = dir.path().join("a");
+    let summary = train(&cfg, &TrainOptions::new(&a)).unwrap();
+    assert_eq!(summary.steps, 64);
+    assert_eq!(summary.augmented.len(), 1);
+    assert_eq!(summary.augmented[0].generated, 12);
+    let kept = std::fs::read_to_string(a.join("augment/cls.jsonl")).unwrap();
+    assert_eq!(kept.lines().count(), summary.augmented[0].kept);
+    // Mixed batches: log lines name several tasks in one step.
+    let metrics = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"task\":\"lm+cls\""), "{metrics}");
+    assert!(metrics.contains("\"augment\""));
+    assert_resume_is_exact(&cfg, &a, &dir.path().join("b"));
+}
+
+#[test]
+fn the_guard_restores_after_an_injected_nan_and_training_goes_on() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(dir.path(), 60);
+    // Snapshots every 5 steps: the restore at step 30 goes back to step 30's state.
+    cfg.train.guard_snapshot_every = 5;
+    let mut opts = TrainOptions::new(dir.path().join("g"));
+    opts.inject_nan_at = vec![30, 31];
+    let s = train(&cfg, &opts).unwrap();
+    assert_eq!(s.steps, 64);
+    assert_eq!(s.guard_events, 2);
+    assert_eq!(s.lr_scale, 0.25);
+    let metrics = std::fs::read_to_string(dir.path().join("g/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.matches("guard_event").count(), 2);
+    // Nothing non-finite reached the weights and the classifier still learned.
+    let cls = s.final_scores.iter().find(|x| x.task == "cls").unwrap();
+    assert!(cls.metrics["accuracy"] >= 0.9, "{:?}", cls.metrics);
+    let lm = s.final_scores.iter().find(|x| x.task == "lm").unwrap();
+    assert!(lm.metrics["perplexity"].is_finite());
+
+    // More events than allowed is an error that says what to do.
+    let strict = config_with(dir.path(), 60, "guard_max_events = 1", "");
+    let mut opts = TrainOptions::new(dir.path().join("h"));
+    opts.inject_nan_at = vec![10, 11];
+    let e = train(&strict, &opts).unwrap_err().to_string();
+    assert!(
+        e.contains("diverged 2 times") && e.contains("train.lr"),
+        "{e}"
+    );
+}
+
+#[test]
+fn early_stopping_stops_when_validation_stops_improving() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // A learning rate of almost nothing: the score cannot improve after the first evaluation.
+    let mut cfg = config(dir.path(), 60);
+    cfg.train.patience = 2;
+    cfg.train.lr = 1e-12;
+    let s = train(&cfg, &TrainOptions::new(dir.path().join("e"))).unwrap();
+    assert!(s.stopped_early);
+    // Evaluations every 10 steps: the first sets the best, two more without improvement stop.
+    assert_eq!(s.steps, 30);
+}
+
+#[test]
+fn lr_find_suggests_a_rate_inside_its_range_and_plots_it() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 60);
+    let out = dir.path().join("lr");
+    let r = mtgpt_train::lr_find::lr_find(
+        &cfg,
+        &TrainOptions::new(&out),
+        &mtgpt_train::lr_find::LrFindOptions {
+            min_lr: 1e-6,
+            max_lr: 10.0,
+            steps: 40,
+            stop_factor: 4.0,
+        },
+    )
+    .unwrap();
+    assert!(r.points.len() >= 5);
+    assert!(
+        r.suggested >= 1e-6 && r.suggested <= 10.0,
+        "{}",
+        r.suggested
+    );
+    // The loss at the suggestion is below where the ramp started.
+    let at = r.points.iter().find(|p| p.lr >= r.suggested).unwrap();
+    assert!(at.smoothed <= r.points[0].smoothed, "{:?}", r.points);
+    let csv = std::fs::read_to_string(&r.csv).unwrap();
+    assert_eq!(csv.lines().count(), r.points.len() + 1);
+    assert_eq!(&std::fs::read(&r.plot).unwrap()[1..4], b"PNG");
+}
+
+#[test]
+fn transfer_trains_each_task_alone_and_jointly() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), 30);
+    let out = dir.path().join("t");
+    let r = mtgpt_train::transfer::transfer(&cfg, &TrainOptions::new(&out)).unwrap();
+    assert_eq!(r.rows.len(), 2);
+    for row in &r.rows {
+        assert!(row.joint.is_some() && row.single.is_some(), "{row:?}");
+    }
+    assert_eq!(r.rows[0].metric, "perplexity");
+    assert!(!r.rows[0].higher_is_better);
+    let md = std::fs::read_to_string(out.join("transfer.md")).unwrap();
+    assert!(md.contains("| cls | classify | accuracy |"), "{md}");
+    for sub in [
+        "joint/model",
+        "single-lm/model",
+        "single-cls/model",
+        "prep/prep.json",
+    ] {
+        assert!(out.join(sub).exists(), "{sub}");
+    }
+    // The single-task run sampled only its task in the joint phase.
+    let log = std::fs::read_to_string(out.join("single-cls/metrics.jsonl")).unwrap();
+    let joint_tasks: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["phase"] == "joint")
+        .map(|v| v["task"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!joint_tasks.is_empty());
+    assert!(joint_tasks.iter().all(|t| t == "cls"), "{joint_tasks:?}");
 }

@@ -1,0 +1,204 @@
+//! The divergence guard: decides when a training step went wrong (a non-finite loss or
+//! gradient norm, or a loss spike) and keeps the running statistics and the learning-rate
+//! scale that the trainer saves in checkpoints.
+//!
+//! A loss spike is a task loss above `spike_factor ×` that task's running mean **and** at least
+//! [`SPIKE_MARGIN`] nats above it, once the task has been seen [`WARMUP_OBSERVATIONS`] times.
+//! The margin keeps a well-trained classifier (mean loss 0.02, one hard batch at 0.3) from
+//! counting as divergence; a diverging model jumps by whole nats.
+//!
+//! On an event the trainer restores its last good in-memory snapshot (weights, optimizer
+//! moments, loss-weighting state), multiplies the learning rate by `guard_lr_factor`, skips
+//! the step's update and goes on with the next batch.
+use serde::{Deserialize, Serialize};
+
+/// Observations of a task before spikes are checked.
+pub const WARMUP_OBSERVATIONS: usize = 20;
+/// Smoothing of the running mean: `mean ← (1 − a)·mean + a·loss`.
+pub const EMA_ALPHA: f64 = 0.05;
+/// A spike must also exceed the running mean by this many nats.
+pub const SPIKE_MARGIN: f64 = 1.0;
+
+/// What the guard carries between steps (saved in checkpoints).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuardState {
+    /// Multiplier on the scheduled learning rate (1 until an event).
+    pub lr_scale: f64,
+    /// Events so far.
+    pub events: usize,
+    /// Running mean of each task's loss.
+    pub mean: Vec<Option<f64>>,
+    /// Observations of each task.
+    pub seen: Vec<usize>,
+}
+
+/// Divergence detection over `n` tasks.
+#[derive(Debug, Clone)]
+pub struct DivergenceGuard {
+    spike_factor: f64,
+    state: GuardState,
+}
+
+impl DivergenceGuard {
+    /// A guard for `n_tasks` tasks that calls a loss above `spike_factor ×` its running mean
+    /// (and [`SPIKE_MARGIN`] above it) a spike.
+    pub fn new(n_tasks: usize, spike_factor: f64) -> Self {
+        DivergenceGuard {
+            spike_factor,
+            state: GuardState {
+                lr_scale: 1.0,
+                events: 0,
+                mean: vec![None; n_tasks],
+                seen: vec![0; n_tasks],
+            },
+        }
+    }
+
+    /// Why this step diverged, or `None` when it is healthy. `task_losses` are `(task, loss)`
+    /// pairs of the step, `grad_norm` its global gradient norm before clipping.
+    pub fn check(&self, task_losses: &[(usize, f64)], grad_norm: f64) -> Option<String> {
+        if !grad_norm.is_finite() {
+            return Some(format!("gradient norm {grad_norm}"));
+        }
+        for &(task, loss) in task_losses {
+            if !loss.is_finite() {
+                return Some(format!("task {task}: loss {loss}"));
+            }
+            let (Some(Some(mean)), Some(&seen)) =
+                (self.state.mean.get(task), self.state.seen.get(task))
+            else {
+                continue;
+            };
+            if seen >= WARMUP_OBSERVATIONS
+                && loss > self.spike_factor * mean
+                && loss > mean + SPIKE_MARGIN
+            {
+                return Some(format!(
+                    "task {task}: loss {loss:.4} is over {}× its running mean {mean:.4}",
+                    self.spike_factor
+                ));
+            }
+        }
+        None
+    }
+
+    /// Adds a healthy step's losses to the running means.
+    pub fn observe(&mut self, task_losses: &[(usize, f64)]) {
+        for &(task, loss) in task_losses {
+            if task >= self.state.mean.len() || !loss.is_finite() {
+                continue;
+            }
+            let m = &mut self.state.mean[task];
+            *m = Some(match *m {
+                None => loss,
+                Some(prev) => (1.0 - EMA_ALPHA) * prev + EMA_ALPHA * loss,
+            });
+            self.state.seen[task] += 1;
+        }
+    }
+
+    /// Counts an event and scales the learning rate by `lr_factor`.
+    pub fn record_event(&mut self, lr_factor: f64) {
+        self.state.events += 1;
+        self.state.lr_scale *= lr_factor;
+    }
+
+    /// The running mean of `task`'s loss.
+    pub fn mean(&self, task: usize) -> Option<f64> {
+        self.state.mean.get(task).copied().flatten()
+    }
+
+    /// Events so far.
+    pub fn events(&self) -> usize {
+        self.state.events
+    }
+
+    /// The current learning-rate multiplier.
+    pub fn lr_scale(&self) -> f64 {
+        self.state.lr_scale
+    }
+
+    /// The state to save.
+    pub fn state(&self) -> &GuardState {
+        &self.state
+    }
+
+    /// Continues from a saved state; errors when it is for another number of tasks.
+    pub fn restore(&mut self, state: GuardState) -> Result<(), String> {
+        if state.mean.len() != self.state.mean.len() || state.seen.len() != self.state.seen.len() {
+            return Err(format!(
+                "divergence guard state has {} tasks, the run has {}",
+                state.mean.len(),
+                self.state.mean.len()
+            ));
+        }
+        self.state = state;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn warmed(loss: f64) -> DivergenceGuard {
+        let mut g = DivergenceGuard::new(2, 5.0);
+        for _ in 0..WARMUP_OBSERVATIONS {
+            g.observe(&[(0, loss)]);
+        }
+        g
+    }
+
+    #[test]
+    fn running_mean_follows_the_hand_worked_ema() {
+        let mut g = DivergenceGuard::new(1, 5.0);
+        g.observe(&[(0, 2.0)]);
+        assert_eq!(g.mean(0), Some(2.0));
+        g.observe(&[(0, 4.0)]);
+        // 0.95 · 2 + 0.05 · 4 = 2.1
+        assert!((g.mean(0).unwrap() - 2.1).abs() < 1e-12);
+        g.observe(&[(0, f64::NAN)]);
+        assert!((g.mean(0).unwrap() - 2.1).abs() < 1e-12);
+        assert_eq!(g.state().seen, vec![2]);
+    }
+
+    #[test]
+    fn non_finite_values_are_events_at_once() {
+        let g = DivergenceGuard::new(2, 5.0);
+        assert!(g.check(&[(1, f64::NAN)], 1.0).is_some());
+        assert!(g.check(&[(1, 0.5)], f64::INFINITY).is_some());
+        assert!(g.check(&[(1, 0.5)], 3.0).is_none());
+    }
+
+    #[test]
+    fn spikes_need_the_factor_the_margin_and_warmup() {
+        let g = warmed(2.0);
+        // 11 > 5·2 and > 2 + 1: a spike.
+        assert!(g.check(&[(0, 11.0)], 1.0).is_some());
+        // 9 < 10: not.
+        assert!(g.check(&[(0, 9.0)], 1.0).is_none());
+        // Small losses: 0.3 > 5·0.02 but not 1 nat above, so not a spike.
+        let g = warmed(0.02);
+        assert!(g.check(&[(0, 0.3)], 1.0).is_none());
+        // Task 1 has no history: nothing to compare with.
+        assert!(g.check(&[(1, 50.0)], 1.0).is_none());
+        // Before warmup a big jump is not judged.
+        let mut g = DivergenceGuard::new(1, 5.0);
+        g.observe(&[(0, 1.0)]);
+        assert!(g.check(&[(0, 30.0)], 1.0).is_none());
+    }
+
+    #[test]
+    fn events_scale_the_learning_rate_and_state_round_trips() {
+        let mut g = warmed(1.0);
+        g.record_event(0.5);
+        g.record_event(0.5);
+        assert_eq!(g.events(), 2);
+        assert_eq!(g.lr_scale(), 0.25);
+        let saved = g.state().clone();
+        let mut h = DivergenceGuard::new(2, 5.0);
+        h.restore(saved.clone()).unwrap();
+        assert_eq!(h.state(), &saved);
+        assert!(DivergenceGuard::new(3, 5.0).restore(saved).is_err());
+    }
+}
