@@ -35,7 +35,7 @@ command -v python3 >/dev/null 2>&1 \
   || die "python3 not found; install it (Debian: apt-get install python3 python3-pip) and run again"
 
 if [ "$verify" = 1 ]; then
-  exec python3 "$root/scripts/fetch_data.py" --root "$root" --cache "$cache" --verify
+  python3 "$root/scripts/fetch_data.py" --root "$root" --cache "$cache" --verify
 fi
 
 python3 -m pip --version >/dev/null 2>&1 \
@@ -102,6 +102,8 @@ wn_ok "$wn_dir" || die "$wn_dir holds no WordNet data.{noun,verb,adj,adv}"
 [ -n "$wn_copyright" ] && [ -f "$wn_copyright" ] \
   || die "WordNet's licence (the wordnet-base copyright file) not found; install wordnet-base so it is in /usr/share/doc/wordnet-base/copyright"
 
-exec python3 "$root/scripts/fetch_data.py" --root "$root" --cache "$cache" \
+python3 "$root/scripts/fetch_data.py" --root "$root" --cache "$cache" \
   --wordnet-dir "$wn_dir" --wordnet-version "$wn_version" --wordnet-copyright "$wn_copyright" \
   ${py_args[@]+"${py_args[@]}"}
+# Extractive QA derived from the NER sample (entity questions over the same sentences).
+python3 "$root/scripts/derive_qa_ner.py" "$root"

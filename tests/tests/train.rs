@@ -1,4 +1,5 @@
-//! `mtgpt train` on the smoke config, then `mtgpt eval` on what it trained.
+//! `mtgpt train` on the smoke config, then `mtgpt eval` on what it trained; `mtgpt run` on the
+//! smoke config end to end, twice (the second run reuses every stage).
 use mtgpt_e2e::{mtgpt, stderr, stdout};
 
 #[test]
@@ -23,6 +24,8 @@ fn smoke_config_trains_every_task_and_evaluates() {
         "model/mtgpt.toml",
         "best/tasks.json",
         "metrics.jsonl",
+        "report.md",
+        "curves/spam_en-accuracy.png",
     ] {
         assert!(out.join(f).exists(), "{f}");
     }
@@ -38,7 +41,7 @@ fn smoke_config_trains_every_task_and_evaluates() {
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
     let tasks = v["tasks"].as_array().unwrap();
-    assert_eq!(tasks.len(), 5);
+    assert_eq!(tasks.len(), 6);
     // SMS spam is ~87 % ham: even 70 tiny steps reach the majority rate.
     let spam = tasks.iter().find(|t| t["task"] == "spam_en").unwrap();
     assert!(
@@ -55,8 +58,92 @@ fn smoke_config_trains_every_task_and_evaluates() {
         "train.weighting.strategy=pcgrad",
     ]);
     assert!(
-        !o.status.success() && stderr(&o).contains("pcgrad"),
+        !o.status.success() && stderr(&o).contains("mixed_batches = true"),
         "{}",
         stderr(&o)
     );
+}
+
+#[test]
+fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let args = [
+        "run",
+        "--config",
+        "configs/smoke.toml",
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    let o = mtgpt(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for f in [
+        "prep/prep.json",
+        "model/model.safetensors",
+        "best/tasks.json",
+        "train_summary.json",
+        "test_scores.json",
+        "stages.json",
+        "report.md",
+        "curves/lm_en-loss.png",
+        "curves/qa_ner_zh-f1.png",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    for kind in ["lm", "classify", "tagging", "generate", "extractive_qa"] {
+        assert!(
+            report.contains(&format!(" | {kind} | ")),
+            "{kind}: {report}"
+        );
+    }
+    assert!(report.contains("## Sample predictions"), "{report}");
+    // Above chance: a uniform guess over the 1000-token vocabulary has perplexity 1000.
+    let scores: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("test_scores.json")).unwrap())
+            .unwrap();
+    let lm = scores["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "lm_en")
+        .unwrap();
+    let ppl = lm["metrics"]["perplexity"].as_f64().unwrap();
+    assert!(ppl < 500.0, "{lm}");
+
+    // Unchanged inputs: nothing is trained or scored again.
+    let before = std::fs::metadata(out.join("model/model.safetensors"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let o = mtgpt(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("inputs unchanged; reusing"), "{err}");
+    assert!(
+        err.contains("reusing") && err.contains("test_scores.json"),
+        "{err}"
+    );
+    let after = std::fs::metadata(out.join("model/model.safetensors"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(before, after);
+
+    // A changed config retrains.
+    let o = mtgpt(&[
+        "run",
+        "--config",
+        "configs/smoke.toml",
+        "--out",
+        out.to_str().unwrap(),
+        "--set",
+        "train.steps=5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("inputs unchanged; reusing"));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("train_summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(summary["steps"], 15);
 }

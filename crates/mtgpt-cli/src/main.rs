@@ -1,8 +1,10 @@
 //! `mtgpt`: the command-line front end. Thin by design: parse arguments, load the config,
 //! call library functions, map errors to an exit code.
+mod compress;
 mod info;
 mod jsonl;
 mod model;
+mod run;
 mod tasks;
 mod text;
 mod train;
@@ -63,12 +65,20 @@ enum Command {
     /// Print a sequence's logits as JSON (for checking against other implementations).
     #[command(hide = true)]
     Logits(model::LogitsArgs),
+    /// The whole pipeline: data, preprocessing, training, test scores, baselines, compression, report.
+    Run(run::RunArgs),
     /// Train one trunk jointly on every task of a config.
     Train(train::TrainArgs),
+    /// Learning-rate range test: suggests a learning rate and plots loss against it.
+    LrFind(train::LrFindArgs),
+    /// Joint training against each task trained alone, side by side.
+    Transfer(train::TransferArgs),
     /// Predict with one task's head: input JSONL lines come back with a `prediction` field.
     Predict(tasks::PredictArgs),
     /// Score a multi-task model on a config's valid or test splits.
     Eval(tasks::EvalArgs),
+    /// Compress a model: prune, prune-structured, int8 or distill, with a size/speed/score report.
+    Compress(compress::CompressArgs),
     /// Measure training and decoding speed on random data.
     #[command(subcommand)]
     Bench(model::BenchCommand),
@@ -150,9 +160,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(args) => model::embed(&args),
         Command::Logits(args) => model::logits(&args),
         Command::Bench(cmd) => model::bench(&cmd),
+        Command::Run(args) => run::run(&args),
         Command::Train(args) => train::train(&args),
+        Command::LrFind(args) => train::lr_find(&args),
+        Command::Transfer(args) => train::transfer(&args),
         Command::Predict(args) => tasks::predict(&args),
         Command::Eval(args) => tasks::eval(&args),
+        Command::Compress(args) => compress::compress(&args),
     }
 }
 

@@ -206,13 +206,30 @@ pub struct EvalArgs {
     lm_tokens: usize,
 }
 
-/// Scores every task of the config that the model serves on one split.
-pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
-    let (model, tasks, tok) = load(&a.model)?;
-    let mut config = Config::load(&a.config, &a.sets)?;
+/// One test example with the model's prediction, for reports.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    /// The task.
+    pub task: String,
+    /// The input as JSON (gold fields included).
+    pub input: serde_json::Value,
+    /// The prediction as JSON.
+    pub prediction: serde_json::Value,
+}
+
+/// Scores every task of `config` that the model in `model_dir` serves on `split`, and keeps
+/// the first `samples` predictions of each labelled task.
+pub fn score_model(
+    model_dir: &std::path::Path,
+    config: &Config,
+    split: &str,
+    lm_tokens: usize,
+    samples: usize,
+) -> anyhow::Result<(Vec<TaskScores>, Vec<Sample>)> {
+    let (model, tasks, tok) = load(model_dir)?;
+    let mut config = config.clone();
     // Preprocess exactly as training did, with the model's own tokenizer.
-    config.tokenizer.path = a
-        .model
+    config.tokenizer.path = model_dir
         .join("tokenizer.json")
         .to_string_lossy()
         .into_owned();
@@ -221,42 +238,65 @@ pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
         .retain(|t| tasks.iter().any(|h| h.name == t.name));
     if config.tasks.is_empty() {
         bail!(
-            "{}: the model serves none of the tasks of {}",
-            a.model.display(),
-            a.config.display()
+            "{}: the model serves none of the config's tasks",
+            model_dir.display()
         );
     }
     for t in &mut config.tasks {
         t.augment = None;
+        t.generate_augment = None;
     }
     let tmp = tempfile_dir()?;
     let opts = mtgpt_text::prep::PrepOptions {
         lexicons: Vec::new(),
         skip_bad: false,
     };
-    let manifest = mtgpt_text::prep::prepare(&config, &tmp, &opts)?;
-    let mut scores: Vec<TaskScores> = Vec::new();
-    for t in &config.tasks {
-        let head = tasks
-            .iter()
-            .find(|h| h.name == t.name)
-            .context("task list")?;
-        let info = &manifest.tasks[&t.name];
-        let Some(split) = info.splits.get(&a.split) else {
-            tracing::warn!("task `{}` has no {} split", t.name, a.split);
-            continue;
-        };
-        let path = tmp.join(&split.file);
-        let max_len = t.max_len.unwrap_or(model.gpt.config.block_size);
-        let eval = Evaluator::new(&model, &tok, head, max_len)?;
-        let s = if t.kind == TaskKind::Lm {
-            eval.evaluate_lm_tokens(&mtgpt_text::prep::read_token_file(&path)?, a.lm_tokens)?
-        } else {
-            eval.evaluate(&mtgpt_text::prep::read_split(&path)?)?
-        };
-        scores.push(s);
-    }
+    let result = (|| -> anyhow::Result<(Vec<TaskScores>, Vec<Sample>)> {
+        let manifest = mtgpt_text::prep::prepare(&config, &tmp, &opts)?;
+        let mut scores: Vec<TaskScores> = Vec::new();
+        let mut picked = Vec::new();
+        for t in &config.tasks {
+            let head = tasks
+                .iter()
+                .find(|h| h.name == t.name)
+                .context("task list")?;
+            let info = &manifest.tasks[&t.name];
+            let Some(split_info) = info.splits.get(split) else {
+                tracing::warn!("task `{}` has no {split} split", t.name);
+                continue;
+            };
+            let path = tmp.join(&split_info.file);
+            let max_len = t.max_len.unwrap_or(model.gpt.config.block_size);
+            let eval = Evaluator::new(&model, &tok, head, max_len)?;
+            let s = if t.kind == TaskKind::Lm {
+                eval.evaluate_lm_tokens(&mtgpt_text::prep::read_token_file(&path)?, lm_tokens)?
+            } else {
+                let examples = mtgpt_text::prep::read_split(&path)?;
+                let first = &examples[..samples.min(examples.len())];
+                if !first.is_empty() {
+                    for (ex, p) in first.iter().zip(eval.predict(first)?) {
+                        picked.push(Sample {
+                            task: t.name.clone(),
+                            input: serde_json::to_value(ex)?,
+                            prediction: serde_json::to_value(&p)?,
+                        });
+                    }
+                }
+                eval.evaluate(&examples)?
+            };
+            scores.push(s);
+        }
+        Ok((scores, picked))
+    })();
     let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// Scores every task of the config that the model serves on one split.
+pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
+    let config = Config::load(&a.config, &a.sets)?;
+    let (scores, _) = score_model(&a.model, &config, &a.split, a.lm_tokens, 0)
+        .with_context(|| format!("scoring {} on {}", a.model.display(), a.config.display()))?;
     let agg = aggregate(&scores);
     if a.json {
         println!(

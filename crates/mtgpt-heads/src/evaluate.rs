@@ -43,7 +43,7 @@ pub enum Prediction {
 }
 
 /// Scores of one task on one split.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct TaskScores {
     /// Task name.
     pub task: String,
