@@ -9,8 +9,34 @@ use mtgpt_core::{Answer, Example, TaskKind};
 use rand::seq::SliceRandom;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
+
+/// The longest line a reader accepts as one record (4 MiB); longer ones are bad records, so
+/// memory stays bounded whatever the file holds.
+pub const MAX_RECORD_BYTES: usize = 4 << 20;
+
+/// Reads past the rest of the current line without keeping it; returns the bytes skipped.
+fn skip_line(reader: &mut impl BufRead) -> std::io::Result<usize> {
+    let mut skipped = 0;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(skipped);
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(skipped + i + 1);
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+                skipped += n;
+            }
+        }
+    }
+}
 
 /// How a reader treats a file.
 #[derive(Debug, Clone, Default)]
@@ -101,13 +127,32 @@ impl<R: BufRead> ExampleReader<R> {
     pub fn next_example(&mut self) -> Option<Result<(usize, Example)>> {
         loop {
             self.buf.clear();
-            match self.reader.read_until(b'\n', &mut self.buf) {
+            // At most one byte past the limit is held; the rest of a longer line is skipped.
+            let limit = MAX_RECORD_BYTES as u64 + 1;
+            match (&mut self.reader)
+                .take(limit)
+                .read_until(b'\n', &mut self.buf)
+            {
                 Ok(0) => return None,
                 Ok(_) => {}
                 Err(e) => return Some(Err(mtgpt_core::Error::io(&self.file, e).into())),
             }
             self.line += 1;
-            let result = self.parse_line();
+            let result = if self.buf.len() > MAX_RECORD_BYTES && !self.buf.ends_with(b"\n") {
+                match skip_line(&mut self.reader) {
+                    Ok(rest) => Err(self.bad(
+                        "-",
+                        format!(
+                            "the line is {} bytes, over the limit of {} MiB per record",
+                            self.buf.len() + rest,
+                            MAX_RECORD_BYTES >> 20
+                        ),
+                    )),
+                    Err(e) => return Some(Err(mtgpt_core::Error::io(&self.file, e).into())),
+                }
+            } else {
+                self.parse_line()
+            };
             match result {
                 Ok(Some(ex)) => {
                     self.report.read += 1;
@@ -392,6 +437,41 @@ mod tests {
         read(kind, &format!("\n{line}\n"), ReadOptions::default())
             .map(|_| String::new())
             .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_line_over_the_record_limit_is_a_bad_record_and_the_next_line_still_reads() {
+        let long = format!("{{\"text\": \"{}\"}}", "a".repeat(MAX_RECORD_BYTES + 10));
+        let text = format!("{{\"text\": \"one\"}}\n{long}\n{{\"text\": \"three\"}}\n");
+        let e = read(TaskKind::Lm, &text, ReadOptions::default()).unwrap_err();
+        let want = format!(
+            "t.jsonl:2: field `-`: the line is {} bytes, over the limit of 4 MiB per record",
+            long.len() + 1
+        );
+        assert_eq!(e.to_string(), want);
+        let opts = ReadOptions {
+            skip_bad: true,
+            ..Default::default()
+        };
+        let mut r = ExampleReader::new(
+            text.as_bytes(),
+            Path::new("t.jsonl"),
+            TaskKind::Lm,
+            true,
+            opts,
+        );
+        let lines: Vec<usize> = r.by_ref().map(|x| x.unwrap().0).collect();
+        assert_eq!(lines, [1, 3]);
+        assert_eq!(r.report().skipped, 1);
+        // Exactly at the limit (newline not counted) is still a record.
+        let fits = format!("{{\"text\": \"{}\"}}", "b".repeat(MAX_RECORD_BYTES - 12));
+        assert_eq!(fits.len(), MAX_RECORD_BYTES);
+        assert_eq!(
+            read(TaskKind::Lm, &format!("{fits}\n"), ReadOptions::default())
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

@@ -611,6 +611,9 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     let metrics_path = out.join("metrics.jsonl");
     // A fresh run starts a fresh log; a resumed one appends (steps it repeats are logged again
     // and the later line wins).
+    if opts.resume {
+        drop_partial_line(&metrics_path)?;
+    }
     let mut metrics = std::fs::OpenOptions::new()
         .create(true)
         .append(opts.resume)
@@ -923,7 +926,8 @@ fn save_model(
 }
 
 /// Writes `dir/step-N/` atomically (built as `step-N.tmp`, then renamed) and keeps the
-/// newest `keep` checkpoints.
+/// newest `keep` checkpoints. A failed write (disk full, read-only folder) removes its
+/// half-written `.tmp` folder and leaves every earlier checkpoint as it was.
 fn write_checkpoint(
     dir: &Path,
     model: &MultiTaskModel,
@@ -934,14 +938,59 @@ fn write_checkpoint(
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let name = format!("step-{:08}", state.step);
     let tmp = dir.join(format!("{name}.tmp"));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp).map_err(io_err(&tmp))?;
+    let written = fill_checkpoint(&tmp, model, opt, state);
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(Error::Invalid(format!(
+            "writing checkpoint {}: {e}; the earlier checkpoints are untouched",
+            dir.join(&name).display()
+        )));
+    }
+    let final_dir = dir.join(&name);
+    if final_dir.exists() {
+        // A same-step folder left by an earlier, interrupted run: move it aside first so a
+        // crash at any moment leaves either it or the new one whole.
+        retire(&final_dir);
+    }
+    std::fs::rename(&tmp, &final_dir).map_err(io_err(&final_dir))?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(io_err(dir))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("step-"))
+                .is_some_and(|n| n.parse::<usize>().is_ok())
+        })
+        .collect();
+    all.sort();
+    let excess = all.len().saturating_sub(keep.max(1));
+    for old in &all[..excess] {
+        retire(old);
+    }
+    Ok(())
+}
+
+/// Builds a checkpoint's files in `tmp`, each fsynced before the caller's rename makes it
+/// visible.
+fn fill_checkpoint(
+    tmp: &Path,
+    model: &MultiTaskModel,
+    opt: &AdamW,
+    state: &TrainerState,
+) -> Result<()> {
+    if tmp.exists() {
+        std::fs::remove_dir_all(tmp).map_err(io_err(tmp))?;
+    }
+    std::fs::create_dir_all(tmp).map_err(io_err(tmp))?;
     save_weights(&model.vs, &tmp.join("weights.safetensors"), "")?;
     write_safetensors(&tmp.join("optimizer.safetensors"), &opt.state())?;
     let text = serde_json::to_string_pretty(state).map_err(|e| Error::Invalid(e.to_string()))?;
     let path = tmp.join("trainer.json");
     std::fs::write(&path, text).map_err(io_err(&path))?;
-    // Everything on disk before the rename makes the checkpoint visible.
     for f in [
         "weights.safetensors",
         "optimizer.safetensors",
@@ -952,25 +1001,36 @@ fn write_checkpoint(
             .and_then(|f| f.sync_all())
             .map_err(io_err(&p))?;
     }
-    let final_dir = dir.join(&name);
-    let _ = std::fs::remove_dir_all(&final_dir);
-    std::fs::rename(&tmp, &final_dir).map_err(io_err(&final_dir))?;
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    let mut all: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name().is_some_and(|n| {
-                n.to_string_lossy().starts_with("step-") && !n.to_string_lossy().ends_with(".tmp")
-            })
-        })
-        .collect();
-    all.sort();
-    let excess = all.len().saturating_sub(keep.max(1));
-    for old in &all[..excess] {
-        let _ = std::fs::remove_dir_all(old);
-    }
     Ok(())
+}
+
+/// Cuts a line that a killed run left half written off the end of a log, so appending goes on
+/// from a whole line.
+fn drop_partial_line(path: &Path) -> Result<()> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(path)(e)),
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(keep as u64))
+        .map_err(io_err(path))
+}
+
+/// Removes a checkpoint folder so that no crash leaves it half deleted under its own name:
+/// it is first renamed to `NAME.old` (which [`latest_checkpoint`] never picks), then deleted.
+fn retire(path: &Path) {
+    let mut old = path.as_os_str().to_owned();
+    old.push(".old");
+    let old = PathBuf::from(old);
+    let _ = std::fs::remove_dir_all(&old);
+    if std::fs::rename(path, &old).is_ok() {
+        let _ = std::fs::remove_dir_all(&old);
+    }
 }
