@@ -376,6 +376,16 @@ fn guess_kind(path: &PathBuf) -> anyhow::Result<TaskKind> {
 
 /// Writes augmented copies of a JSONL file to stdout.
 pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
+    for (flag, p) in [
+        ("--alpha", a.alpha),
+        ("--char-noise", a.char_noise),
+        ("--token-noise", a.token_noise),
+    ] {
+        anyhow::ensure!(
+            (0.0..=1.0).contains(&p),
+            "{flag} {p}: must be a probability in [0, 1]"
+        );
+    }
     let kind = match &a.kind {
         Some(k) => serde_json::from_value(serde_json::Value::String(k.clone()))?,
         None => guess_kind(&a.input)?,

@@ -228,12 +228,19 @@ pub enum EdaOp {
 }
 
 impl Augmenter {
-    /// An augmenter with this lexicon (shared, not copied), segmenter and settings.
+    /// An augmenter with this lexicon (shared, not copied), segmenter and settings. The
+    /// probabilities (`eda_alpha`, `char_noise`, `token_noise`) are clamped to [0, 1] and a NaN
+    /// counts as 0, so no setting can make augmentation panic; callers that take them from
+    /// users should still reject out-of-range values with a message.
     pub fn new(
         lexicon: impl Into<std::sync::Arc<Lexicon>>,
         segmenter: Segmenter,
-        config: AugmentConfig,
+        mut config: AugmentConfig,
     ) -> Self {
+        let unit = |p: f64| if p.is_nan() { 0.0 } else { p.clamp(0.0, 1.0) };
+        config.eda_alpha = unit(config.eda_alpha);
+        config.char_noise = unit(config.char_noise);
+        config.token_noise = unit(config.token_noise);
         Augmenter {
             lexicon: lexicon.into(),
             segmenter,
@@ -503,6 +510,30 @@ mod tests {
                 token_noise: 0.05,
             },
         )
+    }
+
+    #[test]
+    fn out_of_range_probabilities_are_clamped_not_panics() {
+        for p in [2.0, -1.0, f64::NAN, f64::INFINITY] {
+            let lex = Lexicon::from_groups([vec!["good", "fine"]]);
+            let config = AugmentConfig {
+                eda_alpha: p,
+                n_aug: 3,
+                char_noise: p,
+                token_noise: p,
+            };
+            let a = Augmenter::new(lex, Segmenter::default(), config);
+            let c = a.config();
+            for q in [c.eda_alpha, c.char_noise, c.token_noise] {
+                assert!((0.0..=1.0).contains(&q), "{p} became {q}");
+            }
+            let ex = Example::Classify {
+                text: "a good movie, 我很喜欢".into(),
+                text_pair: None,
+                label: "pos".into(),
+            };
+            assert_eq!(a.augment_copies(&ex, 1, "k").len(), 3);
+        }
     }
 
     #[test]
