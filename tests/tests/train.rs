@@ -147,3 +147,77 @@ fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
             .unwrap();
     assert_eq!(summary["steps"], 15);
 }
+
+/// A new dataset needs only a config: two task files written here (a classifier whose labels
+/// come from the data, a tagger) and a config naming them; `mtgpt run` does the rest.
+#[test]
+fn bring_your_own_data_needs_only_a_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut tickets = String::new();
+    let mut tags = String::new();
+    for i in 0..120 {
+        let (text, label) = match i % 3 {
+            0 => ("my invoice was charged twice", "billing"),
+            1 => ("the app crashes when I log in", "bug"),
+            _ => ("please add a dark mode", "feature"),
+        };
+        tickets += &format!("{{\"text\": \"{text} #{i}\", \"label\": \"{label}\"}}\n");
+        tags += "{\"tokens\": [\"Ada\", \"visited\", \"Paris\"], \"tags\": [\"B-PER\", \"O\", \"B-LOC\"]}\n";
+    }
+    std::fs::write(d.join("tickets.jsonl"), tickets).unwrap();
+    std::fs::write(d.join("ner.jsonl"), tags).unwrap();
+    let config = format!(
+        r#"name = "support"
+[model]
+n_layer = 1
+n_head = 2
+d_model = 32
+block_size = 32
+[tokenizer]
+vocab_size = 400
+[train]
+steps = 40
+batch_size = 8
+lr = 5e-3
+warmup_steps = 4
+eval_every = 20
+[[task]]
+name = "ticket_topic"
+kind = "classify"
+train = "{0}/tickets.jsonl"
+[[task]]
+name = "names"
+kind = "tagging"
+train = "{0}/ner.jsonl"
+"#,
+        d.display()
+    );
+    std::fs::write(d.join("support.toml"), config).unwrap();
+    let out = d.join("out");
+    let o = mtgpt(&[
+        "run",
+        "--config",
+        d.join("support.toml").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("| ticket_topic | classify | accuracy |"), "{report}");
+    assert!(report.contains("| names | tagging | span_f1 |"), "{report}");
+    // The topic is in the words: 40 steps learn it.
+    let scores: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("test_scores.json")).unwrap())
+            .unwrap();
+    let topic = scores["scores"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task"] == "ticket_topic")
+        .unwrap();
+    assert!(
+        topic["metrics"]["accuracy"].as_f64().unwrap() > 0.6,
+        "{topic}"
+    );
+}

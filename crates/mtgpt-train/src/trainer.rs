@@ -645,6 +645,8 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     };
     // Per-task loss sums since the last log line.
     let mut window: BTreeMap<String, (f64, usize)> = BTreeMap::new();
+    // The time budget counts training, not preprocessing or building the model.
+    let loop_started = Instant::now();
     while state.step < total {
         let step = state.step;
         // Generated examples join their task once the classifier is trained enough to filter.
@@ -791,7 +793,8 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
                 tracing::info!("{msg}");
             }
         }
-        let budget_over = c.max_seconds > 0.0 && started.elapsed().as_secs_f64() >= c.max_seconds;
+        let budget_over =
+            c.max_seconds > 0.0 && loop_started.elapsed().as_secs_f64() >= c.max_seconds;
         let eval_now =
             done == total || budget_over || (c.eval_every > 0 && done % c.eval_every == 0);
         if eval_now {
