@@ -424,6 +424,8 @@ impl BenchShape {
             } else {
                 Precision::Fp32
             },
+            layer_heads: Vec::new(),
+            layer_d_ff: Vec::new(),
         }
     }
 }

@@ -67,7 +67,8 @@ impl MultiTaskModel {
         Ok(())
     }
 
-    /// Loads a folder written by [`MultiTaskModel::save`] onto `device`, with its tasks.
+    /// Loads a folder written by [`MultiTaskModel::save`] (or a compressed one, see
+    /// [`mtgpt_model::compact`]) onto `device`, with its tasks.
     pub fn load(dir: &Path, device: Device) -> Result<(Self, Vec<TaskHead>)> {
         let config: ModelConfig = read_config(dir)?;
         let tpath = dir.join(TASKS);
@@ -79,12 +80,9 @@ impl MultiTaskModel {
             Error::Invalid(format!("{}: not a valid task list: {e}", tpath.display()))
         })?;
         let specs: Vec<HeadSpec> = tasks.iter().map(TaskHead::spec).collect();
-        let model = MultiTaskModel::new(&config, &specs, device)?;
-        load_weights(
-            &model.vs,
-            &dir.join(mtgpt_model::io::WEIGHTS),
-            "transformer.",
-        )?;
+        let mut model = MultiTaskModel::new(&config, &specs, device)?;
+        // Dense, sparse (pruned) or int8 trunks alike.
+        mtgpt_model::compact::load_trunk(&mut model.gpt, &model.vs, dir)?;
         load_weights(&model.vs, &dir.join(HEADS), "heads.")?;
         Ok((model, tasks))
     }

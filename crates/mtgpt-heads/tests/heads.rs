@@ -52,6 +52,8 @@ fn model(task: &str, kind: TaskKind, labels: usize) -> MultiTaskModel {
         dropout: 0.0,
         layer_norm_eps: 1e-5,
         precision: Precision::Fp32,
+        layer_heads: Vec::new(),
+        layer_d_ff: Vec::new(),
     };
     let spec = HeadSpec {
         name: task.into(),

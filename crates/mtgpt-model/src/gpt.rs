@@ -3,7 +3,7 @@
 //! head tied to the token embedding. Parameter names follow Hugging Face GPT-2
 //! (`transformer.h.{i}.attn.c_attn.weight`, ...), with Conv1D's `[in, out]` weight layout.
 use crate::error::{Error, Result};
-use crate::layers::{Embedding, LayerNorm, Linear, compute};
+use crate::layers::{Embedding, LayerNorm, Linear};
 use mtgpt_core::{ModelConfig, Precision};
 use tch::{Device, Kind, Tensor, nn};
 
@@ -95,17 +95,18 @@ pub struct GptOutput {
 /// Causal multi-head self-attention.
 #[derive(Debug)]
 pub struct CausalSelfAttention {
-    /// Fused query/key/value projection `[d, 3d]`.
+    /// Fused query/key/value projection `[d, 3·h·hd]` (`[d, 3d]` unless heads were pruned).
     pub c_attn: Linear,
-    /// Output projection `[d, d]`.
+    /// Output projection `[h·hd, d]`.
     pub c_proj: Linear,
     n_head: i64,
+    head_dim: i64,
 }
 
 /// The position-wise feed-forward network.
 #[derive(Debug)]
 pub struct Mlp {
-    /// `[d, d_ff]`.
+    /// `[d, d_ff]` (this layer's width, smaller when neurons were pruned).
     pub c_fc: Linear,
     /// `[d_ff, d]`.
     pub c_proj: Linear,
@@ -172,11 +173,12 @@ impl CausalSelfAttention {
         dropout: f64,
         precision: Precision,
     ) -> Tensor {
-        let (b, t, d) = x.size3().unwrap_or((0, 0, 0));
-        let hd = d / self.n_head;
+        let (b, t, _) = x.size3().unwrap_or((0, 0, 0));
+        let hd = self.head_dim;
+        let inner = self.n_head * hd;
         let qkv = self.c_attn.forward(x, precision);
         let heads = |z: Tensor| z.view([b, t, self.n_head, hd]).transpose(1, 2);
-        let parts = qkv.split(d, -1);
+        let parts = qkv.split(inner, -1);
         let (q, mut k, mut v) = (
             heads(parts[0].shallow_clone()),
             heads(parts[1].shallow_clone()),
@@ -217,8 +219,20 @@ impl CausalSelfAttention {
                 false,
             ),
         };
-        let y = y.transpose(1, 2).contiguous().view([b, t, d]);
+        let y = y.transpose(1, 2).contiguous().view([b, t, inner]);
         self.c_proj.forward(&y, precision)
+    }
+}
+
+impl CausalSelfAttention {
+    /// Attention heads of this layer.
+    pub fn n_head(&self) -> i64 {
+        self.n_head
+    }
+
+    /// Width of one head.
+    pub fn head_dim(&self) -> i64 {
+        self.head_dim
     }
 }
 
@@ -246,19 +260,23 @@ impl Gpt {
                 c.vocab_size, c.d_model, c.n_head, c.n_layer, c.block_size
             )));
         }
-        let (d, f) = (c.d_model as i64, c.d_ff as i64);
+        c.check_layer_shapes().map_err(Error::Invalid)?;
+        let d = c.d_model as i64;
+        let hd = c.head_dim() as i64;
         let std = 0.02;
         let proj_std = std / (2.0 * c.n_layer as f64).sqrt();
         let t = p / "transformer";
         let blocks = (0..c.n_layer)
             .map(|i| {
                 let h = &t / "h" / i;
+                let (nh, f) = (c.heads_in(i) as i64, c.d_ff_in(i) as i64);
                 Block {
                     ln_1: LayerNorm::new(&h / "ln_1", d, c.layer_norm_eps),
                     attn: CausalSelfAttention {
-                        c_attn: Linear::new(&h / "attn" / "c_attn", d, 3 * d, std),
-                        c_proj: Linear::new(&h / "attn" / "c_proj", d, d, proj_std),
-                        n_head: c.n_head as i64,
+                        c_attn: Linear::new(&h / "attn" / "c_attn", d, 3 * nh * hd, std),
+                        c_proj: Linear::new(&h / "attn" / "c_proj", nh * hd, d, proj_std),
+                        n_head: nh,
+                        head_dim: hd,
                     },
                     ln_2: LayerNorm::new(&h / "ln_2", d, c.layer_norm_eps),
                     mlp: Mlp {
@@ -449,10 +467,47 @@ impl Gpt {
     ///
     /// # Shapes: `[batch, seq, d_model]` → `[batch, seq, vocab]` fp32
     pub fn logits(&self, hidden: &Tensor) -> Tensor {
-        let p = self.config.precision;
-        compute(hidden, p)
-            .matmul(&compute(&self.wte.weight, p).tr())
-            .to_kind(Kind::Float)
+        self.wte.project(hidden, self.config.precision)
+    }
+
+    /// Every `Linear` of the blocks with its checkpoint name (`transformer.h.0.attn.c_attn`).
+    pub fn linears(&self) -> Vec<(String, &Linear)> {
+        let mut out = Vec::new();
+        for (i, b) in self.blocks.iter().enumerate() {
+            let h = format!("transformer.h.{i}");
+            out.push((format!("{h}.attn.c_attn"), &b.attn.c_attn));
+            out.push((format!("{h}.attn.c_proj"), &b.attn.c_proj));
+            out.push((format!("{h}.mlp.c_fc"), &b.mlp.c_fc));
+            out.push((format!("{h}.mlp.c_proj"), &b.mlp.c_proj));
+        }
+        out
+    }
+
+    /// [`Gpt::linears`], mutable.
+    pub fn linears_mut(&mut self) -> Vec<(String, &mut Linear)> {
+        let mut out = Vec::new();
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            let h = format!("transformer.h.{i}");
+            out.push((format!("{h}.attn.c_attn"), &mut b.attn.c_attn));
+            out.push((format!("{h}.attn.c_proj"), &mut b.attn.c_proj));
+            out.push((format!("{h}.mlp.c_fc"), &mut b.mlp.c_fc));
+            out.push((format!("{h}.mlp.c_proj"), &mut b.mlp.c_proj));
+        }
+        out
+    }
+
+    /// Quantizes every `Linear` of the blocks and the token embedding (lookups and the tied
+    /// LM head) to per-channel symmetric int8; inference then runs on int8 kernels.
+    pub fn quantize_int8(&mut self) {
+        for (_, l) in self.linears_mut() {
+            l.quantize_int8();
+        }
+        self.wte.quantize_int8();
+    }
+
+    /// Whether [`Gpt::quantize_int8`] (or an int8 folder) made this model int8.
+    pub fn is_int8(&self) -> bool {
+        self.wte.int8.is_some()
     }
 
     /// Mean next-token cross-entropy of `input_ids` (targets are the inputs shifted by one;

@@ -151,9 +151,10 @@ pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
     Ok(out)
 }
 
-/// GPT-2 `config.json` for `c` (HF keys, plus an `mtgpt` block).
+/// GPT-2 `config.json` for `c` (HF keys, plus an `mtgpt` block; per-block head counts and
+/// MLP widths of a structurally pruned model go there too, which transformers cannot load).
 pub fn hf_config(c: &ModelConfig) -> Value {
-    json!({
+    let mut v = json!({
         "architectures": ["GPT2LMHeadModel"],
         "model_type": "gpt2",
         "vocab_size": c.vocab_size,
@@ -176,7 +177,14 @@ pub fn hf_config(c: &ModelConfig) -> Value {
         "bos_token_id": null,
         "eos_token_id": null,
         "mtgpt": { "precision": c.precision },
-    })
+    });
+    if !c.layer_heads.is_empty() {
+        v["mtgpt"]["layer_heads"] = json!(c.layer_heads);
+    }
+    if !c.layer_d_ff.is_empty() {
+        v["mtgpt"]["layer_d_ff"] = json!(c.layer_d_ff);
+    }
+    v
 }
 
 /// Reads a GPT-2 `config.json` (ours or Hugging Face's) into a model config.
@@ -218,10 +226,25 @@ pub fn config_from_hf(v: &Value, path: &Path) -> Result<ModelConfig> {
             .and_then(Value::as_f64)
             .unwrap_or(1e-5),
         precision: Precision::Fp32,
+        layer_heads: Vec::new(),
+        layer_d_ff: Vec::new(),
     };
     if let Some(p) = v.pointer("/mtgpt/precision") {
         c.precision = serde_json::from_value(p.clone())
             .map_err(|e| bad("mtgpt.precision", &e.to_string()))?;
+    }
+    for (key, field) in [
+        ("layer_heads", &mut c.layer_heads),
+        ("layer_d_ff", &mut c.layer_d_ff),
+    ] {
+        if let Some(x) = v.pointer(&format!("/mtgpt/{key}")) {
+            *field = serde_json::from_value(x.clone()).map_err(|e| {
+                bad(
+                    &format!("mtgpt.{key}"),
+                    &format!("expected a list of whole numbers ({e})"),
+                )
+            })?;
+        }
     }
     if c.n_head == 0 || c.d_model % c.n_head != 0 {
         return Err(bad(
@@ -229,6 +252,8 @@ pub fn config_from_hf(v: &Value, path: &Path) -> Result<ModelConfig> {
             &format!("{} does not divide n_embd {}", c.n_head, c.d_model),
         ));
     }
+    c.check_layer_shapes()
+        .map_err(|e| Error::checkpoint(path, e.replacen("model.", "mtgpt.", 1)))?;
     Ok(c)
 }
 
@@ -254,13 +279,13 @@ impl Model {
         save_trunk(&self.vs, &self.gpt.config, dir)
     }
 
-    /// Loads a model folder (ours or a Hugging Face GPT-2 one) onto `device`. Every weight must
-    /// be present with its shape; GPT-2's attention-mask buffers and tied `lm_head.weight` are
+    /// Loads a model folder (ours or a Hugging Face GPT-2 one; dense, sparse or int8, see
+    /// [`crate::compact`]) onto `device`. Every weight must be present with its shape; GPT-2's attention-mask buffers and tied `lm_head.weight` are
     /// ignored; anything else unexpected is an error.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
         let config = read_config(dir)?;
-        let model = Model::new(&config, device)?;
-        load_weights(&model.vs, &dir.join(WEIGHTS), "transformer.")?;
+        let mut model = Model::new(&config, device)?;
+        crate::compact::load_trunk(&mut model.gpt, &model.vs, dir)?;
         Ok(model)
     }
 }

@@ -16,6 +16,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod compact;
 pub mod error;
 pub mod generate;
 pub mod gpt;
@@ -26,7 +27,7 @@ pub use error::{Error, Result};
 pub use generate::{GenerateConfig, generate};
 pub use gpt::{Block, CausalSelfAttention, Gpt, GptOutput, KvCache, Mlp};
 pub use io::Model;
-pub use layers::{Embedding, LayerNorm, Linear};
+pub use layers::{Embedding, Int8Weight, LayerNorm, Linear};
 
 /// The libtorch version this crate was compiled against, read from its headers at build time.
 pub const LIBTORCH_VERSION: &str = env!("MTGPT_LIBTORCH_VERSION");

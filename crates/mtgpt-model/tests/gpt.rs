@@ -24,6 +24,8 @@ fn tiny() -> ModelConfig {
         dropout: 0.0,
         layer_norm_eps: 1e-5,
         precision: Precision::Fp32,
+        layer_heads: Vec::new(),
+        layer_d_ff: Vec::new(),
     }
 }
 

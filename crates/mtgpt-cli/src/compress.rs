@@ -1,0 +1,64 @@
+//! `mtgpt compress`: one compression method on a model folder, with its report.
+use clap::Args;
+use mtgpt_compress::{CompressOptions, Method, compress as run_compress};
+use mtgpt_core::Config;
+use std::path::PathBuf;
+
+/// `mtgpt compress`.
+#[derive(Args, Debug)]
+pub struct CompressArgs {
+    /// The multi-task model folder to compress.
+    #[arg(long)]
+    model: PathBuf,
+    /// The config: its `[compress]` settings, its tasks (fine-tuning data and scores) and its
+    /// `[train]` optimizer settings.
+    #[arg(long)]
+    config: PathBuf,
+    /// The method.
+    #[arg(long, value_parser = ["prune", "prune-structured", "int8", "distill"])]
+    method: String,
+    /// Output model folder (also gets `compress.json`, the report).
+    #[arg(long)]
+    out: PathBuf,
+    /// Override a config key (`--set compress.sparsity=0.7`).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Split scored before and after.
+    #[arg(long, default_value = "test", value_parser = ["valid", "test"])]
+    split: String,
+    /// Score at most this many examples per labelled task (default: all).
+    #[arg(long)]
+    eval_examples: Option<usize>,
+    /// Timed rounds of the speed measurement (0 skips it).
+    #[arg(long, default_value_t = 5)]
+    speed_runs: usize,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Compresses, writes the folder and prints the report.
+pub fn compress(a: &CompressArgs) -> anyhow::Result<()> {
+    let config = Config::load(&a.config, &a.sets)?;
+    let method: Method = a.method.parse()?;
+    let opts = CompressOptions {
+        device: crate::model::device(),
+        split: a.split.clone(),
+        eval_examples: a.eval_examples,
+        speed_runs: a.speed_runs,
+        ..CompressOptions::default()
+    };
+    let report = run_compress(&a.model, &config, method, &a.out, &opts)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print!("{}", report.table());
+    }
+    tracing::info!(
+        "{} → {} (report: {})",
+        a.model.display(),
+        a.out.display(),
+        a.out.join("compress.json").display()
+    );
+    Ok(())
+}
