@@ -180,8 +180,37 @@ impl AdamW {
             }
             Ok(())
         })?;
-        self.step = step.int64_value(&[0]);
+        self.step = step
+            .f_int64_value(&[0])
+            .map_err(|e| format!("adam.step is not a step count: {e}"))?;
+        self.define_moved_grads();
         Ok(())
+    }
+
+    /// Gives every parameter the optimizer has already moved (a non-zero second moment) a
+    /// zero gradient. In a running process such a parameter keeps its (zeroed) gradient, so
+    /// [`AdamW::step`] goes on decaying its moments and weights even in steps whose task does
+    /// not reach it; a resumed process starts without gradients and would skip it until its
+    /// task comes up again, and drift from the uninterrupted run.
+    fn define_moved_grads(&mut self) {
+        let moved: Vec<&Tensor> = self
+            .slots
+            .iter()
+            .filter(|s| s.var.requires_grad() && !s.var.grad().defined())
+            .filter(|s| tch::no_grad(|| s.v.abs().max().double_value(&[]) > 0.0))
+            .map(|s| &s.var)
+            .collect();
+        if moved.is_empty() {
+            return;
+        }
+        let zero = moved
+            .iter()
+            .map(|v| (*v * 0.0).sum(tch::Kind::Float))
+            .reduce(|a, b| a + b);
+        if let Some(zero) = zero {
+            zero.backward();
+        }
+        self.zero_grad();
     }
 }
 
@@ -273,6 +302,51 @@ mod tests {
         assert!(before > 1.0);
         let after = opt.clip_grad_norm(0.0);
         assert!((after - 1.0).abs() < 1e-4, "{after}");
+    }
+
+    /// A head whose task is not in the steps after a checkpoint must move the same way in a
+    /// resumed process (no gradients yet) as in the uninterrupted one (zeroed gradients).
+    #[test]
+    fn resume_keeps_updating_parameters_that_steps_no_longer_reach() {
+        let make = || {
+            let vs = nn::VarStore::new(Device::Cpu);
+            let root = vs.root();
+            let _ = root.var_copy("a", &Tensor::from_slice(&[1.0f32, -2.0, 3.0]).view([3, 1]));
+            let _ = root.var_copy("b", &Tensor::from_slice(&[0.5f32, 0.25]).view([2, 1]));
+            vs
+        };
+        let both = |vs: &nn::VarStore| {
+            let v = vs.variables();
+            (v["a"].square().sum(Kind::Float) + v["b"].square().sum(Kind::Float)).backward();
+        };
+        let only_a = |vs: &nn::VarStore| vs.variables()["a"].square().sum(Kind::Float).backward();
+        let step = |opt: &mut AdamW, vs: &nn::VarStore, f: &dyn Fn(&nn::VarStore)| {
+            opt.zero_grad();
+            f(vs);
+            opt.step(1e-2);
+        };
+        let whole = make();
+        let mut opt = AdamW::new(&whole, 0.9, 0.95, 1e-8, 0.1);
+        step(&mut opt, &whole, &both);
+        step(&mut opt, &whole, &both);
+        let state: Vec<(String, Tensor)> = opt
+            .state()
+            .into_iter()
+            .map(|(n, t)| (n, t.copy()))
+            .collect();
+        let mut resumed = make();
+        resumed.copy(&whole).unwrap();
+        step(&mut opt, &whole, &only_a);
+        step(&mut opt, &whole, &only_a);
+
+        let mut opt2 = AdamW::new(&resumed, 0.9, 0.95, 1e-8, 0.1);
+        opt2.load_state(&state).unwrap();
+        step(&mut opt2, &resumed, &only_a);
+        step(&mut opt2, &resumed, &only_a);
+        for name in ["a", "b"] {
+            let (x, y) = (&whole.variables()[name], &resumed.variables()[name]);
+            assert!(x.equal(y), "{name}: {x:?} vs {y:?}");
+        }
     }
 
     #[test]
