@@ -155,10 +155,12 @@ impl Distiller<'_> {
         let t = tch::no_grad(|| self.teacher.forward(batch, false))?;
         let s = self.student.forward(batch, train)?;
         let kl = kd_loss(&t.logits, &s.logits, kind, batch, self.temperature)?;
-        let mut total = &kl * self.alpha + &s.loss * (1.0 - self.alpha);
-        if self.hidden_weight > 0.0 {
-            total = total + self.hidden_loss(batch, train)? * self.hidden_weight;
-        }
+        let mixed = &kl * self.alpha + &s.loss * (1.0 - self.alpha);
+        let total = if self.hidden_weight > 0.0 {
+            mixed + self.hidden_loss(batch, train)? * self.hidden_weight
+        } else {
+            mixed
+        };
         Ok(DistillLoss {
             kl: kl.double_value(&[]),
             task: s.loss.double_value(&[]),
@@ -188,12 +190,13 @@ impl Distiller<'_> {
             .forward_t(&ids, padded.then_some(&mask), None, train, true)?;
         let (lt, ls) = (self.teacher.gpt.config.n_layer, self.map.len());
         let w = mask.to_kind(Kind::Float).unsqueeze(-1);
-        let mut sum = Tensor::zeros([], (Kind::Float, dev));
+        let mut terms = Vec::with_capacity(ls);
         for j in 0..ls {
             let target = (j + 1) * lt / ls;
             let d = (&s.layers[j + 1] - &t.layers[target]).square() * &w;
-            sum = sum + d.sum(Kind::Float) / (w.sum(Kind::Float) * d.size()[2] as f64);
+            terms.push(d.sum(Kind::Float) / (w.sum(Kind::Float) * d.size()[2] as f64));
         }
+        let sum = Tensor::stack(&terms, 0).sum(Kind::Float);
         Ok(sum / ls as f64)
     }
 }

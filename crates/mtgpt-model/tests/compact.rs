@@ -55,8 +55,7 @@ fn int8_linear_matches_fp32_within_the_stated_tolerance() {
     let vs = nn::VarStore::new(Device::Cpu);
     let mut lin = Linear::new(vs.root() / "l", 96, 80, 0.05);
     tch::no_grad(|| {
-        let _ = lin
-            .bias
+        lin.bias
             .copy_(&(Tensor::randn([80], (Kind::Float, Device::Cpu)) * 0.1));
     });
     let x = Tensor::randn([3, 7, 96], (Kind::Float, Device::Cpu));
