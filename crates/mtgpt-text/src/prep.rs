@@ -410,13 +410,18 @@ fn lm_sources(
     Ok(out)
 }
 
-/// Streams the normalized lines of an LM source in chunks.
+/// How much LM text (bytes after normalization) trains a tokenizer: the first this many of
+/// each run's LM tasks together. It keeps preprocessing of any corpus size in bounded memory;
+/// BPE merges learned from 64 MiB hardly change with more text.
+pub const TOKENIZER_LM_BYTES: usize = 64 << 20;
+
+/// Streams the normalized lines of an LM source in chunks; `f` returns whether it wants more.
 fn for_each_lm_chunk(
     src: &LmSource,
     pipe: &Pipeline,
     stemmer: Option<&rust_stemmers::Stemmer>,
     skip_bad: bool,
-    mut f: impl FnMut(Vec<String>) -> Result<()>,
+    mut f: impl FnMut(Vec<String>) -> Result<bool>,
 ) -> Result<ReadReport> {
     let mut reader = ExampleReader::open(
         &src.path,
@@ -452,8 +457,8 @@ fn for_each_lm_chunk(
                 _ => None,
             })
             .collect();
-        f(lines)?;
-        if index >= src.range.end {
+        let more = f(lines)?;
+        if !more || index >= src.range.end {
             break;
         }
     }
@@ -501,6 +506,7 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
                     || config.tokenizer.train_on.iter().any(|t| t == name)
             };
             let mut texts: Vec<String> = Vec::new();
+            let mut lm_bytes = 0usize;
             for (name, t) in &labelled {
                 if wanted(name) {
                     for ex in &t.splits[0].1 {
@@ -516,8 +522,12 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
                 let stemmer = task.stem.as_deref().map(crate::stem::stemmer).transpose()?;
                 let src = &lm[&task.name][0].1;
                 for_each_lm_chunk(src, &pipe, stemmer.as_ref(), skip_bad, |lines| {
+                    if lm_bytes >= TOKENIZER_LM_BYTES {
+                        return Ok(false);
+                    }
+                    lm_bytes += lines.iter().map(String::len).sum::<usize>();
                     texts.extend(lines);
-                    Ok(())
+                    Ok(true)
                 })?;
             }
             let train_opts = TrainOptions {
@@ -610,7 +620,7 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
                             w.write_all(&id.to_le_bytes()).map_err(io(&path))?;
                         }
                     }
-                    Ok(())
+                    Ok(true)
                 })?;
                 w.flush().map_err(io(&path))?;
                 info.skipped += report.skipped;
