@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test command (README, CI): libtorch if missing, then format, lints and every test.
+# The test command (README, CI): libtorch if missing, then format, lints and every test, then
+# the MPI equivalence test (OpenMPI installed if missing: scripts/test-mpi.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-libtorch.sh
@@ -9,3 +10,5 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== MPI data-parallel equivalence"
+scripts/test-mpi.sh

@@ -2,8 +2,8 @@
 use clap::Args;
 use mtgpt_core::Config;
 use mtgpt_train::lr_find::{LrFindOptions, lr_find as run_lr_find};
-use mtgpt_train::transfer::{markdown, transfer as run_transfer};
 use mtgpt_train::trainer::{TrainOptions, train as run_training};
+use mtgpt_train::transfer::{markdown, transfer as run_transfer};
 use std::path::PathBuf;
 
 /// `mtgpt train`.
@@ -31,6 +31,67 @@ pub struct TrainArgs {
     /// step NaN. Repeatable.
     #[arg(long, hide = true, value_name = "STEP")]
     inject_nan_at: Vec<usize>,
+    /// Data-parallel training over the processes started by `mpirun -np N` (`mpi`);
+    /// `train.batch_size` is then per rank. Needs a build with `--features mpi`.
+    #[arg(long, value_enum, value_name = "ENGINE")]
+    distributed: Option<DistributedEngine>,
+    /// Gradient bytes per all-reduce in distributed training, in MiB.
+    #[arg(long, default_value_t = 25, value_name = "MIB")]
+    bucket_mib: usize,
+}
+
+/// How `mtgpt train --distributed` reaches the other processes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DistributedEngine {
+    /// MPI (one process per rank, started by `mpirun`).
+    Mpi,
+}
+
+/// What the binary says when `--distributed mpi` meets a build without the feature.
+#[cfg(not(feature = "mpi"))]
+const NO_MPI: &str = "--distributed mpi: this mtgpt was built without MPI support; build with \
+`cargo build --release -p mtgpt-cli --features mpi` after scripts/setup-mpi.sh";
+
+/// The MPI job this process belongs to, set up in `opts`: one rank per process, this rank's
+/// share of the cores, one GPU per rank on a host's GPUs. `None` without `--distributed`.
+#[cfg(feature = "mpi")]
+fn join_job(
+    a: &TrainArgs,
+    opts: &mut TrainOptions,
+) -> anyhow::Result<Option<std::rc::Rc<mtgpt_train::dist::MpiCommunicator>>> {
+    use mtgpt_train::dist::{Communicator as _, Distributed, MpiCommunicator};
+    let Some(DistributedEngine::Mpi) = a.distributed else {
+        return Ok(None);
+    };
+    let comm = std::rc::Rc::new(
+        MpiCommunicator::init().ok_or_else(|| anyhow::anyhow!("MPI was already initialized"))?,
+    );
+    let (local_rank, local_size) = comm.local_rank_and_size();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads_set = ["OMP_NUM_THREADS", "MTGPT_THREADS"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+    if local_size > 1 && !threads_set && tch::get_num_threads() as usize >= cores {
+        // The ranks of one host share its cores instead of each taking all of them.
+        tch::set_num_threads((cores / local_size).max(1) as i32);
+    }
+    if let tch::Device::Cuda(_) = opts.device {
+        opts.device = tch::Device::Cuda(local_rank % tch::Cuda::device_count().max(1) as usize);
+    }
+    if comm.rank() != 0 {
+        opts.progress = false;
+    }
+    tracing::info!(
+        "rank {} of {} (local {local_rank} of {local_size}), device {:?}, {} threads",
+        comm.rank(),
+        comm.size(),
+        opts.device,
+        tch::get_num_threads()
+    );
+    let mut dist = Distributed::new(comm.clone());
+    dist.bucket_bytes = a.bucket_mib.max(1) << 20;
+    opts.dist = Some(dist);
+    Ok(Some(comm))
 }
 
 /// `mtgpt lr-find`.
@@ -130,7 +191,29 @@ pub fn train(a: &TrainArgs) -> anyhow::Result<()> {
     opts.log_every = a.log_every;
     opts.progress = !a.no_progress;
     opts.inject_nan_at = a.inject_nan_at.clone();
-    let s = run_training(&config, &opts)?;
+    #[cfg(not(feature = "mpi"))]
+    if a.distributed.is_some() {
+        anyhow::bail!(NO_MPI);
+    }
+    #[cfg(feature = "mpi")]
+    let job = join_job(a, &mut opts)?;
+    let result = run_training(&config, &opts);
+    #[cfg(feature = "mpi")]
+    if let Some(comm) = &job {
+        use mtgpt_train::dist::Communicator as _;
+        if let Err(e) = &result
+            && comm.size() > 1
+        {
+            // The other ranks would wait for this one in their next collective forever.
+            eprintln!("error (rank {} of {}): {e}", comm.rank(), comm.size());
+            comm.abort(1);
+        }
+        if comm.rank() != 0 {
+            result?;
+            return Ok(());
+        }
+    }
+    let s = result?;
     for t in &s.final_scores {
         let m: Vec<String> = t
             .metrics

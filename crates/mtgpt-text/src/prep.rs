@@ -121,20 +121,25 @@ pub fn prepare_cached(
     out: &Path,
     opts: &PrepOptions,
 ) -> Result<(PrepManifest, bool)> {
+    if let Some(m) = cached_manifest(config, out, opts) {
+        return Ok((m, true));
+    }
+    Ok((prepare(config, out, opts)?, false))
+}
+
+/// The manifest of `out` when it holds an up-to-date preprocessing of `config` (the check
+/// [`prepare_cached`] makes), without writing anything: `None` when it is missing or stale.
+pub fn cached_manifest(config: &Config, out: &Path, opts: &PrepOptions) -> Option<PrepManifest> {
     let want = fingerprint(config, opts);
-    let path = out.join("prep.json");
-    if let Ok(text) = std::fs::read_to_string(&path)
-        && let Ok(m) = serde_json::from_str::<PrepManifest>(&text)
-        && m.fingerprint == want
+    let text = std::fs::read_to_string(out.join("prep.json")).ok()?;
+    let m = serde_json::from_str::<PrepManifest>(&text).ok()?;
+    let whole = m.fingerprint == want
         && out.join(&m.tokenizer).exists()
         && m.tasks
             .values()
             .flat_map(|t| t.splits.values())
-            .all(|s| out.join(&s.file).exists())
-    {
-        return Ok((m, true));
-    }
-    Ok((prepare(config, out, opts)?, false))
+            .all(|s| out.join(&s.file).exists());
+    whole.then_some(m)
 }
 
 /// Text processing shared by every task of a config.

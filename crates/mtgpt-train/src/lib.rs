@@ -1,8 +1,10 @@
 //! The joint multi-task trainer of mtgpt: task mixture sampling ([`sampler`]), loss weighting
 //! ([`weighting`]), AdamW with schedules ([`optim`]), resumable batch streams ([`stream`]) and
-//! the training loop with evaluation, early stopping and checkpoints ([`trainer`]).
+//! the training loop with evaluation, early stopping and checkpoints ([`trainer`]), data-parallel
+//! across processes ([`dist`]; MPI behind the `mpi` feature).
 #![warn(missing_docs)]
 
+pub mod dist;
 pub mod error;
 pub mod genaug;
 pub mod guard;

@@ -154,6 +154,7 @@ pub fn lr_find(config: &Config, opts: &TrainOptions, lf: &LrFindOptions) -> Resu
             &plan,
             false,
             0,
+            None,
         )?;
         let loss = so.task_losses.iter().map(|x| x.1).sum::<f64>() / n as f64;
         if !loss.is_finite() || !so.norm.is_finite() {

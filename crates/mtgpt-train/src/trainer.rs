@@ -3,6 +3,7 @@
 //! schedule, clipping and gradient accumulation → divergence guard, generated-example
 //! augmentation, evaluation, best model, early stopping, atomic checkpoints and exact resume →
 //! curves and a Markdown report.
+use crate::dist::{Distributed, average_gradients, average_tensors, set_gradients, shard};
 use crate::error::{Error, Result};
 use crate::genaug::{AugmentOutcome, generate_examples};
 use crate::guard::{DivergenceGuard, GuardState};
@@ -16,7 +17,9 @@ use mtgpt_heads::{
 };
 use mtgpt_model::io::{load_weights, read_safetensors, save_weights, write_safetensors};
 use mtgpt_text::TextTokenizer;
-use mtgpt_text::prep::{PrepManifest, PrepOptions, prepare_cached, read_split, read_token_file};
+use mtgpt_text::prep::{
+    PrepManifest, PrepOptions, cached_manifest, prepare_cached, read_split, read_token_file,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -54,6 +57,9 @@ pub struct TrainOptions {
     pub no_generate_augment: bool,
     /// Fault injection for tests: the loss of these (0-based) steps is made NaN.
     pub inject_nan_at: Vec<usize>,
+    /// Data-parallel training across ranks (`train.batch_size` is then per rank); only rank 0
+    /// writes into `out`. `None`: this process trains alone.
+    pub dist: Option<Distributed>,
 }
 
 impl TrainOptions {
@@ -73,6 +79,7 @@ impl TrainOptions {
             joint_tasks: None,
             no_generate_augment: false,
             inject_nan_at: Vec::new(),
+            dist: None,
         }
     }
 }
@@ -115,6 +122,9 @@ struct TrainerState {
     /// Tasks whose generated examples (in `out/augment/<task>.jsonl`) joined their stream.
     #[serde(default)]
     augmented: Vec<String>,
+    /// Ranks of the data-parallel job that wrote it (absent: 1); a resume needs the same.
+    #[serde(default)]
+    world_size: Option<usize>,
 }
 
 pub(crate) struct TaskRun {
@@ -194,6 +204,31 @@ pub fn load_data(config: &Config, opts: &TrainOptions) -> Result<RunData> {
             prep_dir.display()
         );
     }
+    data_from(config, prep_dir, manifest)
+}
+
+/// [`load_data`] for ranks other than 0 of a distributed job: rank 0's preprocessing is read,
+/// never written (the ranks of one host would race, and only rank 0 writes into `out`).
+fn load_prepared(config: &Config, opts: &TrainOptions) -> Result<RunData> {
+    let prep_dir = opts
+        .prep_dir
+        .clone()
+        .unwrap_or_else(|| opts.out.join("prep"));
+    let popts = PrepOptions {
+        lexicons: opts.lexicons.clone(),
+        skip_bad: false,
+    };
+    let manifest = cached_manifest(config, &prep_dir, &popts).ok_or_else(|| {
+        Error::Invalid(format!(
+            "{}: rank 0's preprocessing is not visible here or differs; every rank needs the \
+             output folder on a shared file system (or a copy of rank 0's prep folder)",
+            prep_dir.display()
+        ))
+    })?;
+    data_from(config, prep_dir, manifest)
+}
+
+fn data_from(config: &Config, prep_dir: PathBuf, manifest: PrepManifest) -> Result<RunData> {
     let tok = TextTokenizer::load(&prep_dir.join("tokenizer.json"))?;
     let heads = heads_from(&manifest, config);
     let mut model_cfg = config.model.clone();
@@ -357,8 +392,10 @@ pub(crate) fn run_step(
     plan: &[(usize, usize)],
     inject_nan: bool,
     pcgrad_seed: u64,
+    dist: Option<&Distributed>,
 ) -> Result<StepOut> {
     let total: usize = plan.iter().map(|g| g.1).sum();
+    let (rank, size) = dist.map_or((0, 1), |d| (d.comm.rank(), d.comm.size()));
     let use_pcgrad = weighting.uses_pcgrad() && plan.len() > 1;
     let mut task_grads: Vec<Vec<Tensor>> = Vec::new();
     let mut task_losses = Vec::new();
@@ -366,8 +403,18 @@ pub(crate) fn run_step(
     for &(task, n) in plan {
         let share = n as f64 / total.max(1) as f64;
         let mut sum = 0.0;
+        // Every rank draws the whole group and trains on its own slice; the slice's loss is
+        // scaled so that averaging over ranks gives the mean over the whole group.
+        let mine = shard(n, rank, size);
+        let part = mine.len() as f64 / n.max(1) as f64;
         for _ in 0..c.grad_accum {
-            let items = runs[task].stream.next_batch(n);
+            let mut items = runs[task].stream.next_batch(n);
+            if size > 1 {
+                items = items.drain(mine.clone()).collect();
+                if items.is_empty() {
+                    continue;
+                }
+            }
             let batch = formatters[task].collate(&items)?;
             tokens += batch.attention_mask.iter().filter(|&&m| m == 1).count();
             let out = model.forward(&batch, true)?;
@@ -376,8 +423,9 @@ pub(crate) fn run_step(
             } else {
                 out.loss
             };
-            sum += loss.double_value(&[]);
-            let weighted = weighting.combine(task, &loss)? * (share / c.grad_accum as f64);
+            sum += loss.double_value(&[]) * part;
+            let weighted = weighting.combine(task, &loss)?
+                * (share / c.grad_accum as f64 * part * size as f64);
             weighted.backward();
         }
         task_losses.push((task, sum / c.grad_accum as f64));
@@ -400,9 +448,32 @@ pub(crate) fn run_step(
             );
         }
     }
+    if let Some(d) = dist.filter(|_| size > 1) {
+        // Ranks agree on the losses (the guard, the weighting and the logs use them) and
+        // average the gradients before clipping and before PCGrad's projections.
+        let mut shared: Vec<f64> = task_losses.iter().map(|x| x.1).collect();
+        shared.push(tokens as f64);
+        d.comm.all_reduce_sum_f64(&mut shared)?;
+        for (x, v) in task_losses.iter_mut().zip(&shared) {
+            x.1 = *v;
+        }
+        tokens = shared[shared.len() - 1] as usize;
+        if use_pcgrad {
+            for g in &mut task_grads {
+                average_tensors(d.comm.as_ref(), g, trainable, d.bucket_bytes)?;
+            }
+        } else {
+            average_gradients(d.comm.as_ref(), trainable, d.bucket_bytes)?;
+        }
+    }
     if use_pcgrad {
         let mut rng = mtgpt_core::seed::rng_for(pcgrad_seed, "pcgrad");
         let combined = pcgrad(&task_grads, &mut rng)?;
+        // A gradient this rank's shard never touched still gets the averaged one.
+        let absent: Vec<usize> = (0..trainable.len())
+            .filter(|&i| combined[i].defined() && !trainable[i].grad().defined())
+            .collect();
+        set_gradients(trainable, &combined, &absent);
         tch::no_grad(|| {
             for (v, g) in trainable.iter().zip(&combined) {
                 let dst = v.grad();
@@ -412,7 +483,17 @@ pub(crate) fn run_step(
             }
         });
     }
-    let norm = opt.clip_grad_norm(c.grad_clip);
+    let mut norm = opt.clip_grad_norm(c.grad_clip);
+    if let Some(d) = dist.filter(|_| size > 1) {
+        // Rank 0's view decides (all-reduce results may differ in the last bit between ranks).
+        let mut shared: Vec<f64> = task_losses.iter().map(|x| x.1).collect();
+        shared.push(norm);
+        d.comm.broadcast_f64(&mut shared, 0)?;
+        for (x, v) in task_losses.iter_mut().zip(&shared) {
+            x.1 = *v;
+        }
+        norm = shared[shared.len() - 1];
+    }
     Ok(StepOut {
         task_losses,
         norm,
@@ -466,11 +547,27 @@ fn extend_stream(
 pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     let started = Instant::now();
     let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(io_err(out))?;
+    // Data-parallel: this rank and the number of ranks; only rank 0 writes into `out`.
+    let dist = opts.dist.as_ref().filter(|d| d.comm.size() > 1);
+    let (rank, world) = dist.map_or((0, 1), |d| (d.comm.rank(), d.comm.size()));
+    let writer = rank == 0;
+    if writer {
+        std::fs::create_dir_all(out).map_err(io_err(out))?;
+    }
     let c = &config.train;
 
-    // 1. Data: the prep stage, then one batch stream per task.
-    let data = load_data(config, opts)?;
+    // 1. Data: the prep stage (rank 0 alone when distributed), then one batch stream per task.
+    let data = match dist {
+        Some(d) => {
+            let prepared = writer.then(|| load_data(config, opts));
+            d.comm.barrier()?;
+            match prepared {
+                Some(data) => data?,
+                None => load_prepared(config, opts)?,
+            }
+        }
+        None => load_data(config, opts)?,
+    };
     let formatters = formatters(config, &data)?;
     let mut runs = streams(config, &data, &formatters)?;
     let (tok, heads, manifest, prep_dir) = (&data.tok, &data.heads, &data.manifest, &data.prep_dir);
@@ -543,6 +640,13 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
             .collect()
     };
     let augment_dir = out.join("augment");
+    if dist.is_some() && !augment_tasks.is_empty() {
+        return Err(Error::Invalid(
+            "generate_augment is not supported in distributed training yet; remove it from the \
+             config or train on one process"
+                .into(),
+        ));
+    }
 
     // 3. Resume.
     let ckpt_dir = out.join("checkpoints");
@@ -556,6 +660,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
         evals_without_improvement: 0,
         guard: None,
         augmented: Vec::new(),
+        world_size: dist.map(|_| world),
     };
     if opts.resume {
         let dir = latest_checkpoint(&ckpt_dir).ok_or_else(|| {
@@ -573,6 +678,14 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
         state = serde_json::from_str(&text)
             .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        let written_by = state.world_size.unwrap_or(1);
+        if written_by != world {
+            return Err(Error::Invalid(format!(
+                "{}: written by a job of {written_by} rank(s), this one has {world}; resume \
+                 with the same number of ranks (the data order depends on it)",
+                path.display()
+            )));
+        }
         if state.streams.len() != runs.len() {
             return Err(Error::Invalid(format!(
                 "{}: {} task streams, the config has {} tasks",
@@ -611,16 +724,22 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     let metrics_path = out.join("metrics.jsonl");
     // A fresh run starts a fresh log; a resumed one appends (steps it repeats are logged again
     // and the later line wins).
-    if opts.resume {
+    if opts.resume && writer {
         drop_partial_line(&metrics_path)?;
     }
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(opts.resume)
-        .write(true)
-        .truncate(!opts.resume)
-        .open(&metrics_path)
-        .map_err(io_err(&metrics_path))?;
+    let mut metrics: Box<dyn Write> = if writer {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(opts.resume)
+                .write(true)
+                .truncate(!opts.resume)
+                .open(&metrics_path)
+                .map_err(io_err(&metrics_path))?,
+        )
+    } else {
+        Box::new(std::io::sink())
+    };
     let run_config = config.to_toml_string();
     let mut stopped_early = false;
     let mut final_scores = Vec::new();
@@ -628,7 +747,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     let mut tokens_seen = 0usize;
     let tick = Instant::now();
     let mut snapshot = Snapshot::take(&all_vars, &opt, &weighting);
-    let bar = (opts.progress && std::io::stderr().is_terminal()).then(|| {
+    let bar = (writer && opts.progress && std::io::stderr().is_terminal()).then(|| {
         let bar = indicatif::ProgressBar::new(total as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -640,6 +759,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
         bar
     });
     let say = |msg: String| match &bar {
+        _ if !writer => {}
         Some(b) => b.suspend(|| tracing::info!("{msg}")),
         None => tracing::info!("{msg}"),
     };
@@ -689,11 +809,18 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
             }
         }
         // Dropout draws depend on (seed, step) only, so a resumed run repeats them.
+        // Each rank draws its own dropout masks (rank 0 those of a single-process run).
         let step_seed = mtgpt_core::seed::derive_seed(config.seed, &format!("step/{step}"));
-        tch::manual_seed(step_seed as i64);
+        let dropout_seed = match rank {
+            0 => step_seed,
+            r => mtgpt_core::seed::derive_seed(step_seed, &format!("rank/{r}")),
+        };
+        tch::manual_seed(dropout_seed as i64);
+        // The plan is of the global batch; each rank trains on its slice of every group.
+        let global_batch = c.batch_size * world;
         let plan = match pretrain.as_mut() {
-            Some(p) if step < c.pretrain_steps => p.plan(c.sampling.mixed_batches, c.batch_size),
-            _ => joint.plan(c.sampling.mixed_batches, c.batch_size),
+            Some(p) if step < c.pretrain_steps => p.plan(c.sampling.mixed_batches, global_batch),
+            _ => joint.plan(c.sampling.mixed_batches, global_batch),
         };
         let so = run_step(
             &model,
@@ -706,6 +833,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
             &plan,
             opts.inject_nan_at.contains(&step),
             step_seed,
+            dist,
         )?;
         tokens_seen += so.tokens;
         let lr = learning_rate(c, step, total) * guard.lr_scale();
@@ -731,6 +859,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
                     c.guard_max_events
                 );
                 match &bar {
+                    _ if !writer => {}
                     Some(b) => b.suspend(|| tracing::warn!("{msg}")),
                     None => tracing::warn!("{msg}"),
                 }
@@ -787,28 +916,44 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
                 so.norm,
                 tokens_seen as f64 / secs.max(1e-9)
             );
-            if bar.is_some() {
+            if bar.is_some() || !writer {
                 tracing::debug!("{msg}");
             } else {
                 tracing::info!("{msg}");
             }
         }
-        let budget_over =
+        let mut budget_over =
             c.max_seconds > 0.0 && loop_started.elapsed().as_secs_f64() >= c.max_seconds;
+        if let Some(d) = dist.filter(|_| c.max_seconds > 0.0) {
+            // Rank 0's clock decides, so that every rank stops after the same step.
+            let mut flag = [if budget_over { 1.0 } else { 0.0 }];
+            d.comm.broadcast_f64(&mut flag, 0)?;
+            budget_over = flag[0] > 0.0;
+        }
         let eval_now =
             done == total || budget_over || (c.eval_every > 0 && done % c.eval_every == 0);
         if eval_now {
-            let scores = evaluate(
-                &model,
-                tok,
-                heads,
-                &formatters,
-                manifest,
-                prep_dir,
-                config,
-                opts,
-            )?;
-            let agg = aggregate(&scores);
+            // Rank 0 evaluates and tells the others the aggregate (best model, early stop).
+            let scores = if writer {
+                evaluate(
+                    &model,
+                    tok,
+                    heads,
+                    &formatters,
+                    manifest,
+                    prep_dir,
+                    config,
+                    opts,
+                )?
+            } else {
+                Vec::new()
+            };
+            let mut agg = aggregate(&scores);
+            if let Some(d) = dist {
+                let mut shared = [agg.unwrap_or(f64::NAN)];
+                d.comm.broadcast_f64(&mut shared, 0)?;
+                agg = Some(shared[0]).filter(|a| !a.is_nan());
+            }
             writeln!(
                 metrics,
                 "{}",
@@ -822,7 +967,9 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
             if agg.is_some_and(|a| state.best_score.is_none_or(|b| a > b)) {
                 state.best_score = agg;
                 state.evals_without_improvement = 0;
-                save_model(&model, tok, heads, &run_config, &out.join("best"))?;
+                if writer {
+                    save_model(&model, tok, heads, &run_config, &out.join("best"))?;
+                }
             } else {
                 state.evals_without_improvement += 1;
             }
@@ -850,7 +997,9 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
                 .map_err(js)?;
             state.weighting = serde_json::to_value(weighting.state()).map_err(js)?;
             state.guard = Some(guard.state().clone());
-            write_checkpoint(&ckpt_dir, &model, &opt, &state, c.keep_checkpoints)?;
+            if writer {
+                write_checkpoint(&ckpt_dir, &model, &opt, &state, c.keep_checkpoints)?;
+            }
         }
         // The last good state: on a schedule, and at every checkpoint (so a resumed run
         // restores the same snapshot as an uninterrupted one).
@@ -865,7 +1014,9 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
-    save_model(&model, tok, heads, &run_config, &out.join("model"))?;
+    if writer {
+        save_model(&model, tok, heads, &run_config, &out.join("model"))?;
+    }
     let summary = TrainSummary {
         steps: state.step,
         best_score: state.best_score,
@@ -881,7 +1032,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
             .map(|t| t.numel() as i64)
             .sum(),
     };
-    if opts.report {
+    if opts.report && writer {
         crate::report::write_report(out, config, &summary)?;
     }
     Ok(summary)
