@@ -173,7 +173,7 @@ pub fn compress(
             (
                 m,
                 json!({"quantized_linears": layers, "quantized_embedding": true,
-                       "kernel": "aten::_weight_int8pack_mm (per-output-channel symmetric int8 weights, fp32 activations)"}),
+                       "kernels": format!("per-output-channel symmetric int8 weights; up to {} rows aten::_weight_int8pack_mm on bf16 activations, above that aten::_int_mm on per-row int8 activations", mtgpt_model::layers::INT8_WEIGHT_ONLY_MAX_ROWS)}),
                 WeightFormat::Int8,
             )
         }
