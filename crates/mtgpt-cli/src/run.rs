@@ -186,6 +186,10 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     opts.device = crate::model::device();
     opts.progress = true;
     opts.report = false;
+    if a.fresh {
+        // Without its manifest the preprocessing folder is never taken as a cache.
+        let _ = std::fs::remove_file(out.join("prep/prep.json"));
+    }
     let data = load_data(&config, &opts)?;
     let prep_fp = data.manifest.fingerprint.clone();
     drop(data);

@@ -910,9 +910,14 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
                 "epochs": runs.iter().map(|r| (r.name.clone(), json!(r.stream.epochs()))).collect::<serde_json::Map<_, _>>()});
             writeln!(metrics, "{line}").map_err(io_err(&metrics_path))?;
             window.clear();
+            let epochs: Vec<String> = plan
+                .iter()
+                .map(|&(t, _)| format!("{:.2}", runs[t].stream.epochs()))
+                .collect();
             let msg = format!(
-                "step {done}/{total} {} loss {loss:.4} lr {lr:.2e} |g| {:.2} {:.0} tok/s",
+                "step {done}/{total} {} (epoch {}) loss {loss:.4} lr {lr:.2e} |g| {:.2} {:.0} tok/s",
                 names.join("+"),
+                epochs.join("+"),
                 so.norm,
                 tokens_seen as f64 / secs.max(1e-9)
             );
@@ -998,7 +1003,14 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
             state.weighting = serde_json::to_value(weighting.state()).map_err(js)?;
             state.guard = Some(guard.state().clone());
             if writer {
-                write_checkpoint(&ckpt_dir, &model, &opt, &state, c.keep_checkpoints)?;
+                write_checkpoint(
+                    &ckpt_dir,
+                    &model,
+                    &opt,
+                    &state,
+                    &run_config,
+                    c.keep_checkpoints,
+                )?;
             }
         }
         // The last good state: on a schedule, and at every checkpoint (so a resumed run
@@ -1079,7 +1091,8 @@ fn save_model(
     Ok(())
 }
 
-/// Writes `dir/step-N/` atomically (built as `step-N.tmp`, then renamed) and keeps the
+/// Writes `dir/step-N/` (weights, optimizer moments, trainer state, the resolved config)
+/// atomically — built as `step-N.tmp`, every file fsynced, then renamed — and keeps the
 /// newest `keep` checkpoints. A failed write (disk full, read-only folder) removes its
 /// half-written `.tmp` folder and leaves every earlier checkpoint as it was.
 fn write_checkpoint(
@@ -1087,12 +1100,13 @@ fn write_checkpoint(
     model: &MultiTaskModel,
     opt: &AdamW,
     state: &TrainerState,
+    run_config: &str,
     keep: usize,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let name = format!("step-{:08}", state.step);
     let tmp = dir.join(format!("{name}.tmp"));
-    let written = fill_checkpoint(&tmp, model, opt, state);
+    let written = fill_checkpoint(&tmp, model, opt, state, run_config);
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(Error::Invalid(format!(
@@ -1135,6 +1149,7 @@ fn fill_checkpoint(
     model: &MultiTaskModel,
     opt: &AdamW,
     state: &TrainerState,
+    run_config: &str,
 ) -> Result<()> {
     if tmp.exists() {
         std::fs::remove_dir_all(tmp).map_err(io_err(tmp))?;
@@ -1145,10 +1160,13 @@ fn fill_checkpoint(
     let text = serde_json::to_string_pretty(state).map_err(|e| Error::Invalid(e.to_string()))?;
     let path = tmp.join("trainer.json");
     std::fs::write(&path, text).map_err(io_err(&path))?;
+    let path = tmp.join("config.toml");
+    std::fs::write(&path, run_config).map_err(io_err(&path))?;
     for f in [
         "weights.safetensors",
         "optimizer.safetensors",
         "trainer.json",
+        "config.toml",
     ] {
         let p = tmp.join(f);
         std::fs::File::open(&p)

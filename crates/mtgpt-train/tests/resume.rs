@@ -141,6 +141,7 @@ fn assert_resume_is_exact(cfg: &Config, a: &Path, b: &Path) {
         "weights.safetensors",
         "optimizer.safetensors",
         "trainer.json",
+        "config.toml",
     ] {
         std::fs::copy(src.join(f), dst.join(f)).unwrap();
     }
