@@ -22,18 +22,19 @@ trap 'rm -rf "$work"' EXIT
 sets=(--set train.steps="$steps" --set train.pretrain_steps=0 --set train.eval_every=0
       --set train.checkpoint_every=0 --set model.n_layer=4 --set model.n_head=4
       --set model.d_model=256 --set model.block_size=128 --set model.dropout=0.0)
-run() { # $1 = out folder, rest = launcher + args
-  local out=$1; shift
+run() { # $1 = out folder, $2 = batch per process, $3 = extra train args, rest = launcher
+  local out=$1 b=$2 extra=$3; shift 3
+  # shellcheck disable=SC2086 # $extra is empty or one word pair
   "$@" train --config configs/smoke.toml --out "$out" --no-progress --log-every "$steps" \
-    "${sets[@]}" >/dev/null 2>"$out.log" || { cat "$out.log" >&2; exit 1; }
+    "${sets[@]}" --set train.batch_size="$b" $extra >/dev/null 2>"$out.log" \
+    || { cat "$out.log" >&2; exit 1; }
   python3 -c 'import json,sys
 rows=[json.loads(l) for l in open(sys.argv[1]) if "tokens_per_s" in l]
-print(f"{rows[-1][\"tokens_per_s\"]:.0f}")' "$out/metrics.jsonl"
+print("%.0f" % rows[-1]["tokens_per_s"])' "$out/metrics.jsonl"
 }
-one=$(MTGPT_THREADS=$cores run "$work/one" "$bin" --set train.batch_size=$((2 * batch)))
-two=$(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 run "$work/two" \
-  mpirun --oversubscribe --bind-to none -np 2 -x MTGPT_THREADS=$half "$bin" \
-  --set train.batch_size="$batch" --distributed mpi)
+one=$(MTGPT_THREADS=$cores run "$work/one" $((2 * batch)) "" "$bin")
+two=$(OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 run "$work/two" "$batch" \
+  "--distributed mpi" mpirun --oversubscribe --bind-to none -np 2 -x MTGPT_THREADS=$half "$bin")
 params=$(python3 - "$work/two/model" <<'PY'
 import json, struct, sys, os
 n = 0
