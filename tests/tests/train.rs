@@ -204,7 +204,10 @@ train = "{0}/ner.jsonl"
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(report.contains("| ticket_topic | classify | accuracy |"), "{report}");
+    assert!(
+        report.contains("| ticket_topic | classify | accuracy |"),
+        "{report}"
+    );
     assert!(report.contains("| names | tagging | span_f1 |"), "{report}");
     // The topic is in the words: 40 steps learn it.
     let scores: serde_json::Value =
