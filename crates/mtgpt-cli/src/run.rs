@@ -74,13 +74,7 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
 
 fn write_json<T: Serialize>(path: &Path, value: &T) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(value)?;
-    mtgpt_model::io::write_atomically(path, |tmp| {
-        std::fs::write(tmp, &text).map_err(|e| mtgpt_model::Error::Io {
-            path: tmp.to_path_buf(),
-            source: e,
-        })
-    })
-    .with_context(|| path.display().to_string())
+    mtgpt_model::io::write_text_atomically(path, &text).with_context(|| path.display().to_string())
 }
 
 struct Pipeline {

@@ -4,9 +4,8 @@
 use crate::error::{Error, Result};
 use crate::heads::{HeadSpec, MultiTaskModel};
 use mtgpt_core::{ModelConfig, TaskKind};
-use mtgpt_model::io::{load_weights, read_config, save_trunk, save_weights, write_atomically};
+use mtgpt_model::io::{load_weights, read_config, save_trunk, save_weights, write_text_atomically};
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::Path;
 use tch::Device;
 
@@ -39,18 +38,7 @@ impl TaskHead {
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    write_atomically(path, |tmp| {
-        let mut f = std::fs::File::create(tmp).map_err(|e| mtgpt_model::Error::Io {
-            path: tmp.to_path_buf(),
-            source: e,
-        })?;
-        f.write_all(text.as_bytes())
-            .map_err(|e| mtgpt_model::Error::Io {
-                path: tmp.to_path_buf(),
-                source: e,
-            })
-    })?;
-    Ok(())
+    Ok(write_text_atomically(path, text)?)
 }
 
 impl MultiTaskModel {

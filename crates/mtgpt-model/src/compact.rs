@@ -15,12 +15,12 @@
 use crate::error::{Error, Result};
 use crate::gpt::Gpt;
 use crate::io::{
-    CONFIG, WEIGHTS, hf_config, load_weights, read_safetensors, write_atomically, write_safetensors,
+    CONFIG, WEIGHTS, hf_config, load_weights, read_safetensors, write_safetensors,
+    write_text_atomically,
 };
 use crate::layers::Int8Weight;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::Path;
 use tch::{Kind, Tensor, nn};
 
@@ -147,12 +147,7 @@ pub fn save_trunk_as(gpt: &Gpt, vs: &nn::VarStore, dir: &Path, format: WeightFor
     cfg["mtgpt"]["weights"] = Value::String(format.as_str().into());
     let text = serde_json::to_string_pretty(&cfg).unwrap_or_default();
     let path = dir.join(CONFIG);
-    write_atomically(&path, |tmp| {
-        let mut f = std::fs::File::create(tmp).map_err(|e| Error::io(tmp, e))?;
-        f.write_all(text.as_bytes())
-            .and_then(|()| f.write_all(b"\n"))
-            .map_err(|e| Error::io(tmp, e))
-    })
+    write_text_atomically(&path, &format!("{text}\n"))
 }
 
 /// Loads `dir/model.safetensors` into `gpt` (built from `dir/config.json`, its variables in

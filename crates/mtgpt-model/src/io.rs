@@ -102,6 +102,13 @@ pub fn write_atomically(path: &Path, write: impl FnOnce(&Path) -> Result<()>) ->
     result
 }
 
+/// Writes `text` to `path` atomically (see [`write_atomically`]).
+pub fn write_text_atomically(path: &Path, text: &str) -> Result<()> {
+    write_atomically(path, |tmp| {
+        std::fs::write(tmp, text).map_err(|e| Error::io(tmp, e))
+    })
+}
+
 /// Writes named tensors (any device, contiguous or not) to a safetensors file with
 /// `{"format": "pt"}` metadata, atomically.
 pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {

@@ -501,22 +501,13 @@ pub(crate) fn run_step(
     })
 }
 
-fn read_augment_file(path: &Path) -> Result<Vec<Example>> {
-    Ok(read_split(path)?)
-}
-
 fn write_augment_file(path: &Path, examples: &[Example]) -> Result<()> {
     let mut text = String::new();
     for ex in examples {
         text.push_str(&serde_json::to_string(ex).map_err(|e| Error::Invalid(e.to_string()))?);
         text.push('\n');
     }
-    mtgpt_model::io::write_atomically(path, |tmp| {
-        std::fs::write(tmp, &text).map_err(|e| mtgpt_model::Error::Io {
-            path: tmp.to_path_buf(),
-            source: e,
-        })
-    })?;
+    mtgpt_model::io::write_text_atomically(path, &text)?;
     Ok(())
 }
 
@@ -697,7 +688,7 @@ pub fn train(config: &Config, opts: &TrainOptions) -> Result<TrainSummary> {
         for name in &state.augmented {
             let i = index_of(name)?;
             let file = augment_dir.join(format!("{name}.jsonl"));
-            let examples = read_augment_file(&file)?;
+            let examples = read_split(&file)?;
             extend_stream(&mut runs[i], &formatters[i], &examples, false)?;
         }
         for (r, s) in runs.iter_mut().zip(&state.streams) {
