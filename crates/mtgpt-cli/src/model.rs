@@ -6,7 +6,6 @@ use mtgpt_model::{GenerateConfig, Model, generate};
 use mtgpt_text::TextTokenizer;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use tch::nn::OptimizerConfig;
 use tch::{Device, Kind, Tensor};
 
 /// The device models run on: the first CUDA GPU when there is one.
@@ -406,6 +405,11 @@ pub struct BenchShape {
     /// fp32 or bf16.
     #[arg(long, default_value = "fp32", value_parser = ["fp32", "bf16"])]
     precision: String,
+    /// Skip the ceilings measured after the run (matrix-multiply peak and the step's
+    /// matrix-product floor for `train`; per-step latency at full context and the
+    /// memory-bandwidth floor for `generate`).
+    #[arg(long)]
+    no_ceiling: bool,
 }
 
 impl BenchShape {
@@ -432,26 +436,22 @@ impl BenchShape {
 
 /// Runs a benchmark and prints `key=value` figures.
 pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
+    use mtgpt_model::perf;
     match cmd {
         BenchCommand::Train(s) => {
             tch::manual_seed(0);
             let cfg = s.config();
             let m = Model::new(&cfg, device())?;
-            let mut opt = tch::nn::AdamW {
-                beta1: 0.9,
-                beta2: 0.95,
-                wd: 0.1,
-                eps: 1e-8,
-                amsgrad: false,
-            }
-            .build(&m.vs, 3e-4)?;
+            let dev = m.gpt.device();
+            // The optimizer `mtgpt train` uses (decay / no-decay groups), β = (0.9, 0.95).
+            let mut opt = mtgpt_train::optim::AdamW::new(&m.vs, 0.9, 0.95, 1e-8, 0.1);
             let data = Tensor::randint(
                 s.vocab as i64,
                 [s.batch as i64, s.block as i64 + 1],
-                (Kind::Int64, m.gpt.device()),
+                (Kind::Int64, dev),
             );
             let mut losses = Vec::new();
-            let step = |opt: &mut tch::nn::Optimizer| -> anyhow::Result<f64> {
+            let step = |opt: &mut mtgpt_train::optim::AdamW| -> anyhow::Result<f64> {
                 let x = data.narrow(1, 0, s.block as i64);
                 let y = data.narrow(1, 1, s.block as i64);
                 let h = m.gpt.forward(&x, None, None, true)?.hidden;
@@ -463,7 +463,7 @@ pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
                 opt.zero_grad();
                 loss.backward();
                 opt.clip_grad_norm(1.0);
-                opt.step();
+                opt.step(3e-4);
                 Ok(loss.double_value(&[]))
             };
             for _ in 0..2 {
@@ -473,28 +473,61 @@ pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
             for _ in 0..s.steps {
                 losses.push(step(&mut opt)?);
             }
-            let secs = start.elapsed().as_secs_f64();
-            let tokens = (s.steps * s.batch * s.block) as f64;
-            println!(
-                "params={} tokens_per_s={:.0} step_ms={:.1} loss_first={:.4} loss_last={:.4} threads={} precision={}",
+            let secs = start.elapsed().as_secs_f64() / s.steps.max(1) as f64;
+            let tokens = (s.batch * s.block) as f64;
+            let flop = perf::training_flops(&cfg, s.batch, s.block);
+            print!(
+                "params={} tokens_per_s={:.0} step_ms={:.1} loss_first={:.4} loss_last={:.4} threads={} precision={} model_gflop={:.1} gflops={:.1}",
                 cfg.num_parameters(),
                 tokens / secs,
-                1000.0 * secs / s.steps as f64,
+                1000.0 * secs,
                 losses.first().copied().unwrap_or(f64::NAN),
                 losses.last().copied().unwrap_or(f64::NAN),
                 tch::get_num_threads(),
-                s.precision
+                s.precision,
+                flop / 1e9,
+                flop / secs / 1e9,
+            );
+            if s.no_ceiling {
+                println!();
+                return Ok(());
+            }
+            drop(m);
+            let kind = perf::compute_kind(cfg.precision);
+            let peak = perf::matmul_gflops(2048, kind, dev, 5);
+            let floor = perf::gemm_floor_secs(&cfg, s.batch, s.block, kind, dev, 3);
+            println!(
+                " peak_gflops={peak:.1} mfu={:.3} gemm_floor_ms={:.1} gemm_share={:.3}",
+                flop / secs / 1e9 / peak,
+                1000.0 * floor,
+                floor / secs
             );
             Ok(())
         }
         BenchCommand::Generate(s) => {
             tch::manual_seed(0);
-            let m = Model::new(&s.config(), device())?;
+            let cfg = s.config();
+            let m = Model::new(&cfg, device())?;
             let (cached, recompute) = mtgpt_model::generate::decode_speed(&m.gpt, s.steps)?;
-            println!(
-                "new_tokens={} cached_tokens_per_s={cached:.1} recompute_tokens_per_s={recompute:.1} speedup={:.1}",
-                s.steps.min(s.block - 1),
+            let n = s.steps.min(s.block - 1);
+            print!(
+                "new_tokens={n} cached_tokens_per_s={cached:.1} recompute_tokens_per_s={recompute:.1} speedup={:.1}",
                 cached / recompute
+            );
+            if s.no_ceiling {
+                println!();
+                return Ok(());
+            }
+            let (c_step, r_step) = perf::decode_step_secs(&m.gpt, n, 9)?;
+            let bytes = perf::decode_weight_bytes(&cfg);
+            let bw = perf::memory_bandwidth_gbs(m.gpt.device(), 5);
+            println!(
+                " context={n} cached_step_ms={:.3} recompute_step_ms={:.2} step_speedup={:.1} weight_mb={:.1} bandwidth_gbs={bw:.1} floor_tokens_per_s={:.0}",
+                1000.0 * c_step,
+                1000.0 * r_step,
+                r_step / c_step,
+                bytes / 1e6,
+                bw * 1e9 / bytes
             );
             Ok(())
         }

@@ -177,11 +177,12 @@ pub fn generate(
             .view([b as i64, t as i64])
             .to_device(dev);
         let padded = mask.contains(&0);
-        let mut cache = KvCache::new();
+        let mut cache = KvCache::with_capacity(t + budget);
+        let head = gpt.decode_head();
         let hidden = gpt
             .forward(&ids_t, padded.then_some(&mask_t), Some(&mut cache), false)?
             .hidden;
-        let mut logits = gpt
+        let mut logits = head
             .logits(&hidden.narrow(1, t as i64 - 1, 1))
             .squeeze_dim(1);
         let mut seen: Vec<Vec<i64>> = prompts.to_vec();
@@ -207,7 +208,7 @@ pub fn generate(
             }
             let step = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);
             let hidden = gpt.forward(&step, None, Some(&mut cache), false)?.hidden;
-            logits = gpt.logits(&hidden).squeeze_dim(1);
+            logits = head.logits(&hidden).squeeze_dim(1);
         }
         Ok(out)
     })
@@ -222,11 +223,12 @@ fn beam_search(gpt: &Gpt, prompt: &[i64], cfg: &GenerateConfig) -> Result<Vec<i6
         let budget = cfg
             .max_new_tokens
             .min(gpt.config.block_size.saturating_sub(prompt.len()));
-        let mut cache = KvCache::new();
+        let mut cache = KvCache::with_capacity(prompt.len() + budget);
+        let head = gpt.decode_head();
         let ids = Tensor::from_slice(prompt).view([1, -1]).to_device(dev);
         let hidden = gpt.forward(&ids, None, Some(&mut cache), false)?.hidden;
         let last = hidden.narrow(1, prompt.len() as i64 - 1, 1);
-        let mut logp = gpt
+        let mut logp = head
             .logits(&last)
             .squeeze_dim(1)
             .log_softmax(-1, Kind::Float); // [1, V]
@@ -278,7 +280,7 @@ fn beam_search(gpt: &Gpt, prompt: &[i64], cfg: &GenerateConfig) -> Result<Vec<i6
             cache.select_rows(&Tensor::from_slice(&rows).to_device(dev));
             let step = Tensor::from_slice(&toks_next).view([-1, 1]).to_device(dev);
             let hidden = gpt.forward(&step, None, Some(&mut cache), false)?.hidden;
-            logp = gpt
+            logp = head
                 .logits(&hidden)
                 .squeeze_dim(1)
                 .log_softmax(-1, Kind::Float);
@@ -309,11 +311,12 @@ pub fn decode_speed(gpt: &Gpt, n: usize) -> Result<(f64, f64)> {
     let cached = got[0].len() as f64 / start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
     tch::no_grad(|| -> Result<()> {
+        let head = gpt.decode_head();
         let mut ids = vec![0i64];
         for _ in 0..n {
             let t = Tensor::from_slice(&ids).view([1, -1]).to_device(dev);
             let h = gpt.forward(&t, None, None, false)?.hidden;
-            let l = gpt.logits(&h.narrow(1, ids.len() as i64 - 1, 1));
+            let l = head.logits(&h.narrow(1, ids.len() as i64 - 1, 1));
             ids.push(l.argmax(-1, false).int64_value(&[0, 0]));
         }
         Ok(())

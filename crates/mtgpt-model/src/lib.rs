@@ -22,10 +22,11 @@ pub mod generate;
 pub mod gpt;
 pub mod io;
 pub mod layers;
+pub mod perf;
 
 pub use error::{Error, Result};
 pub use generate::{GenerateConfig, generate};
-pub use gpt::{Block, CausalSelfAttention, Gpt, GptOutput, KvCache, Mlp};
+pub use gpt::{Block, CausalSelfAttention, DecodeHead, Gpt, GptOutput, KvCache, Mlp};
 pub use io::Model;
 pub use layers::{Embedding, Int8Weight, LayerNorm, Linear};
 
