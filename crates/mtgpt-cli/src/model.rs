@@ -451,6 +451,7 @@ pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
                 (Kind::Int64, dev),
             );
             let mut losses = Vec::new();
+            let opt_secs = std::cell::Cell::new(0.0);
             let step = |opt: &mut mtgpt_train::optim::AdamW| -> anyhow::Result<f64> {
                 let x = data.narrow(1, 0, s.block as i64);
                 let y = data.narrow(1, 1, s.block as i64);
@@ -462,13 +463,16 @@ pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
                     .cross_entropy_for_logits(&y.reshape([-1]));
                 opt.zero_grad();
                 loss.backward();
+                let start = std::time::Instant::now();
                 opt.clip_grad_norm(1.0);
                 opt.step(3e-4);
+                opt_secs.set(opt_secs.get() + start.elapsed().as_secs_f64());
                 Ok(loss.double_value(&[]))
             };
             for _ in 0..2 {
                 step(&mut opt)?; // warm-up, not timed
             }
+            opt_secs.set(0.0);
             let start = std::time::Instant::now();
             for _ in 0..s.steps {
                 losses.push(step(&mut opt)?);
@@ -477,10 +481,11 @@ pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
             let tokens = (s.batch * s.block) as f64;
             let flop = perf::training_flops(&cfg, s.batch, s.block);
             print!(
-                "params={} tokens_per_s={:.0} step_ms={:.1} loss_first={:.4} loss_last={:.4} threads={} precision={} model_gflop={:.1} gflops={:.1}",
+                "params={} tokens_per_s={:.0} step_ms={:.1} optimizer_ms={:.1} loss_first={:.4} loss_last={:.4} threads={} precision={} model_gflop={:.1} gflops={:.1}",
                 cfg.num_parameters(),
                 tokens / secs,
                 1000.0 * secs,
+                1000.0 * opt_secs.get() / s.steps.max(1) as f64,
                 losses.first().copied().unwrap_or(f64::NAN),
                 losses.last().copied().unwrap_or(f64::NAN),
                 tch::get_num_threads(),

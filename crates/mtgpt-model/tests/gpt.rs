@@ -146,6 +146,49 @@ fn left_and_right_padding_leave_real_tokens_unchanged() {
 }
 
 #[test]
+fn bf16_attention_is_causal_ignores_padding_and_agrees_with_fp32() {
+    let _serial = serial();
+    // Same seed, same fp32 master weights; only the compute dtype differs.
+    let make = |precision| {
+        tch::manual_seed(4);
+        let mut cfg = tiny();
+        cfg.precision = precision;
+        Model::new(&cfg, Device::Cpu).unwrap()
+    };
+    let (m, m32) = (make(Precision::Bf16), make(Precision::Fp32));
+    let hidden = |m: &Model, x: &Tensor, mask: Option<&Tensor>| {
+        m.gpt.forward(x, mask, None, false).unwrap().hidden
+    };
+    // Several queries run bf16's plain-product attention: still causal, exactly.
+    let a = hidden(&m, &ids(&[&[1, 2, 3, 4, 5, 6]]), None);
+    let b = hidden(&m, &ids(&[&[1, 2, 3, 9, 9, 9]]), None);
+    assert_eq!(max_diff(&a.narrow(1, 0, 3), &b.narrow(1, 0, 3)), 0.0);
+    assert!(max_diff(&a.narrow(1, 3, 1), &b.narrow(1, 3, 1)) > 1e-3);
+    // Close to fp32, but really computed in bf16.
+    let a32 = hidden(&m32, &ids(&[&[1, 2, 3, 4, 5, 6]]), None);
+    let gap = max_diff(&a, &a32);
+    assert!(gap > 0.0 && gap < 0.1, "bf16 vs fp32: {gap}");
+    // Left padding leaves real tokens alone (up to bf16 rounding of the longer sums).
+    let left = ids(&[&[0, 0, 1, 2, 3, 4, 5, 6]]);
+    let lmask = ids(&[&[0, 0, 1, 1, 1, 1, 1, 1]]);
+    let l = hidden(&m, &left, Some(&lmask));
+    assert!(max_diff(&a, &l.narrow(1, 2, 6)) < 0.05);
+    assert_eq!(l.isnan().any().int64_value(&[]), 0);
+    // A cached single step (libtorch's kernel) continues what plain products computed.
+    let mut cache = KvCache::new();
+    m.gpt
+        .forward(&left, Some(&lmask), Some(&mut cache), false)
+        .unwrap();
+    let next = m
+        .gpt
+        .forward(&ids(&[&[7]]), None, Some(&mut cache), false)
+        .unwrap()
+        .hidden;
+    let want = hidden(&m, &ids(&[&[1, 2, 3, 4, 5, 6, 7]]), None).narrow(1, 6, 1);
+    assert!(max_diff(&next, &want) < 0.05, "{}", max_diff(&next, &want));
+}
+
+#[test]
 fn bad_inputs_are_errors_not_panics() {
     let _serial = serial();
     let m = model(4);

@@ -99,14 +99,11 @@ impl AdamW {
             return 0.0;
         }
         let total = tch::no_grad(|| {
-            let sq: Vec<Tensor> = grads
+            let norms: Vec<Tensor> = grads
                 .iter()
-                .map(|g| g.square().sum(tch::Kind::Double))
+                .map(|g| g.norm().to_kind(tch::Kind::Double))
                 .collect();
-            Tensor::stack(&sq, 0)
-                .sum(tch::Kind::Double)
-                .sqrt()
-                .double_value(&[])
+            Tensor::stack(&norms, 0).norm().double_value(&[])
         });
         if max_norm > 0.0 && total.is_finite() && total > max_norm {
             let scale = max_norm / (total + 1e-6);
@@ -135,10 +132,16 @@ impl AdamW {
                     let _ = s.var.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 }
                 let _ = s.m.lerp_(&g, 1.0 - self.beta1);
-                let _ = s.v.g_mul_scalar_(self.beta2);
-                let _ = s.v.addcmul_(&g, &(&g * (1.0 - self.beta2)));
-                let denom = s.v.sqrt() / bc2.sqrt() + self.eps;
-                let _ = s.var.addcdiv_(&(&s.m * (-lr / bc1)), &denom);
+                let _ = s.v.lerp_(&g.square(), 1.0 - self.beta2);
+                if lr != 0.0 {
+                    // var -= lr/bc1 · m / (√v/√bc2 + eps), with the factor folded into the
+                    // denominator so the update is one fused addcdiv and one temporary.
+                    let mut denom = s.v.sqrt();
+                    let _ = denom.g_div_scalar_(bc2.sqrt());
+                    let _ = denom.g_add_scalar_(self.eps);
+                    let _ = denom.g_mul_scalar_(-bc1 / lr);
+                    let _ = s.var.addcdiv_(&s.m, &denom);
+                }
             }
         });
     }
