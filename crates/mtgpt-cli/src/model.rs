@@ -499,8 +499,8 @@ pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
             }
             drop(m);
             let kind = perf::compute_kind(cfg.precision);
-            let peak = perf::matmul_gflops(2048, kind, dev, 5);
-            let floor = perf::gemm_floor_secs(&cfg, s.batch, s.block, kind, dev, 3);
+            let peak = perf::matmul_gflops(2048, kind, dev, 8);
+            let floor = perf::gemm_floor_secs(&cfg, s.batch, s.block, kind, dev, 5);
             println!(
                 " peak_gflops={peak:.1} mfu={:.3} gemm_floor_ms={:.1} gemm_share={:.3}",
                 flop / secs / 1e9 / peak,
