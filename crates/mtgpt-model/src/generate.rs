@@ -154,145 +154,149 @@ pub fn generate(
         return prompts.iter().map(|p| beam_search(gpt, p, cfg)).collect();
     }
     let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed);
-    tch::no_grad(|| {
-        let dev = gpt.device();
-        let b = prompts.len();
-        let t = prompts.iter().map(Vec::len).max().unwrap_or(1);
-        let budget = cfg
-            .max_new_tokens
-            .min(gpt.config.block_size.saturating_sub(t));
-        let mut ids = vec![pad_id; b * t];
-        let mut mask = vec![0i64; b * t];
-        for (r, p) in prompts.iter().enumerate() {
-            let off = t - p.len();
-            ids[r * t + off..(r + 1) * t].copy_from_slice(p);
-            mask[r * t + off..(r + 1) * t]
-                .iter_mut()
-                .for_each(|m| *m = 1);
-        }
-        let ids_t = Tensor::from_slice(&ids)
-            .view([b as i64, t as i64])
-            .to_device(dev);
-        let mask_t = Tensor::from_slice(&mask)
-            .view([b as i64, t as i64])
-            .to_device(dev);
-        let padded = mask.contains(&0);
-        let mut cache = KvCache::with_capacity(t + budget);
-        let head = gpt.decode_head();
-        let hidden = gpt
-            .forward(&ids_t, padded.then_some(&mask_t), Some(&mut cache), false)?
-            .hidden;
-        let mut logits = head
-            .logits(&hidden.narrow(1, t as i64 - 1, 1))
-            .squeeze_dim(1);
-        let mut seen: Vec<Vec<i64>> = prompts.to_vec();
-        let mut out: Vec<Vec<i64>> = vec![Vec::new(); b];
-        let mut done = vec![false; b];
-        for _ in 0..budget {
-            let mut next = Vec::with_capacity(b);
-            for r in 0..b {
-                let tok = if done[r] {
-                    pad_id
-                } else {
-                    choose(&logits.get(r as i64), &seen[r], cfg, &mut rng)
-                };
-                if !done[r] {
-                    out[r].push(tok);
-                    seen[r].push(tok);
-                    done[r] = cfg.stop_tokens.contains(&tok);
+    gpt.with_compute_copies(|| {
+        tch::no_grad(|| {
+            let dev = gpt.device();
+            let b = prompts.len();
+            let t = prompts.iter().map(Vec::len).max().unwrap_or(1);
+            let budget = cfg
+                .max_new_tokens
+                .min(gpt.config.block_size.saturating_sub(t));
+            let mut ids = vec![pad_id; b * t];
+            let mut mask = vec![0i64; b * t];
+            for (r, p) in prompts.iter().enumerate() {
+                let off = t - p.len();
+                ids[r * t + off..(r + 1) * t].copy_from_slice(p);
+                mask[r * t + off..(r + 1) * t]
+                    .iter_mut()
+                    .for_each(|m| *m = 1);
+            }
+            let ids_t = Tensor::from_slice(&ids)
+                .view([b as i64, t as i64])
+                .to_device(dev);
+            let mask_t = Tensor::from_slice(&mask)
+                .view([b as i64, t as i64])
+                .to_device(dev);
+            let padded = mask.contains(&0);
+            let mut cache = KvCache::with_capacity(t + budget);
+            let head = gpt.decode_head();
+            let hidden = gpt
+                .forward(&ids_t, padded.then_some(&mask_t), Some(&mut cache), false)?
+                .hidden;
+            let mut logits = head
+                .logits(&hidden.narrow(1, t as i64 - 1, 1))
+                .squeeze_dim(1);
+            let mut seen: Vec<Vec<i64>> = prompts.to_vec();
+            let mut out: Vec<Vec<i64>> = vec![Vec::new(); b];
+            let mut done = vec![false; b];
+            for _ in 0..budget {
+                let mut next = Vec::with_capacity(b);
+                for r in 0..b {
+                    let tok = if done[r] {
+                        pad_id
+                    } else {
+                        choose(&logits.get(r as i64), &seen[r], cfg, &mut rng)
+                    };
+                    if !done[r] {
+                        out[r].push(tok);
+                        seen[r].push(tok);
+                        done[r] = cfg.stop_tokens.contains(&tok);
+                    }
+                    next.push(tok);
                 }
-                next.push(tok);
+                if done.iter().all(|&d| d) {
+                    break;
+                }
+                let step = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);
+                let hidden = gpt.forward(&step, None, Some(&mut cache), false)?.hidden;
+                logits = head.logits(&hidden).squeeze_dim(1);
             }
-            if done.iter().all(|&d| d) {
-                break;
-            }
-            let step = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);
-            let hidden = gpt.forward(&step, None, Some(&mut cache), false)?.hidden;
-            logits = head.logits(&hidden).squeeze_dim(1);
-        }
-        Ok(out)
+            Ok(out)
+        })
     })
 }
 
 /// Beam search for one prompt: keeps `num_beams` hypotheses by summed log-probability and
 /// returns the finished (or, at the budget, alive) one with the best length-normalized score.
 fn beam_search(gpt: &Gpt, prompt: &[i64], cfg: &GenerateConfig) -> Result<Vec<i64>> {
-    tch::no_grad(|| {
-        let dev = gpt.device();
-        let k = cfg.num_beams as i64;
-        let budget = cfg
-            .max_new_tokens
-            .min(gpt.config.block_size.saturating_sub(prompt.len()));
-        let mut cache = KvCache::with_capacity(prompt.len() + budget);
-        let head = gpt.decode_head();
-        let ids = Tensor::from_slice(prompt).view([1, -1]).to_device(dev);
-        let hidden = gpt.forward(&ids, None, Some(&mut cache), false)?.hidden;
-        let last = hidden.narrow(1, prompt.len() as i64 - 1, 1);
-        let mut logp = head
-            .logits(&last)
-            .squeeze_dim(1)
-            .log_softmax(-1, Kind::Float); // [1, V]
-        let mut beams: Vec<(Vec<i64>, f64)> = vec![(Vec::new(), 0.0)];
-        let mut finished: Vec<(Vec<i64>, f64)> = Vec::new();
-        let norm = |toks: &[i64], s: f64| s / (toks.len().max(1) as f64);
-        for _ in 0..budget {
-            let v = logp.size()[1];
-            let scores = logp.copy();
-            for (i, (toks, s)) in beams.iter().enumerate() {
-                let mut row = penalize(
-                    &scores.get(i as i64),
-                    &[prompt, toks].concat(),
-                    cfg.repetition_penalty,
-                );
-                row += *s;
-                scores.get(i as i64).copy_(&row);
-            }
-            let (top, idx) = scores.view([-1]).topk(2 * k, 0, true, true);
-            let top: Vec<f64> = Vec::try_from(&top)?;
-            let idx: Vec<i64> = Vec::try_from(&idx)?;
-            let mut next: Vec<(Vec<i64>, f64)> = Vec::new();
-            let mut rows = Vec::new();
-            let mut toks_next = Vec::new();
-            for (score, flat) in top.into_iter().zip(idx) {
-                let (beam, tok) = (flat / v, flat % v);
-                let mut toks = beams[beam as usize].0.clone();
-                toks.push(tok);
-                if cfg.stop_tokens.contains(&tok) {
-                    finished.push((toks, score));
-                } else if (next.len() as i64) < k {
-                    next.push((toks, score));
-                    rows.push(beam);
-                    toks_next.push(tok);
-                }
-            }
-            let best_alive = next
-                .iter()
-                .map(|(t, s)| norm(t, *s))
-                .fold(f64::NEG_INFINITY, f64::max);
-            let best_done = finished
-                .iter()
-                .map(|(t, s)| norm(t, *s))
-                .fold(f64::NEG_INFINITY, f64::max);
-            if next.is_empty() || (finished.len() as i64 >= k && best_done >= best_alive) {
-                beams = next;
-                break;
-            }
-            cache.select_rows(&Tensor::from_slice(&rows).to_device(dev));
-            let step = Tensor::from_slice(&toks_next).view([-1, 1]).to_device(dev);
-            let hidden = gpt.forward(&step, None, Some(&mut cache), false)?.hidden;
-            logp = head
-                .logits(&hidden)
+    gpt.with_compute_copies(|| {
+        tch::no_grad(|| {
+            let dev = gpt.device();
+            let k = cfg.num_beams as i64;
+            let budget = cfg
+                .max_new_tokens
+                .min(gpt.config.block_size.saturating_sub(prompt.len()));
+            let mut cache = KvCache::with_capacity(prompt.len() + budget);
+            let head = gpt.decode_head();
+            let ids = Tensor::from_slice(prompt).view([1, -1]).to_device(dev);
+            let hidden = gpt.forward(&ids, None, Some(&mut cache), false)?.hidden;
+            let last = hidden.narrow(1, prompt.len() as i64 - 1, 1);
+            let mut logp = head
+                .logits(&last)
                 .squeeze_dim(1)
-                .log_softmax(-1, Kind::Float);
-            beams = next;
-        }
-        // `beams` holds the hypotheses still alive after the last step.
-        finished.extend(beams);
-        Ok(finished
-            .into_iter()
-            .max_by(|a, b| norm(&a.0, a.1).total_cmp(&norm(&b.0, b.1)))
-            .map(|(t, _)| t)
-            .unwrap_or_default())
+                .log_softmax(-1, Kind::Float); // [1, V]
+            let mut beams: Vec<(Vec<i64>, f64)> = vec![(Vec::new(), 0.0)];
+            let mut finished: Vec<(Vec<i64>, f64)> = Vec::new();
+            let norm = |toks: &[i64], s: f64| s / (toks.len().max(1) as f64);
+            for _ in 0..budget {
+                let v = logp.size()[1];
+                let scores = logp.copy();
+                for (i, (toks, s)) in beams.iter().enumerate() {
+                    let mut row = penalize(
+                        &scores.get(i as i64),
+                        &[prompt, toks].concat(),
+                        cfg.repetition_penalty,
+                    );
+                    row += *s;
+                    scores.get(i as i64).copy_(&row);
+                }
+                let (top, idx) = scores.view([-1]).topk(2 * k, 0, true, true);
+                let top: Vec<f64> = Vec::try_from(&top)?;
+                let idx: Vec<i64> = Vec::try_from(&idx)?;
+                let mut next: Vec<(Vec<i64>, f64)> = Vec::new();
+                let mut rows = Vec::new();
+                let mut toks_next = Vec::new();
+                for (score, flat) in top.into_iter().zip(idx) {
+                    let (beam, tok) = (flat / v, flat % v);
+                    let mut toks = beams[beam as usize].0.clone();
+                    toks.push(tok);
+                    if cfg.stop_tokens.contains(&tok) {
+                        finished.push((toks, score));
+                    } else if (next.len() as i64) < k {
+                        next.push((toks, score));
+                        rows.push(beam);
+                        toks_next.push(tok);
+                    }
+                }
+                let best_alive = next
+                    .iter()
+                    .map(|(t, s)| norm(t, *s))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let best_done = finished
+                    .iter()
+                    .map(|(t, s)| norm(t, *s))
+                    .fold(f64::NEG_INFINITY, f64::max);
+                if next.is_empty() || (finished.len() as i64 >= k && best_done >= best_alive) {
+                    beams = next;
+                    break;
+                }
+                cache.select_rows(&Tensor::from_slice(&rows).to_device(dev));
+                let step = Tensor::from_slice(&toks_next).view([-1, 1]).to_device(dev);
+                let hidden = gpt.forward(&step, None, Some(&mut cache), false)?.hidden;
+                logp = head
+                    .logits(&hidden)
+                    .squeeze_dim(1)
+                    .log_softmax(-1, Kind::Float);
+                beams = next;
+            }
+            // `beams` holds the hypotheses still alive after the last step.
+            finished.extend(beams);
+            Ok(finished
+                .into_iter()
+                .max_by(|a, b| norm(&a.0, a.1).total_cmp(&norm(&b.0, b.1)))
+                .map(|(t, _)| t)
+                .unwrap_or_default())
+        })
     })
 }
 
@@ -310,16 +314,18 @@ pub fn decode_speed(gpt: &Gpt, n: usize) -> Result<(f64, f64)> {
     let got = generate(gpt, &[vec![0]], 0, &cfg)?;
     let cached = got[0].len() as f64 / start.elapsed().as_secs_f64();
     let start = std::time::Instant::now();
-    tch::no_grad(|| -> Result<()> {
-        let head = gpt.decode_head();
-        let mut ids = vec![0i64];
-        for _ in 0..n {
-            let t = Tensor::from_slice(&ids).view([1, -1]).to_device(dev);
-            let h = gpt.forward(&t, None, None, false)?.hidden;
-            let l = head.logits(&h.narrow(1, ids.len() as i64 - 1, 1));
-            ids.push(l.argmax(-1, false).int64_value(&[0, 0]));
-        }
-        Ok(())
+    gpt.with_compute_copies(|| {
+        tch::no_grad(|| -> Result<()> {
+            let head = gpt.decode_head();
+            let mut ids = vec![0i64];
+            for _ in 0..n {
+                let t = Tensor::from_slice(&ids).view([1, -1]).to_device(dev);
+                let h = gpt.forward(&t, None, None, false)?.hidden;
+                let l = head.logits(&h.narrow(1, ids.len() as i64 - 1, 1));
+                ids.push(l.argmax(-1, false).int64_value(&[0, 0]));
+            }
+            Ok(())
+        })
     })?;
     let recompute = n as f64 / start.elapsed().as_secs_f64();
     Ok((cached, recompute))

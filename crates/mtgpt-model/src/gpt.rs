@@ -541,6 +541,36 @@ impl Gpt {
         }
     }
 
+    /// Runs `f` with every block `Linear` holding its weights already cast to the compute
+    /// dtype (bf16 models; fp32 needs no copies), so inference inside `f` does not re-cast
+    /// the fp32 masters at every call: a bf16 decoding step then reads half the bytes of an
+    /// fp32 one. For inference only: the weights must not change inside `f`. The copies are
+    /// dropped when `f` returns (or unwinds); an inner scope inside `f` reuses them.
+    pub fn with_compute_copies<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Drop_<'a>(&'a Gpt, bool);
+        impl Drop for Drop_<'_> {
+            fn drop(&mut self) {
+                if self.1 {
+                    for (_, l) in self.0.linears() {
+                        l.set_compute_copies(self.0.config.precision, false);
+                    }
+                }
+            }
+        }
+        // Nested scopes leave the copies to the outermost one.
+        let on = self.config.precision != Precision::Fp32
+            && !self.linears().iter().any(|(_, l)| l.has_compute_copies());
+        if on {
+            for (_, l) in self.linears() {
+                if l.int8.is_none() {
+                    l.set_compute_copies(self.config.precision, true);
+                }
+            }
+        }
+        let _drop = Drop_(self, on);
+        f()
+    }
+
     /// Every `Linear` of the blocks with its checkpoint name (`transformer.h.0.attn.c_attn`).
     pub fn linears(&self) -> Vec<(String, &Linear)> {
         let mut out = Vec::new();

@@ -111,6 +111,10 @@ pub struct Linear {
     pub bias: Tensor,
     /// The int8 form `[out, in]` the forward pass uses when set.
     pub int8: Option<Int8Weight>,
+    /// Weight and bias already cast to the compute dtype, while a
+    /// [`crate::Gpt::with_compute_copies`] scope runs (decoding in bf16 then reads 2 bytes per
+    /// weight instead of casting 4-byte masters every step).
+    copies: std::sync::Mutex<Option<(Tensor, Tensor)>>,
 }
 
 impl Linear {
@@ -127,7 +131,31 @@ impl Linear {
             ),
             bias: p.zeros("bias", &[d_out]),
             int8: None,
+            copies: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Whether [`Linear::set_compute_copies`] copies are held.
+    pub(crate) fn has_compute_copies(&self) -> bool {
+        self.copies
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Keeps copies of the weight and bias in the compute dtype of `precision` for the
+    /// forward pass (`true`), or drops them (`false`). Only for inference: the copies are
+    /// detached from the masters and do not follow later changes to them.
+    pub(crate) fn set_compute_copies(&self, precision: Precision, on: bool) {
+        let copies = on.then(|| {
+            tch::no_grad(|| {
+                (
+                    compute(&self.weight, precision).detach(),
+                    compute(&self.bias, precision).detach(),
+                )
+            })
+        });
+        *self.copies.lock().unwrap_or_else(|p| p.into_inner()) = copies;
     }
 
     /// Quantizes the weight to per-output-channel symmetric int8 and makes the forward pass
@@ -156,10 +184,16 @@ impl Linear {
             Precision::Fp32 if x.kind() == Kind::Float => {
                 x.linear(&self.weight.tr(), Some(&self.bias))
             }
-            _ => compute(x, precision).linear(
-                &compute(&self.weight, precision).tr(),
-                Some(&compute(&self.bias, precision)),
-            ),
+            _ => {
+                let copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+                match copies.as_ref() {
+                    Some((w, b)) => compute(x, precision).linear(&w.tr(), Some(b)),
+                    None => compute(x, precision).linear(
+                        &compute(&self.weight, precision).tr(),
+                        Some(&compute(&self.bias, precision)),
+                    ),
+                }
+            }
         }
     }
 }

@@ -159,33 +159,35 @@ pub fn decode_step_secs(gpt: &Gpt, context: usize, reps: usize) -> Result<(f64, 
     let ids = Tensor::randint(v, [1, context as i64 + 1], (Kind::Int64, dev));
     let prefix = ids.narrow(1, 0, context as i64);
     let last = ids.narrow(1, context as i64, 1);
-    tch::no_grad(|| -> Result<(f64, f64)> {
-        let head = gpt.decode_head();
-        let mut cached = Vec::new();
-        for _ in 0..reps.max(1) + 1 {
-            let mut cache = KvCache::with_capacity(context + 1);
-            gpt.forward(&prefix, None, Some(&mut cache), false)?;
-            let start = Instant::now();
-            let h = gpt.forward(&last, None, Some(&mut cache), false)?.hidden;
-            let _ = head.logits(&h).argmax(-1, false).int64_value(&[0, 0]);
-            cached.push(start.elapsed().as_secs_f64());
-        }
-        cached.remove(0); // warm-up
-        cached.sort_by(f64::total_cmp);
-        let mut err = None;
-        let recompute = median_secs(reps, || {
-            match gpt.forward(&ids, None, None, false) {
-                Ok(out) => {
-                    let h = out.hidden.narrow(1, context as i64, 1);
-                    let _ = head.logits(&h).argmax(-1, false).int64_value(&[0, 0]);
-                }
-                Err(e) => err = Some(e),
-            };
-        });
-        if let Some(e) = err {
-            return Err(e);
-        }
-        Ok((cached[cached.len() / 2], recompute))
+    gpt.with_compute_copies(|| {
+        tch::no_grad(|| -> Result<(f64, f64)> {
+            let head = gpt.decode_head();
+            let mut cached = Vec::new();
+            for _ in 0..reps.max(1) + 1 {
+                let mut cache = KvCache::with_capacity(context + 1);
+                gpt.forward(&prefix, None, Some(&mut cache), false)?;
+                let start = Instant::now();
+                let h = gpt.forward(&last, None, Some(&mut cache), false)?.hidden;
+                let _ = head.logits(&h).argmax(-1, false).int64_value(&[0, 0]);
+                cached.push(start.elapsed().as_secs_f64());
+            }
+            cached.remove(0); // warm-up
+            cached.sort_by(f64::total_cmp);
+            let mut err = None;
+            let recompute = median_secs(reps, || {
+                match gpt.forward(&ids, None, None, false) {
+                    Ok(out) => {
+                        let h = out.hidden.narrow(1, context as i64, 1);
+                        let _ = head.logits(&h).argmax(-1, false).int64_value(&[0, 0]);
+                    }
+                    Err(e) => err = Some(e),
+                };
+            });
+            if let Some(e) = err {
+                return Err(e);
+            }
+            Ok((cached[cached.len() / 2], recompute))
+        })
     })
 }
 

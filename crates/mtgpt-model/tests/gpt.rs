@@ -189,6 +189,42 @@ fn bf16_attention_is_causal_ignores_padding_and_agrees_with_fp32() {
 }
 
 #[test]
+fn bf16_compute_copies_change_nothing_and_end_with_their_scope() {
+    let _serial = serial();
+    tch::manual_seed(5);
+    let mut cfg = tiny();
+    cfg.precision = Precision::Bf16;
+    let m = Model::new(&cfg, Device::Cpu).unwrap();
+    let x = ids(&[&[1, 2, 3, 4, 5]]);
+    let logits = || {
+        tch::no_grad(|| {
+            m.gpt
+                .logits(&m.gpt.forward(&x, None, None, false).unwrap().hidden)
+        })
+    };
+    let plain = logits();
+    let scoped = m.gpt.with_compute_copies(|| {
+        // A nested scope (generate inside one) reuses the copies and leaves them in place.
+        m.gpt.with_compute_copies(|| ());
+        let first = logits();
+        // Inside the scope the forward pass reads the copies, not the masters.
+        tch::no_grad(|| {
+            let _ = m.gpt.blocks[0]
+                .mlp
+                .c_fc
+                .weight
+                .shallow_clone()
+                .g_mul_scalar_(3.0);
+        });
+        assert_eq!(max_diff(&first, &logits()), 0.0);
+        first
+    });
+    assert_eq!(max_diff(&plain, &scoped), 0.0);
+    // After the scope the masters are read again: the change shows.
+    assert!(max_diff(&plain, &logits()) > 1e-3);
+}
+
+#[test]
 fn bad_inputs_are_errors_not_panics() {
     let _serial = serial();
     let m = model(4);
