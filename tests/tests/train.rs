@@ -130,7 +130,8 @@ fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
         .unwrap();
     assert_eq!(before, after);
 
-    // A changed config retrains.
+    // A changed config retrains; with two compression methods, the uncompressed model is
+    // scored once and both compressed models land in the report.
     let o = mtgpt(&[
         "run",
         "--config",
@@ -139,13 +140,34 @@ fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
         out.to_str().unwrap(),
         "--set",
         "train.steps=5",
+        "--set",
+        r#"compress.methods=["int8", "prune"]"#,
+        "--set",
+        "compress.finetune_steps=2",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!stderr(&o).contains("inputs unchanged; reusing"));
+    let err = stderr(&o);
+    assert!(!err.contains("inputs unchanged; reusing"), "{err}");
+    assert!(
+        err.contains("prune: reusing the uncompressed model's test scores"),
+        "{err}"
+    );
     let summary: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("train_summary.json")).unwrap())
             .unwrap();
     assert_eq!(summary["steps"], 15);
+    let read = |m: &str| -> serde_json::Value {
+        let path = out.join("compressed").join(m).join("compress.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let (int8, prune) = (read("int8"), read("prune"));
+    assert_eq!(int8["before"]["scores"], prune["before"]["scores"]);
+    assert!(int8["after"]["file_bytes"].as_u64() < int8["before"]["file_bytes"].as_u64());
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        report.contains("int8") && report.contains("prune"),
+        "{report}"
+    );
 }
 
 /// A new dataset needs only a config: two task files written here (a classifier whose labels

@@ -306,6 +306,11 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
                 continue;
             }
             let method: mtgpt_compress::Method = m.parse()?;
+            // The uncompressed model scores the same on every method's test split: once.
+            let before_scores = compressed.first().map(|r| r.before.scores.clone());
+            if before_scores.is_some() {
+                eprintln!("      {m}: reusing the uncompressed model's test scores");
+            }
             let report = mtgpt_compress::compress(
                 &best,
                 &config,
@@ -313,6 +318,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
                 &dir,
                 &mtgpt_compress::CompressOptions {
                     device: crate::model::device(),
+                    before_scores,
                     ..Default::default()
                 },
             )?;

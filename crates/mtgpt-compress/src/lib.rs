@@ -39,7 +39,7 @@ pub use report::{CompressReport, ModelStats};
 use data::TaskData;
 use finetune::{Moment, finetune};
 use mtgpt_core::{Config, Importance};
-use mtgpt_heads::{HeadSpec, MultiTaskModel, TaskHead};
+use mtgpt_heads::{HeadSpec, MultiTaskModel, TaskHead, TaskScores};
 use mtgpt_model::compact::{WeightFormat, save_trunk_as};
 use mtgpt_text::TextTokenizer;
 use serde_json::json;
@@ -105,6 +105,10 @@ pub struct CompressOptions {
     pub speed_runs: usize,
     /// Batches used to rank heads and neurons by Taylor importance.
     pub importance_batches: usize,
+    /// The uncompressed model's scores on `split` from an earlier call with the same model
+    /// and options (`CompressReport.before.scores`), reused instead of evaluating it again
+    /// (`mtgpt run` passes them from its first method to the next ones).
+    pub before_scores: Option<Vec<TaskScores>>,
 }
 
 impl Default for CompressOptions {
@@ -116,6 +120,7 @@ impl Default for CompressOptions {
             lm_tokens: 20000,
             speed_runs: 5,
             importance_batches: 32,
+            before_scores: None,
         }
     }
 }
@@ -315,13 +320,16 @@ pub fn compress(
     } else {
         vec![(f64::NAN, f64::NAN, f64::NAN); 2]
     };
-    let before_scores = data.evaluate(
-        &teacher,
-        &tok,
-        &opts.split,
-        opts.eval_examples,
-        opts.lm_tokens,
-    )?;
+    let before_scores = match &opts.before_scores {
+        Some(scores) => scores.clone(),
+        None => data.evaluate(
+            &teacher,
+            &tok,
+            &opts.split,
+            opts.eval_examples,
+            opts.lm_tokens,
+        )?,
+    };
     let after_scores = data.evaluate(
         &after,
         &tok,
