@@ -78,10 +78,16 @@ run() { # layers heads dim block batch precision
   last_loss=$(val loss_last "$ours"); last_tps=$a
 }
 echo "threads=$threads steps=$steps (one run each: run twice when the machine is busy)"
+ratio() { # label: bf16 / fp32 of the last two runs
+  printf 'bf16 / fp32 at %s: %.2fx tokens/s, last loss %s vs %s (%.2f %%)\n' "$1" \
+    "$(echo "$last_tps / $fp32_tps" | bc -l)" "$last_loss" "$fp32_loss" \
+    "$(echo "100 * ($last_loss - $fp32_loss) / $fp32_loss" | bc -l)"
+}
 run 4 4 256 128 16 fp32
+fp32_loss=$last_loss fp32_tps=$last_tps
+run 4 4 256 128 16 bf16
+ratio 4L/256d
 run 6 8 512 256 8 fp32
 fp32_loss=$last_loss fp32_tps=$last_tps
 run 6 8 512 256 8 bf16
-printf 'bf16 / fp32 at 6L/512d: %.2fx tokens/s, last loss %s vs %s (%.2f %%)\n' \
-  "$(echo "$last_tps / $fp32_tps" | bc -l)" "$last_loss" "$fp32_loss" \
-  "$(echo "100 * ($last_loss - $fp32_loss) / $fp32_loss" | bc -l)"
+ratio 6L/512d
