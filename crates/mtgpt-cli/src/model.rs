@@ -498,7 +498,7 @@ pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
                 return Ok(());
             }
             drop(m);
-            let kind = perf::compute_kind(cfg.precision);
+            let kind = mtgpt_model::layers::compute_kind(cfg.precision);
             let peak = perf::matmul_gflops(2048, kind, dev, 8);
             let floor = perf::gemm_floor_secs(&cfg, s.batch, s.block, kind, dev, 5);
             println!(

@@ -6,6 +6,7 @@ use crate::data::TaskData;
 use crate::error::Result;
 use mtgpt_core::TaskKind;
 use mtgpt_heads::{Evaluator, MultiTaskModel, TaskScores, aggregate};
+use mtgpt_model::perf::median;
 use mtgpt_model::{GenerateConfig, generate};
 use mtgpt_text::TextTokenizer;
 use serde::Serialize;
@@ -74,19 +75,6 @@ pub fn count_parameters(model: &MultiTaskModel) -> (usize, usize) {
             nz + t.ne(0.0).sum(Kind::Int64).int64_value(&[]) as usize,
         )
     })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }
 
 /// Medians of (decode tokens/s, predict examples/s, predict latency ms) for each model,

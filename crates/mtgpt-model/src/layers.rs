@@ -9,12 +9,21 @@
 use mtgpt_core::Precision;
 use tch::{Kind, Tensor, nn};
 
+/// The compute dtype of a precision.
+pub fn compute_kind(precision: Precision) -> Kind {
+    match precision {
+        Precision::Fp32 => Kind::Float,
+        Precision::Bf16 => Kind::BFloat16,
+    }
+}
+
 /// Casts to the compute dtype of `precision` (no-op when already there).
 pub(crate) fn compute(x: &Tensor, precision: Precision) -> Tensor {
-    match precision {
-        Precision::Bf16 if x.kind() != Kind::BFloat16 => x.to_kind(Kind::BFloat16),
-        Precision::Fp32 if x.kind() != Kind::Float => x.to_kind(Kind::Float),
-        _ => x.shallow_clone(),
+    let kind = compute_kind(precision);
+    if x.kind() == kind {
+        x.shallow_clone()
+    } else {
+        x.to_kind(kind)
     }
 }
 

@@ -7,35 +7,26 @@
 //! speed figure always comes with the hardware limit it is measured against.
 use crate::error::Result;
 use crate::gpt::{Gpt, KvCache};
-use mtgpt_core::{ModelConfig, Precision};
+use mtgpt_core::ModelConfig;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// The compute dtype of a precision.
-pub fn compute_kind(p: Precision) -> Kind {
-    match p {
-        Precision::Fp32 => Kind::Float,
-        Precision::Bf16 => Kind::BFloat16,
+/// The median of `v` (the mean of the middle two for an even count; NaN when empty).
+pub fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
     }
 }
 
-/// Median of `reps` timings (seconds) of `f`, after one untimed warm-up call.
-pub fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut t: Vec<f64> = (0..reps.max(1))
-        .map(|_| {
-            let s = Instant::now();
-            f();
-            s.elapsed().as_secs_f64()
-        })
-        .collect();
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
-
-/// The fastest of `reps` timings (seconds) of `f`, after one untimed warm-up call: the
-/// estimate for a ceiling (what the machine can do), which other load only ever slows.
-pub fn best_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+/// `reps` (at least one) timings in seconds of `f`, after one untimed warm-up call.
+fn timings(reps: usize, mut f: impl FnMut()) -> Vec<f64> {
     f();
     (0..reps.max(1))
         .map(|_| {
@@ -43,7 +34,18 @@ pub fn best_secs(reps: usize, mut f: impl FnMut()) -> f64 {
             f();
             s.elapsed().as_secs_f64()
         })
-        .fold(f64::INFINITY, f64::min)
+        .collect()
+}
+
+/// Median of `reps` timings (seconds) of `f`, after one untimed warm-up call.
+pub fn median_secs(reps: usize, f: impl FnMut()) -> f64 {
+    median(timings(reps, f))
+}
+
+/// The fastest of `reps` timings (seconds) of `f`, after one untimed warm-up call: the
+/// estimate for a ceiling (what the machine can do), which other load only ever slows.
+pub fn best_secs(reps: usize, f: impl FnMut()) -> f64 {
+    timings(reps, f).into_iter().fold(f64::INFINITY, f64::min)
 }
 
 /// `(in, out)` of every matrix product weight of a forward pass: the four `Linear`s of each
@@ -138,10 +140,7 @@ pub fn memory_bandwidth_gbs(device: Device, reps: usize) -> f64 {
 /// Bytes of weights one decoding step reads (every matrix of [`matmul_shapes`] once, in the
 /// model's compute dtype).
 pub fn decode_weight_bytes(c: &ModelConfig) -> f64 {
-    let bytes = match c.precision {
-        Precision::Fp32 => 4.0,
-        Precision::Bf16 => 2.0,
-    };
+    let bytes = crate::layers::compute_kind(c.precision).elt_size_in_bytes() as f64;
     matmul_shapes(c)
         .iter()
         .map(|&(i, o)| (i * o) as f64 * bytes)
@@ -172,7 +171,6 @@ pub fn decode_step_secs(gpt: &Gpt, context: usize, reps: usize) -> Result<(f64, 
                 cached.push(start.elapsed().as_secs_f64());
             }
             cached.remove(0); // warm-up
-            cached.sort_by(f64::total_cmp);
             let mut err = None;
             let recompute = median_secs(reps, || {
                 match gpt.forward(&ids, None, None, false) {
@@ -186,7 +184,7 @@ pub fn decode_step_secs(gpt: &Gpt, context: usize, reps: usize) -> Result<(f64, 
             if let Some(e) = err {
                 return Err(e);
             }
-            Ok((cached[cached.len() / 2], recompute))
+            Ok((median(cached), recompute))
         })
     })
 }

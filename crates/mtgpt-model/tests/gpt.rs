@@ -38,6 +38,18 @@ fn ids(rows: &[&[i64]]) -> Tensor {
     Tensor::from_slice2(rows)
 }
 
+/// Hidden state of one `token` decoded on a cache filled by `prompt` (with its `mask`).
+fn decode_after(m: &Model, prompt: &Tensor, mask: &Tensor, token: i64) -> Tensor {
+    let mut cache = KvCache::new();
+    m.gpt
+        .forward(prompt, Some(mask), Some(&mut cache), false)
+        .unwrap();
+    m.gpt
+        .forward(&ids(&[&[token]]), None, Some(&mut cache), false)
+        .unwrap()
+        .hidden
+}
+
 fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
@@ -127,15 +139,7 @@ fn left_and_right_padding_leave_real_tokens_unchanged() {
         "padding rows stay finite"
     );
     // Left-padded batch with a cache: decoding continues correctly.
-    let mut cache = KvCache::new();
-    m.gpt
-        .forward(&left, Some(&lmask), Some(&mut cache), false)
-        .unwrap();
-    let next = m
-        .gpt
-        .forward(&ids(&[&[9]]), None, Some(&mut cache), false)
-        .unwrap()
-        .hidden;
+    let next = decode_after(&m, &left, &lmask, 9);
     let want = m
         .gpt
         .forward(&ids(&[&[5, 6, 7, 8, 9]]), None, None, false)
@@ -175,15 +179,7 @@ fn bf16_attention_is_causal_ignores_padding_and_agrees_with_fp32() {
     assert!(max_diff(&a, &l.narrow(1, 2, 6)) < 0.05);
     assert_eq!(l.isnan().any().int64_value(&[]), 0);
     // A cached single step (libtorch's kernel) continues what plain products computed.
-    let mut cache = KvCache::new();
-    m.gpt
-        .forward(&left, Some(&lmask), Some(&mut cache), false)
-        .unwrap();
-    let next = m
-        .gpt
-        .forward(&ids(&[&[7]]), None, Some(&mut cache), false)
-        .unwrap()
-        .hidden;
+    let next = decode_after(&m, &left, &lmask, 7);
     let want = hidden(&m, &ids(&[&[1, 2, 3, 4, 5, 6, 7]]), None).narrow(1, 6, 1);
     assert!(max_diff(&next, &want) < 0.05, "{}", max_diff(&next, &want));
 }
