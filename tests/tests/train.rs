@@ -98,6 +98,31 @@ fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
         );
     }
     assert!(report.contains("## Sample predictions"), "{report}");
+    assert!(report.contains("## Stages"), "{report}");
+    // Preprocessing happens once, in its own stage; every later stage reads prep/.
+    let timings = |out: &std::path::Path| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(out.join("stage_timings.json")).unwrap();
+        serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let stage = |t: &[serde_json::Value], name: &str| -> serde_json::Value {
+        t.iter()
+            .find(|s| s["stage"].as_str().unwrap().starts_with(name))
+            .unwrap_or_else(|| panic!("no stage {name}: {t:?}"))
+            .clone()
+    };
+    let first = timings(&out);
+    let prep = stage(&first, "preprocessing");
+    assert_eq!(prep["reused"], false, "{prep}");
+    assert!(prep["note"].as_str().unwrap().starts_with("preprocessed"), "{prep}");
+    assert!(prep["seconds"].as_f64().unwrap() > 0.0, "{prep}");
+    assert_eq!(
+        stage(&first, "test-split")["note"],
+        "read prep/ (no preprocessing)"
+    );
     // Above chance: a uniform guess over the 1000-token vocabulary has perplexity 1000.
     let scores: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("test_scores.json")).unwrap())
@@ -129,6 +154,10 @@ fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
         .modified()
         .unwrap();
     assert_eq!(before, after);
+    let second = timings(&out);
+    for name in ["preprocessing", "LM pretraining", "test-split"] {
+        assert_eq!(stage(&second, name)["reused"], true, "{name}: {second:?}");
+    }
 
     // A changed config retrains; with two compression methods, the uncompressed model is
     // scored once and both compressed models land in the report.
@@ -162,6 +191,10 @@ fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
     };
     let (int8, prune) = (read("int8"), read("prune"));
     assert_eq!(int8["before"]["scores"], prune["before"]["scores"]);
+    // Only training settings changed: preprocessing is reused, compression reads prep/.
+    assert_eq!(stage(&timings(&out), "preprocessing")["reused"], true);
+    assert_eq!(int8["prep_reused"], true, "{int8}");
+    assert_eq!(prune["prep_reused"], true, "{prune}");
     assert!(int8["after"]["file_bytes"].as_u64() < int8["before"]["file_bytes"].as_u64());
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(

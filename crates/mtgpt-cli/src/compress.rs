@@ -1,28 +1,25 @@
 //! `mtgpt compress`: one compression method on a model folder, with its report.
+use crate::args::ConfigArgs;
 use clap::Args;
 use mtgpt_compress::{CompressOptions, Method, compress as run_compress};
-use mtgpt_core::Config;
 use std::path::PathBuf;
 
 /// `mtgpt compress`.
 #[derive(Args, Debug)]
 pub struct CompressArgs {
-    /// The multi-task model folder to compress.
+    /// The multi-task model folder to compress, or a run folder (its best/, else model/).
     #[arg(long)]
     model: PathBuf,
     /// The config: its `[compress]` settings, its tasks (fine-tuning data and scores) and its
-    /// `[train]` optimizer settings.
-    #[arg(long)]
-    config: PathBuf,
+    /// `[train]` optimizer settings (`--set compress.sparsity=0.7`).
+    #[command(flatten)]
+    config: ConfigArgs,
     /// The method.
     #[arg(long, value_parser = ["prune", "prune-structured", "int8", "distill"])]
     method: String,
     /// Output model folder (also gets `compress.json`, the report).
     #[arg(long)]
     out: PathBuf,
-    /// Override a config key (`--set compress.sparsity=0.7`).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
     /// Split scored before and after.
     #[arg(long, default_value = "test", value_parser = ["valid", "test"])]
     split: String,
@@ -39,7 +36,8 @@ pub struct CompressArgs {
 
 /// Compresses, writes the folder and prints the report.
 pub fn compress(a: &CompressArgs) -> anyhow::Result<()> {
-    let config = Config::load(&a.config, &a.sets)?;
+    let config = a.config.load()?;
+    let model = crate::tasks::model_dir(&a.model)?;
     let method: Method = a.method.parse()?;
     let opts = CompressOptions {
         device: crate::model::device(),
@@ -48,7 +46,7 @@ pub fn compress(a: &CompressArgs) -> anyhow::Result<()> {
         speed_runs: a.speed_runs,
         ..CompressOptions::default()
     };
-    let report = run_compress(&a.model, &config, method, &a.out, &opts)?;
+    let report = run_compress(&model, &config, method, &a.out, &opts)?;
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
@@ -56,7 +54,7 @@ pub fn compress(a: &CompressArgs) -> anyhow::Result<()> {
     }
     tracing::info!(
         "{} → {} (report: {})",
-        a.model.display(),
+        model.display(),
         a.out.display(),
         a.out.join("compress.json").display()
     );

@@ -1,5 +1,6 @@
 //! `mtgpt`: the command-line front end. Thin by design: parse arguments, load the config,
 //! call library functions, map errors to an exit code.
+mod args;
 mod compress;
 mod info;
 mod jsonl;

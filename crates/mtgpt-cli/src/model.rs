@@ -89,15 +89,15 @@ pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
                         t.name
                     );
                 }
-                heads.push(mtgpt_heads::TaskHead {
+                heads.push(mtgpt_tasks::TaskHead {
                     name: t.name.clone(),
                     kind: t.kind,
                     labels,
                 });
             }
             tch::manual_seed(config.seed as i64);
-            let specs: Vec<_> = heads.iter().map(mtgpt_heads::TaskHead::spec).collect();
-            let m = mtgpt_heads::MultiTaskModel::new(&mc, &specs, device())?;
+            let specs: Vec<_> = heads.iter().map(mtgpt_tasks::TaskHead::spec).collect();
+            let m = mtgpt_tasks::MultiTaskModel::new(&mc, &specs, device())?;
             m.save(&a.out, &heads, Some(&config.to_toml_string()))?;
             tok.save(&a.out.join("tokenizer.json"))?;
             tracing::info!(
@@ -251,7 +251,7 @@ pub struct EmbedArgs {
     /// Model folder.
     #[arg(long)]
     model: PathBuf,
-    /// JSONL with a `text` field per line.
+    /// JSONL with a `text` field per line (`-` reads standard input).
     #[arg(long)]
     input: PathBuf,
     /// Pooling over real tokens.
@@ -275,15 +275,10 @@ pub fn embed(a: &EmbedArgs) -> anyhow::Result<()> {
             a.layer.unwrap_or(0)
         );
     }
+    let pooling: mtgpt_model::embed::Pooling = a.pool.parse()?;
     let mut texts = Vec::new();
-    for (line, v) in crate::jsonl::read_values(&a.input)? {
-        match v.get("text").and_then(|t| t.as_str()) {
-            Some(t) if !t.is_empty() => texts.push(t.to_string()),
-            _ => bail!(
-                "{}:{line}: field `text`: missing, empty or not a string",
-                a.input.display()
-            ),
-        }
+    for (line, v) in mtgpt_text::jsonl::read_values(&a.input)? {
+        texts.push(mtgpt_text::jsonl::required_str(&v, "text", &a.input, line)?.to_string());
     }
     let block = m.gpt.config.block_size;
     let pad = tok.special().pad as i64;
@@ -314,25 +309,8 @@ pub fn embed(a: &EmbedArgs) -> anyhow::Result<()> {
         let mask_t = Tensor::from_slice(&mask)
             .view([chunk.len() as i64, t as i64])
             .to_device(dev);
-        let vectors = tch::no_grad(|| -> anyhow::Result<Tensor> {
-            let o = m
-                .gpt
-                .forward_t(&ids, Some(&mask_t), None, false, a.layer.is_some())?;
-            let h = match a.layer {
-                Some(l) => o.layers[l].shallow_clone(),
-                None => o.hidden,
-            };
-            let mf = mask_t.to_kind(Kind::Float).unsqueeze(-1);
-            Ok(if a.pool == "mean" {
-                (h * &mf).sum_dim_intlist(1, false, Kind::Float)
-                    / mf.sum_dim_intlist(1, false, Kind::Float)
-            } else {
-                let last = (mask_t.sum_dim_intlist(1, false, Kind::Int64) - 1)
-                    .view([-1, 1, 1])
-                    .expand([-1, 1, h.size()[2]], false);
-                h.gather(1, &last, false).squeeze_dim(1)
-            })
-        })?;
+        let vectors =
+            tch::no_grad(|| mtgpt_model::embed::embed(&m.gpt, &ids, &mask_t, a.layer, pooling))?;
         for (r, text) in chunk.iter().enumerate() {
             let v: Vec<f32> = Vec::try_from(&vectors.get(r as i64).to_device(Device::Cpu))?;
             serde_json::to_writer(&mut out, &serde_json::json!({"text": text, "embedding": v}))?;

@@ -1,33 +1,44 @@
 //! Task verbs: `predict` and `eval` on multi-task model folders.
+use crate::args::ConfigArgs;
 use anyhow::{Context as _, bail};
 use clap::Args;
 use mtgpt_core::{Answer, Config, Example, TaskKind};
-use mtgpt_heads::{Evaluator, MultiTaskModel, Prediction, TaskHead, TaskScores, aggregate};
+use mtgpt_tasks::{
+    Evaluator, MultiTaskModel, Prediction, ScoreLimits, TaskData, TaskHead, aggregate,
+    resolve_model_dir,
+};
+use mtgpt_text::jsonl::required_str;
 use mtgpt_text::{Normalizer, TextTokenizer};
 use serde_json::{Value, json};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Loads a multi-task model folder and its tokenizer.
-pub fn load(dir: &Path) -> anyhow::Result<(MultiTaskModel, Vec<TaskHead>, TextTokenizer)> {
-    let (model, tasks) = MultiTaskModel::load(dir, crate::model::device())?;
-    let tpath = dir.join("tokenizer.json");
-    let tok = TextTokenizer::load(&tpath)?;
-    if tok.vocab_size() > model.gpt.config.vocab_size {
-        bail!(
-            "{}: {} tokens but the model's vocabulary is {}",
-            tpath.display(),
-            tok.vocab_size(),
-            model.gpt.config.vocab_size
-        );
+/// A model folder from the command line (a run folder stands for its `best/` or `model/`,
+/// and the user is told which).
+pub fn model_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    let m = resolve_model_dir(path)?;
+    if let Some(note) = &m.picked {
+        tracing::info!("{note}");
     }
-    Ok((model, tasks, tok))
+    Ok(m.dir)
+}
+
+/// Loads a multi-task model folder and its tokenizer (checked against the vocabulary).
+pub fn load(dir: &Path) -> anyhow::Result<(MultiTaskModel, Vec<TaskHead>, TextTokenizer)> {
+    Ok(MultiTaskModel::load_with_tokenizer(
+        dir,
+        crate::model::device(),
+    )?)
+}
+
+/// The run config saved in a model folder (`mtgpt.toml`), if it has a readable one.
+fn run_config(dir: &Path) -> Option<Config> {
+    Config::load(dir.join("mtgpt.toml"), &[]).ok()
 }
 
 /// The normalizer of the run that made the model (its `mtgpt.toml`), or the default one.
 fn normalizer(dir: &Path) -> Normalizer {
-    let path = dir.join("mtgpt.toml");
-    Config::load(&path, &[])
+    run_config(dir)
         .map(|c| Normalizer::from_config(&c.preprocess))
         .unwrap_or_default()
 }
@@ -35,13 +46,13 @@ fn normalizer(dir: &Path) -> Normalizer {
 /// `mtgpt predict`.
 #[derive(Args, Debug)]
 pub struct PredictArgs {
-    /// Multi-task model folder.
+    /// Multi-task model folder, or a run folder (its best/, else model/).
     #[arg(long)]
     model: PathBuf,
     /// The task whose head predicts.
     #[arg(long)]
     task: String,
-    /// JSONL input: the task kind's input fields (gold fields are ignored).
+    /// JSONL input: the task kind's input fields (gold fields are ignored); `-` reads stdin.
     #[arg(long)]
     input: PathBuf,
     /// Examples per forward pass.
@@ -50,15 +61,7 @@ pub struct PredictArgs {
 }
 
 fn field<'v>(v: &'v Value, name: &str, file: &Path, line: usize) -> anyhow::Result<&'v str> {
-    match v.get(name) {
-        Some(Value::String(s)) if !s.is_empty() => Ok(s),
-        Some(Value::String(_)) => bail!("{}:{line}: field `{name}`: empty", file.display()),
-        Some(_) => bail!(
-            "{}:{line}: field `{name}`: expected a string",
-            file.display()
-        ),
-        None => bail!("{}:{line}: field `{name}`: missing", file.display()),
-    }
+    Ok(required_str(v, name, file, line)?)
 }
 
 /// One input line → (the JSON as given, a normalized example with placeholder gold fields,
@@ -140,20 +143,23 @@ fn parse_input(
 
 /// Writes the input lines with a `prediction` field added.
 pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
-    let (model, tasks, tok) = load(&a.model)?;
+    let dir = model_dir(&a.model)?;
+    let (model, tasks, tok) = load(&dir)?;
     let Some(task) = tasks.iter().find(|t| t.name == a.task) else {
         let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
-        bail!(
-            "{}: no task `{}`; it serves {names:?}",
-            a.model.display(),
-            a.task
-        );
+        bail!("{}: no task `{}`; it serves {names:?}", dir.display(), a.task);
     };
-    let norm = normalizer(&a.model);
-    let mut eval = Evaluator::new(&model, &tok, task, model.gpt.config.block_size)?;
+    let norm = normalizer(&dir);
+    // The task's sequence length as in training (the run config's `max_len`, capped by the
+    // context), the model's context when the folder has no run config.
+    let block = model.gpt.config.block_size;
+    let max_len = run_config(&dir)
+        .and_then(|c| c.task(&a.task).map(|t| mtgpt_tasks::max_len(t, block)))
+        .unwrap_or(block);
+    let mut eval = Evaluator::new(&model, &tok, task, max_len)?;
     eval.batch = a.batch;
     let mut rows = Vec::new();
-    for (line, v) in crate::jsonl::read_values(&a.input)? {
+    for (line, v) in mtgpt_text::jsonl::read_values(&a.input)? {
         let (ex, map) = parse_input(&v, task.kind, &norm, &a.input, line)?;
         rows.push((v, ex, map));
     }
@@ -186,18 +192,15 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
 /// `mtgpt eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// Multi-task model folder.
+    /// Multi-task model folder, or a run folder (its best/, else model/).
     #[arg(long)]
     model: PathBuf,
-    /// The config whose tasks (and their data) to score.
-    #[arg(long)]
-    config: PathBuf,
+    /// The config whose tasks (and their data) to score, with overrides.
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Which split.
     #[arg(long, default_value = "valid", value_parser = ["valid", "test"])]
     split: String,
-    /// Override a config key.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
@@ -206,97 +209,38 @@ pub struct EvalArgs {
     lm_tokens: usize,
 }
 
-/// One test example with the model's prediction, for reports.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Sample {
-    /// The task.
-    pub task: String,
-    /// The input as JSON (gold fields included).
-    pub input: serde_json::Value,
-    /// The prediction as JSON.
-    pub prediction: serde_json::Value,
-}
-
-/// Scores every task of `config` that the model in `model_dir` serves on `split`, and keeps
-/// the first `samples` predictions of each labelled task.
-pub fn score_model(
-    model_dir: &std::path::Path,
-    config: &Config,
-    split: &str,
-    lm_tokens: usize,
-    samples: usize,
-) -> anyhow::Result<(Vec<TaskScores>, Vec<Sample>)> {
-    let (model, tasks, tok) = load(model_dir)?;
-    let mut config = config.clone();
-    // Preprocess exactly as training did, with the model's own tokenizer.
-    config.tokenizer.path = model_dir
-        .join("tokenizer.json")
-        .to_string_lossy()
-        .into_owned();
-    config
-        .tasks
-        .retain(|t| tasks.iter().any(|h| h.name == t.name));
-    if config.tasks.is_empty() {
-        bail!(
-            "{}: the model serves none of the config's tasks",
-            model_dir.display()
-        );
-    }
-    for t in &mut config.tasks {
-        t.augment = None;
-        t.generate_augment = None;
-    }
-    let tmp = tempfile_dir()?;
-    let opts = mtgpt_text::prep::PrepOptions {
-        lexicons: Vec::new(),
-        skip_bad: false,
-    };
-    let result = (|| -> anyhow::Result<(Vec<TaskScores>, Vec<Sample>)> {
-        let manifest = mtgpt_text::prep::prepare(&config, &tmp, &opts)?;
-        let mut scores: Vec<TaskScores> = Vec::new();
-        let mut picked = Vec::new();
-        for t in &config.tasks {
-            let head = tasks
-                .iter()
-                .find(|h| h.name == t.name)
-                .context("task list")?;
-            let info = &manifest.tasks[&t.name];
-            let Some(split_info) = info.splits.get(split) else {
-                tracing::warn!("task `{}` has no {split} split", t.name);
-                continue;
-            };
-            let path = tmp.join(&split_info.file);
-            let max_len = t.max_len.unwrap_or(model.gpt.config.block_size);
-            let eval = Evaluator::new(&model, &tok, head, max_len)?;
-            let s = if t.kind == TaskKind::Lm {
-                eval.evaluate_lm_tokens(&mtgpt_text::prep::read_token_file(&path)?, lm_tokens)?
-            } else {
-                let examples = mtgpt_text::prep::read_split(&path)?;
-                let first = &examples[..samples.min(examples.len())];
-                if !first.is_empty() {
-                    for (ex, p) in first.iter().zip(eval.predict(first)?) {
-                        picked.push(Sample {
-                            task: t.name.clone(),
-                            input: serde_json::to_value(ex)?,
-                            prediction: serde_json::to_value(&p)?,
-                        });
-                    }
-                }
-                eval.evaluate(&examples)?
-            };
-            scores.push(s);
-        }
-        Ok((scores, picked))
-    })();
-    let _ = std::fs::remove_dir_all(&tmp);
-    result
-}
-
 /// Scores every task of the config that the model serves on one split.
 pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
-    let config = Config::load(&a.config, &a.sets)?;
-    let (scores, _) = score_model(&a.model, &config, &a.split, a.lm_tokens, 0)
-        .with_context(|| format!("scoring {} on {}", a.model.display(), a.config.display()))?;
+    let config = a.config.load()?;
+    let dir = model_dir(&a.model)?;
+    let (model, heads, tok) = load(&dir)?;
+    // A run folder's own preprocessing is read when it is of this config and tokenizer.
+    let run_prep = dir.parent().map(|p| p.join("prep"));
+    let popts = mtgpt_text::prep::PrepOptions {
+        lexicons: crate::text::default_lexicons(),
+        skip_bad: false,
+    };
+    let prepared = run_prep.as_deref().map(|p| (p, &popts));
+    let scored = TaskData::for_model(&config, &heads, &dir.join("tokenizer.json"), prepared)
+        .and_then(|data| {
+            let limits = ScoreLimits {
+                max_examples: None,
+                lm_tokens: a.lm_tokens,
+                samples: 0,
+            };
+            data.score(&model, &tok, &a.split, &limits)
+        })
+        .with_context(|| {
+            format!(
+                "scoring {} on {}",
+                dir.display(),
+                a.config.config.display()
+            )
+        })?;
+    for t in &scored.missing {
+        tracing::warn!("task `{t}` has no {} split", a.split);
+    }
+    let scores = scored.scores;
     let agg = aggregate(&scores);
     if a.json {
         println!(
@@ -327,17 +271,4 @@ pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
         println!("aggregate (mean primary score of non-lm tasks): {x:.4}");
     }
     Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "mtgpt-eval-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
-    std::fs::create_dir_all(&dir).with_context(|| dir.display().to_string())?;
-    Ok(dir)
 }

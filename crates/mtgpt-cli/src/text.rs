@@ -2,7 +2,7 @@
 //! Line-oriented filters read stdin and write stdout, one line out per line in.
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use mtgpt_core::{AugmentConfig, Example, TaskKind, TokenizerKind};
+use mtgpt_core::{AugmentConfig, Example, TokenizerKind};
 use mtgpt_text::augment::{Augmenter, Lexicon};
 use mtgpt_text::data::{ExampleReader, ReadOptions};
 use mtgpt_text::{Normalizer, Segmenter, TextTokenizer, TrainOptions};
@@ -173,47 +173,11 @@ pub struct EncodeArgs {
     stats: bool,
 }
 
-/// Every string in a JSON value (keys excluded), for training on JSONL of any task kind.
-fn json_strings(v: &serde_json::Value, out: &mut Vec<String>) {
-    match v {
-        serde_json::Value::String(s) => out.push(s.clone()),
-        serde_json::Value::Array(a) => a.iter().for_each(|x| json_strings(x, out)),
-        serde_json::Value::Object(o) => o.values().for_each(|x| json_strings(x, out)),
-        _ => {}
-    }
-}
-
-/// Streams training texts from `.txt` lines or JSONL string fields.
-pub fn training_texts(paths: &[PathBuf]) -> anyhow::Result<Vec<String>> {
-    let mut texts = Vec::new();
-    for path in paths {
-        let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-        let jsonl = path
-            .extension()
-            .is_some_and(|e| e == "jsonl" || e == "json");
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-            let line =
-                line.with_context(|| format!("{}:{}: not valid UTF-8", path.display(), i + 1))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            if jsonl {
-                let v: serde_json::Value = serde_json::from_str(&line)
-                    .with_context(|| format!("{}:{}: not valid JSON", path.display(), i + 1))?;
-                json_strings(&v, &mut texts);
-            } else {
-                texts.push(line);
-            }
-        }
-    }
-    Ok(texts)
-}
-
 /// Runs a tokenizer verb.
 pub fn tokenizer(cmd: &TokenizerCommand) -> anyhow::Result<()> {
     match cmd {
         TokenizerCommand::Train(a) => {
-            let texts = training_texts(&a.input)?;
+            let texts = mtgpt_text::jsonl::training_texts(&a.input)?;
             if texts.is_empty() {
                 bail!("no training text in {:?}", a.input);
             }
@@ -351,29 +315,6 @@ pub fn default_lexicons() -> Vec<PathBuf> {
     out
 }
 
-fn guess_kind(path: &PathBuf) -> anyhow::Result<TaskKind> {
-    let file = std::fs::File::open(path).with_context(|| format!("{}", path.display()))?;
-    let first = std::io::BufReader::new(file)
-        .lines()
-        .map_while(Result::ok)
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or_default();
-    let v: serde_json::Value = serde_json::from_str(&first)
-        .with_context(|| format!("{}: first line is not JSON; pass --kind", path.display()))?;
-    let has = |k: &str| v.get(k).is_some();
-    Ok(if has("context") {
-        TaskKind::ExtractiveQa
-    } else if has("tokens") {
-        TaskKind::Tagging
-    } else if has("source") {
-        TaskKind::Generate
-    } else if has("label") {
-        TaskKind::Classify
-    } else {
-        TaskKind::Lm
-    })
-}
-
 /// Writes augmented copies of a JSONL file to stdout.
 pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
     for (flag, p) in [
@@ -388,7 +329,10 @@ pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
     }
     let kind = match &a.kind {
         Some(k) => serde_json::from_value(serde_json::Value::String(k.clone()))?,
-        None => guess_kind(&a.input)?,
+        None => mtgpt_text::data::guess_kind(&a.input).map_err(|e| match e {
+            mtgpt_text::Error::Core(mtgpt_core::Error::Io { .. }) => anyhow::Error::from(e),
+            _ => anyhow::anyhow!("{e}; pass --kind"),
+        })?,
     };
     let paths = if a.lexicons.is_empty() {
         default_lexicons()

@@ -1,26 +1,18 @@
 //! `mtgpt train`, `mtgpt lr-find`, `mtgpt transfer`.
+use crate::args::ConfigOutArgs;
 use clap::Args;
-use mtgpt_core::Config;
 use mtgpt_train::lr_find::{LrFindOptions, lr_find as run_lr_find};
 use mtgpt_train::trainer::{TrainOptions, train as run_training};
 use mtgpt_train::transfer::{markdown, transfer as run_transfer};
-use std::path::PathBuf;
 
 /// `mtgpt train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// The config.
-    #[arg(long)]
-    config: PathBuf,
-    /// Output folder (default: runs/<name>).
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    target: ConfigOutArgs,
     /// Continue from the latest checkpoint in the output folder.
     #[arg(long)]
     resume: bool,
-    /// Override a config key (`--set train.steps=50`).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
     /// Steps between log lines.
     #[arg(long, default_value_t = 10)]
     log_every: usize,
@@ -97,15 +89,9 @@ fn join_job(
 /// `mtgpt lr-find`.
 #[derive(Args, Debug)]
 pub struct LrFindArgs {
-    /// The config.
-    #[arg(long)]
-    config: PathBuf,
-    /// Output folder for lr_find.csv/png/json (default: runs/<name>-lr-find).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Override a config key.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    /// The config; lr_find.csv/png/json go to --out (default: runs/<name>-lr-find).
+    #[command(flatten)]
+    target: ConfigOutArgs,
     /// First learning rate.
     #[arg(long, default_value_t = 1e-7)]
     min_lr: f64,
@@ -120,15 +106,9 @@ pub struct LrFindArgs {
 /// `mtgpt transfer`.
 #[derive(Args, Debug)]
 pub struct TransferArgs {
-    /// The config.
-    #[arg(long)]
-    config: PathBuf,
-    /// Output folder (default: runs/<name>-transfer).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Override a config key.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    /// The config; the runs and transfer.md go to --out (default: runs/<name>-transfer).
+    #[command(flatten)]
+    target: ConfigOutArgs,
 }
 
 fn options(out: &std::path::Path) -> TrainOptions {
@@ -140,11 +120,7 @@ fn options(out: &std::path::Path) -> TrainOptions {
 
 /// Runs the learning-rate range test and prints the suggestion.
 pub fn lr_find(a: &LrFindArgs) -> anyhow::Result<()> {
-    let config = Config::load(&a.config, &a.sets)?;
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-lr-find", config.name)));
+    let (config, out) = a.target.load("-lr-find")?;
     let r = run_lr_find(
         &config,
         &options(&out),
@@ -168,11 +144,7 @@ pub fn lr_find(a: &LrFindArgs) -> anyhow::Result<()> {
 
 /// Trains jointly and per task, prints the comparison.
 pub fn transfer(a: &TransferArgs) -> anyhow::Result<()> {
-    let config = Config::load(&a.config, &a.sets)?;
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(format!("{}-transfer", config.name)));
+    let (config, out) = a.target.load("-transfer")?;
     let r = run_transfer(&config, &options(&out))?;
     print!("{}", markdown(&config, &r));
     println!("report={}", out.join("transfer.md").display());
@@ -181,11 +153,7 @@ pub fn transfer(a: &TransferArgs) -> anyhow::Result<()> {
 
 /// Trains and prints the final validation scores.
 pub fn train(a: &TrainArgs) -> anyhow::Result<()> {
-    let config = Config::load(&a.config, &a.sets)?;
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name));
+    let (config, out) = a.target.load("")?;
     let mut opts = options(&out);
     opts.resume = a.resume;
     opts.log_every = a.log_every;

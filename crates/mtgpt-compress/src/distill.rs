@@ -5,7 +5,7 @@
 //! output of the teacher block that ends the span of blocks it replaces.
 use crate::error::{Error, Result};
 use mtgpt_core::{Batch, IGNORE_INDEX, ModelConfig, Targets, TaskKind};
-use mtgpt_heads::{HeadSpec, MultiTaskModel};
+use mtgpt_tasks::{HeadSpec, MultiTaskModel};
 use std::collections::HashMap;
 use tch::{Kind, Tensor};
 

@@ -12,7 +12,7 @@ pub enum Error {
     Model(#[from] mtgpt_model::Error),
     /// Formatting, a head or a model folder failed.
     #[error(transparent)]
-    Heads(#[from] mtgpt_heads::Error),
+    Heads(#[from] mtgpt_tasks::Error),
     /// The trainer's pieces (sampler) refused their settings.
     #[error(transparent)]
     Train(#[from] mtgpt_train::Error),

@@ -36,10 +36,10 @@ pub mod structured;
 pub use error::{Error, Result};
 pub use report::{CompressReport, ModelStats};
 
-use data::TaskData;
+use mtgpt_tasks::{ScoreLimits, TaskData};
 use finetune::{Moment, finetune};
 use mtgpt_core::{Config, Importance};
-use mtgpt_heads::{HeadSpec, MultiTaskModel, TaskHead, TaskScores};
+use mtgpt_tasks::{HeadSpec, MultiTaskModel, TaskHead, TaskScores};
 use mtgpt_model::compact::{WeightFormat, save_trunk_as};
 use mtgpt_text::TextTokenizer;
 use serde_json::json;
@@ -109,6 +109,10 @@ pub struct CompressOptions {
     /// and options (`CompressReport.before.scores`), reused instead of evaluating it again
     /// (`mtgpt run` passes them from its first method to the next ones).
     pub before_scores: Option<Vec<TaskScores>>,
+    /// A preprocessing folder of the config made for this model (a run's `prep/`) and the
+    /// options it was made with: read instead of preprocessing again when it is up to date
+    /// and made with the model's tokenizer.
+    pub prepared: Option<(std::path::PathBuf, mtgpt_text::prep::PrepOptions)>,
 }
 
 impl Default for CompressOptions {
@@ -121,16 +125,8 @@ impl Default for CompressOptions {
             speed_runs: 5,
             importance_batches: 32,
             before_scores: None,
+            prepared: None,
         }
-    }
-}
-
-/// Removes the work folder when dropped.
-struct WorkDir(std::path::PathBuf);
-
-impl Drop for WorkDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -163,8 +159,8 @@ pub fn compress(
     }
     let tok_path = model_dir.join("tokenizer.json");
     let tok = TextTokenizer::load(&tok_path)?;
-    let work = WorkDir(data::work_dir("compress")?);
-    let data = TaskData::prepare(config, &tasks, &tok_path, &work.0)?;
+    let prepared = opts.prepared.as_ref().map(|(d, o)| (d.as_path(), o));
+    let data = TaskData::for_model(config, &tasks, &tok_path, prepared)?;
     let specs: Vec<HeadSpec> = tasks.iter().map(TaskHead::spec).collect();
     let c = &config.compress;
     let steps = c.finetune_steps;
@@ -189,7 +185,7 @@ pub fn compress(
             let every = (prune_steps / 10).max(1);
             let mut losses = Vec::new();
             if steps > 0 {
-                let mut batches = data.batches(&tok, block, steps)?;
+                let mut batches = data::batches(&data, &tok, block, steps)?;
                 losses = finetune(
                     &m.vs,
                     &mut batches,
@@ -229,7 +225,7 @@ pub fn compress(
             let scores = match c.importance {
                 Importance::Norm => structured::norm_importance(&teacher.gpt),
                 Importance::Taylor => {
-                    let mut batches = data.batches(&tok, block, opts.importance_batches)?;
+                    let mut batches = data::batches(&data, &tok, block, opts.importance_batches)?;
                     structured::taylor_importance(&teacher, &mut batches, opts.importance_batches)?
                 }
             };
@@ -238,7 +234,7 @@ pub fn compress(
             let m = structured::shrink(&teacher, &specs, &keep_heads, &keep_neurons)?;
             let mut losses = Vec::new();
             if steps > 0 {
-                let mut batches = data.batches(&tok, block, steps)?;
+                let mut batches = data::batches(&data, &tok, block, steps)?;
                 losses = finetune(
                     &m.vs,
                     &mut batches,
@@ -268,7 +264,7 @@ pub fn compress(
             };
             let mut kls = Vec::new();
             if steps > 0 {
-                let mut batches = data.batches(&tok, block, steps)?;
+                let mut batches = data::batches(&data, &tok, block, steps)?;
                 finetune(
                     &student.vs,
                     &mut batches,
@@ -320,23 +316,16 @@ pub fn compress(
     } else {
         vec![(f64::NAN, f64::NAN, f64::NAN); 2]
     };
+    let limits = ScoreLimits {
+        max_examples: opts.eval_examples,
+        lm_tokens: opts.lm_tokens,
+        samples: 0,
+    };
     let before_scores = match &opts.before_scores {
         Some(scores) => scores.clone(),
-        None => data.evaluate(
-            &teacher,
-            &tok,
-            &opts.split,
-            opts.eval_examples,
-            opts.lm_tokens,
-        )?,
+        None => data.score(&teacher, &tok, &opts.split, &limits)?.scores,
     };
-    let after_scores = data.evaluate(
-        &after,
-        &tok,
-        &opts.split,
-        opts.eval_examples,
-        opts.lm_tokens,
-    )?;
+    let after_scores = data.score(&after, &tok, &opts.split, &limits)?.scores;
     let report = CompressReport {
         method: method.as_str().into(),
         model: model_dir.display().to_string(),
@@ -347,6 +336,7 @@ pub fn compress(
         details,
         seconds: started.elapsed().as_secs_f64(),
         train_seconds,
+        prep_reused: data.reused(),
     };
     let path = out_dir.join("compress.json");
     let text = serde_json::to_string_pretty(&report).map_err(|e| Error::Invalid(e.to_string()))?;

@@ -2,10 +2,10 @@
 //!
 //! Speed is measured in-process with both models loaded, runs interleaved (before, after,
 //! before, …) so that load on a shared machine hits both alike; medians are reported.
-use crate::data::TaskData;
+use mtgpt_tasks::TaskData;
 use crate::error::Result;
 use mtgpt_core::TaskKind;
-use mtgpt_heads::{Evaluator, MultiTaskModel, TaskScores, aggregate};
+use mtgpt_tasks::{Evaluator, MultiTaskModel, TaskScores, aggregate};
 use mtgpt_model::perf::median;
 use mtgpt_model::{GenerateConfig, generate};
 use mtgpt_text::TextTokenizer;
@@ -56,6 +56,10 @@ pub struct CompressReport {
     pub seconds: f64,
     /// Seconds spent fine-tuning or distilling.
     pub train_seconds: f64,
+    /// Whether the task data was read from an existing preprocessing folder (a run's `prep/`)
+    /// rather than preprocessed again.
+    #[serde(default)]
+    pub prep_reused: bool,
 }
 
 /// Bytes of a model folder's weight files.
@@ -93,11 +97,11 @@ pub fn measure_speed(
         .min()
         .unwrap_or(64);
     let mut prompt: Vec<i64> = Vec::new();
-    for t in &data.config.tasks {
+    for (i, t) in data.config.tasks.iter().enumerate() {
         if t.kind == TaskKind::Lm
-            && let Some(s) = data.manifest.tasks[&t.name].splits.get(split)
+            && let Some(file) = data.split_file(i, split)
         {
-            let toks = mtgpt_text::prep::read_token_file(&data.dir.join(&s.file))?;
+            let toks = mtgpt_text::prep::read_token_file(&file)?;
             prompt.push(tok.task_id(&t.name).unwrap_or(0) as i64);
             prompt.extend(toks.iter().take(7).map(|&x| x as i64));
             break;

@@ -11,7 +11,7 @@
 //! global ranking; every block keeps at least one head and one neuron.
 use crate::data::Batches;
 use crate::error::{Error, Result};
-use mtgpt_heads::{HeadSpec, MultiTaskModel};
+use mtgpt_tasks::{HeadSpec, MultiTaskModel};
 use mtgpt_model::Gpt;
 use tch::{Device, Kind, Tensor};
 

@@ -791,4 +791,10 @@ impl Config {
     pub fn task(&self, name: &str) -> Option<&TaskConfig> {
         self.tasks.iter().find(|t| t.name == name)
     }
+
+    /// The default output folder of a verb: `runs/<name><suffix>` (`""` for `train` and `run`,
+    /// `"-lr-find"`, `"-transfer"`, …).
+    pub fn run_dir(&self, suffix: &str) -> PathBuf {
+        PathBuf::from("runs").join(format!("{}{suffix}", self.name))
+    }
 }

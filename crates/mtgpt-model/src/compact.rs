@@ -13,11 +13,11 @@
 //! weights; an int8 folder also sets each layer's [`Int8Weight`], so inference runs on
 //! libtorch's int8 kernels.
 use crate::error::{Error, Result};
-use crate::gpt::Gpt;
-use crate::io::{
+use crate::folder::{
     CONFIG, WEIGHTS, hf_config, load_weights, read_safetensors, write_safetensors,
     write_text_atomically,
 };
+use crate::gpt::Gpt;
 use crate::layers::Int8Weight;
 use serde_json::Value;
 use std::collections::HashMap;

@@ -2,101 +2,17 @@
 //! (libtorch's `scaled_dot_product_attention`) and a GELU MLP, a final LayerNorm and an LM
 //! head tied to the token embedding. Parameter names follow Hugging Face GPT-2
 //! (`transformer.h.{i}.attn.c_attn.weight`, ...), with Conv1D's `[in, out]` weight layout.
+mod block;
+mod cache;
+
+pub use block::{BF16_MATH_ATTENTION_MAX_KEYS, Block, CausalSelfAttention, Mlp};
+pub use cache::KvCache;
+
 use crate::error::{Error, Result};
 use crate::layers::{Embedding, LayerNorm, Linear};
+use block::AttnMask;
 use mtgpt_core::{ModelConfig, Precision};
 use tch::{Device, Kind, Tensor, nn};
-
-/// One layer's `(keys, values)` cache buffers, once allocated.
-type KvSlot = Option<(Tensor, Tensor)>;
-
-/// Key/value cache for incremental decoding: per layer the keys and values of every position
-/// seen so far (in buffers that grow by doubling, so a step writes only its new positions),
-/// plus the padding mask when any cached row has padding.
-#[derive(Debug, Default)]
-pub struct KvCache {
-    /// Per layer `(keys, values)` buffers `[batch, heads, capacity, head_dim]`.
-    layers: Vec<KvSlot>,
-    /// `[batch, len]` 1 = real token, 0 = padding; `None` while nothing is padded.
-    mask: Option<Tensor>,
-    len: i64,
-    /// Positions to allocate at once when the buffers are first made (0 = grow by doubling).
-    capacity: i64,
-}
-
-impl KvCache {
-    /// An empty cache.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// An empty cache whose buffers are allocated for `positions` at once, so decoding up to
-    /// that length never copies the cache into bigger buffers.
-    pub fn with_capacity(positions: usize) -> Self {
-        KvCache {
-            capacity: positions as i64,
-            ..Self::default()
-        }
-    }
-
-    /// Positions cached so far.
-    pub fn len(&self) -> i64 {
-        self.len
-    }
-
-    /// Whether nothing is cached.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Keeps only the rows `index` (beam search reorders hypotheses).
-    pub fn select_rows(&mut self, index: &Tensor) {
-        for (k, v) in self.layers.iter_mut().flatten() {
-            *k = k.index_select(0, index);
-            *v = v.index_select(0, index);
-        }
-        if let Some(m) = &mut self.mask {
-            *m = m.index_select(0, index);
-        }
-    }
-}
-
-/// Appends `k`/`v` (`[b, h, t, hd]`) at position `past` of a cache slot; returns views of
-/// all `past + t` cached positions.
-fn append_kv(
-    slot: &mut Option<(Tensor, Tensor)>,
-    k: &Tensor,
-    v: &Tensor,
-    past: i64,
-    max_len: i64,
-    reserve: i64,
-) -> (Tensor, Tensor) {
-    let t = k.size()[2];
-    let total = past + t;
-    let cap = slot.as_ref().map_or(0, |(kb, _)| kb.size()[2]);
-    if total > cap {
-        let new_cap = (2 * cap)
-            .max(total)
-            .max(16)
-            .max(reserve)
-            .min(max_len.max(total));
-        let mut size = k.size();
-        size[2] = new_cap;
-        let (kb, vb) = (
-            Tensor::zeros(&size, (k.kind(), k.device())),
-            Tensor::zeros(&size, (v.kind(), v.device())),
-        );
-        if let Some((ok, ov)) = slot.as_ref() {
-            kb.narrow(2, 0, past).copy_(&ok.narrow(2, 0, past));
-            vb.narrow(2, 0, past).copy_(&ov.narrow(2, 0, past));
-        }
-        *slot = Some((kb, vb));
-    }
-    let (kb, vb) = slot.as_ref().expect("allocated above");
-    kb.narrow(2, past, t).copy_(k);
-    vb.narrow(2, past, t).copy_(v);
-    (kb.narrow(2, 0, total), vb.narrow(2, 0, total))
-}
 
 /// Output of [`Gpt::forward`].
 #[derive(Debug)]
@@ -106,39 +22,6 @@ pub struct GptOutput {
     /// With `keep_layers`: the residual stream after the embeddings and after each block
     /// (`n_layer + 1` tensors, `[batch, seq, d_model]` fp32).
     pub layers: Vec<Tensor>,
-}
-
-/// Causal multi-head self-attention.
-#[derive(Debug)]
-pub struct CausalSelfAttention {
-    /// Fused query/key/value projection `[d, 3·h·hd]` (`[d, 3d]` unless heads were pruned).
-    pub c_attn: Linear,
-    /// Output projection `[h·hd, d]`.
-    pub c_proj: Linear,
-    n_head: i64,
-    head_dim: i64,
-}
-
-/// The position-wise feed-forward network.
-#[derive(Debug)]
-pub struct Mlp {
-    /// `[d, d_ff]` (this layer's width, smaller when neurons were pruned).
-    pub c_fc: Linear,
-    /// `[d_ff, d]`.
-    pub c_proj: Linear,
-}
-
-/// One pre-LN transformer block.
-#[derive(Debug)]
-pub struct Block {
-    /// Norm before attention.
-    pub ln_1: LayerNorm,
-    /// Attention.
-    pub attn: CausalSelfAttention,
-    /// Norm before the MLP.
-    pub ln_2: LayerNorm,
-    /// MLP.
-    pub mlp: Mlp,
 }
 
 /// The GPT trunk with its tied LM head.
@@ -193,110 +76,6 @@ fn float(x: Tensor) -> Tensor {
 /// Dropout with probability `p` (no op at all when `p` is 0, as in evaluation).
 fn dropout(x: Tensor, p: f64) -> Tensor {
     if p > 0.0 { x.dropout(p, true) } else { x }
-}
-
-/// How attention is masked for one forward pass.
-enum AttnMask {
-    /// Plain causal attention over the new tokens only.
-    Causal,
-    /// Every query may see every key (one new token, no padding).
-    None,
-    /// Explicit `[batch, 1, q, k]` boolean mask (true = may attend).
-    Explicit(Tensor),
-}
-
-/// Up to this many keys, bf16 attention over several queries runs as plain products and a
-/// softmax instead of libtorch's CPU flash kernel: forward + backward of one 8-head layer,
-/// head width 64, measured here 20 vs 33 ms at 256 keys (batch 8), 5 vs 14 ms at 128 keys
-/// (batch 16), about even at 512 and 2× slower at 1024, where the score matrix grows too big.
-pub const BF16_MATH_ATTENTION_MAX_KEYS: i64 = 256;
-
-/// Attention as `softmax(q kᵀ / √d + mask) v` in the dtype of `q` (`allowed`: true = may
-/// attend, broadcast to `[b, h, q, k]`; every query row must allow at least one key).
-fn math_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    allowed: Option<&Tensor>,
-    dropout: f64,
-) -> Tensor {
-    let hd = q.size().last().copied().unwrap_or(1);
-    let scores = (q * (1.0 / (hd as f64).sqrt())).matmul(&k.transpose(-2, -1));
-    let scores = match allowed {
-        Some(m) => scores.masked_fill(&m.logical_not(), f64::NEG_INFINITY),
-        None => scores,
-    };
-    let p = scores.softmax(-1, q.kind());
-    let p = if dropout > 0.0 {
-        p.dropout(dropout, true)
-    } else {
-        p
-    };
-    p.matmul(v)
-}
-
-impl CausalSelfAttention {
-    fn forward(
-        &self,
-        x: &Tensor,
-        mask: &AttnMask,
-        cache: Option<(&mut KvSlot, i64, i64, i64)>,
-        dropout: f64,
-        precision: Precision,
-    ) -> Tensor {
-        let (b, t, _) = x.size3().unwrap_or((0, 0, 0));
-        let hd = self.head_dim;
-        let inner = self.n_head * hd;
-        let qkv = self.c_attn.forward(x, precision);
-        let heads = |z: Tensor| z.view([b, t, self.n_head, hd]).transpose(1, 2);
-        let parts = qkv.split(inner, -1);
-        let (q, mut k, mut v) = (
-            heads(parts[0].shallow_clone()),
-            heads(parts[1].shallow_clone()),
-            heads(parts[2].shallow_clone()),
-        );
-        if let Some((slot, past, max_len, reserve)) = cache {
-            (k, v) = append_kv(slot, &k, &v, past, max_len, reserve);
-        }
-        let keys = k.size()[2];
-        let y = if q.kind() == Kind::BFloat16 && t > 1 && keys <= BF16_MATH_ATTENTION_MAX_KEYS {
-            let allowed = match mask {
-                AttnMask::Causal => Some(Tensor::ones([t, t], (Kind::Bool, q.device())).tril(0)),
-                AttnMask::None => None,
-                AttnMask::Explicit(m) => Some(m.shallow_clone()),
-            };
-            math_attention(&q, &k, &v, allowed.as_ref(), dropout)
-        } else {
-            let (m, causal) = match mask {
-                AttnMask::Causal => (None, true),
-                AttnMask::None => (None, false),
-                AttnMask::Explicit(m) => (Some(m), false),
-            };
-            Tensor::scaled_dot_product_attention(&q, &k, &v, m, dropout, causal, None, false)
-        };
-        let y = y.transpose(1, 2).contiguous().view([b, t, inner]);
-        self.c_proj.forward(&y, precision)
-    }
-}
-
-impl CausalSelfAttention {
-    /// Attention heads of this layer.
-    pub fn n_head(&self) -> i64 {
-        self.n_head
-    }
-
-    /// Width of one head.
-    pub fn head_dim(&self) -> i64 {
-        self.head_dim
-    }
-}
-
-impl Mlp {
-    fn forward(&self, x: &Tensor, precision: Precision) -> Tensor {
-        // GPT-2's tanh approximation of GELU ("gelu_new").
-        let h = self.c_fc.forward(x, precision).gelu("tanh");
-        self.c_proj.forward(&h, precision)
-    }
 }
 
 impl Gpt {

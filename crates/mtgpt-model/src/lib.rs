@@ -17,7 +17,9 @@
 #![warn(missing_docs)]
 
 pub mod compact;
+pub mod embed;
 pub mod error;
+mod folder;
 pub mod generate;
 pub mod gpt;
 pub mod io;

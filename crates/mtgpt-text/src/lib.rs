@@ -13,6 +13,7 @@ pub mod augment;
 mod bytelevel;
 pub mod data;
 pub mod error;
+pub mod jsonl;
 pub mod normalize;
 pub mod prep;
 pub mod segment;

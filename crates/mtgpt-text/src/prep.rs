@@ -10,19 +10,22 @@
 //! ```
 //! LM corpora are streamed in chunks (normalized and tokenized in parallel with rayon), so
 //! their size is bounded by disk, not memory. Labelled tasks are held in memory.
-use crate::augment::{Augmenter, Lexicon};
-use crate::data::{ExampleReader, ReadOptions, ReadReport, collect_labels, read_examples, split};
+mod labelled;
+mod lm;
+mod pipeline;
+
+use crate::augment::Lexicon;
 use crate::error::{Error, Result};
 use crate::{Normalizer, Segmenter, TextTokenizer, TrainOptions};
-use mtgpt_core::{Answer, Config, Example, TaskConfig, TaskKind};
+use labelled::{LoadedTask, load_labelled};
+use lm::{LmSource, for_each_lm_chunk, lm_sources};
+use mtgpt_core::{Config, Example, TaskKind};
+use pipeline::{Pipeline, example_texts};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-/// Lines of an LM corpus processed together.
-const LM_CHUNK: usize = 4096;
 
 /// The split names, in order.
 pub const SPLITS: [&str; 3] = ["train", "valid", "test"];
@@ -142,98 +145,6 @@ pub fn cached_manifest(config: &Config, out: &Path, opts: &PrepOptions) -> Optio
     whole.then_some(m)
 }
 
-/// Text processing shared by every task of a config.
-struct Pipeline {
-    normalizer: Normalizer,
-    segmenter: Segmenter,
-    lexicon: std::sync::Arc<Lexicon>,
-}
-
-impl Pipeline {
-    fn norm(&self, s: &str) -> String {
-        self.normalizer.normalize(s)
-    }
-
-    /// Normalizes (and stems, where the task asks) one example, keeping spans aligned.
-    /// `None` when normalization leaves nothing.
-    fn process(&self, ex: Example, stemmer: Option<&rust_stemmers::Stemmer>) -> Option<Example> {
-        let stem = |s: String| match stemmer {
-            Some(st) => crate::stem::stem_text(st, &self.segmenter, &s),
-            None => s,
-        };
-        let nonempty = |s: String| (!s.is_empty()).then_some(s);
-        Some(match ex {
-            Example::Lm { text } => Example::Lm {
-                text: nonempty(stem(self.norm(&text)))?,
-            },
-            Example::Classify {
-                text,
-                text_pair,
-                label,
-            } => Example::Classify {
-                text: nonempty(stem(self.norm(&text)))?,
-                text_pair: text_pair
-                    .map(|t| stem(self.norm(&t)))
-                    .filter(|t| !t.is_empty()),
-                label,
-            },
-            Example::Generate { source, target } => Example::Generate {
-                source: nonempty(stem(self.norm(&source)))?,
-                target: nonempty(self.norm(&target))?,
-            },
-            Example::Tagging { tokens, tags } => {
-                let (tokens, tags): (Vec<String>, Vec<String>) = tokens
-                    .iter()
-                    .map(|t| self.norm(t))
-                    .zip(tags)
-                    .filter(|(t, _)| !t.is_empty())
-                    .unzip();
-                if tokens.is_empty() {
-                    return None;
-                }
-                Example::Tagging { tokens, tags }
-            }
-            Example::ExtractiveQa {
-                context,
-                question,
-                answer,
-            } => {
-                let n = self.normalizer.normalize_with_offsets(&context);
-                let (s, e) =
-                    n.normalized_range(answer.start, answer.start + answer.text.chars().count());
-                let text: String = n.text.chars().skip(s).take(e - s).collect();
-                Example::ExtractiveQa {
-                    context: nonempty(n.text)?,
-                    question: nonempty(self.norm(&question))?,
-                    answer: Answer {
-                        text: nonempty(text)?,
-                        start: s,
-                    },
-                }
-            }
-        })
-    }
-}
-
-/// The texts of an example that train the tokenizer.
-fn example_texts(ex: &Example) -> Vec<&str> {
-    match ex {
-        Example::Lm { text } => vec![text],
-        Example::Classify {
-            text, text_pair, ..
-        } => {
-            let mut v = vec![text.as_str()];
-            v.extend(text_pair.as_deref());
-            v
-        }
-        Example::Generate { source, target } => vec![source, target],
-        Example::ExtractiveQa {
-            context, question, ..
-        } => vec![context, question],
-        Example::Tagging { tokens, .. } => tokens.iter().map(String::as_str).collect(),
-    }
-}
-
 /// Options of [`prepare`] beyond the config.
 #[derive(Debug, Clone, Default)]
 pub struct PrepOptions {
@@ -254,221 +165,10 @@ fn write_jsonl(path: &Path, examples: &[Example]) -> Result<()> {
     w.flush().map_err(io)
 }
 
-/// A labelled task after reading, splitting and processing.
-struct LoadedTask {
-    splits: Vec<(&'static str, Vec<Example>, usize)>, // (split, examples, augmented copies)
-    labels: Vec<String>,
-    reports: Vec<ReadReport>,
-}
-
-fn load_labelled(
-    task: &TaskConfig,
-    config: &Config,
-    pipe: &Pipeline,
-    opts: &PrepOptions,
-) -> Result<LoadedTask> {
-    let skip_bad = opts.skip_bad || config.preprocess.skip_bad;
-    let read_opts = ReadOptions {
-        skip_bad,
-        labels: task.labels.clone(),
-    };
-    let (train, r) = read_examples(&task.train, task.kind, read_opts.clone())?;
-    let mut reports = vec![r];
-    let mut read_split = |path: &Option<PathBuf>| -> Result<Option<Vec<Example>>> {
-        match path {
-            Some(p) => {
-                let (ex, r) = read_examples(p, task.kind, read_opts.clone())?;
-                reports.push(r);
-                Ok(Some(ex))
-            }
-            None => Ok(None),
-        }
-    };
-    let valid = read_split(&task.valid)?;
-    let test = read_split(&task.test)?;
-    let p = &config.preprocess;
-    let (train, valid, test) = match (valid, test) {
-        (Some(v), Some(t)) => (train, v, t),
-        (v, t) => {
-            let vf = if v.is_some() { 0.0 } else { p.valid_fraction };
-            let tf = if t.is_some() { 0.0 } else { p.test_fraction };
-            let (tr, va, te) = split(train, vf, tf, config.seed, &task.name);
-            (tr, v.unwrap_or(va), t.unwrap_or(te))
-        }
-    };
-    let labels = match &task.labels {
-        Some(l) => l.clone(),
-        None => collect_labels(&train),
-    };
-    let stemmer = task.stem.as_deref().map(crate::stem::stemmer).transpose()?;
-    let process = |v: Vec<Example>| -> Vec<Example> {
-        v.into_par_iter()
-            .filter_map(|ex| pipe.process(ex, stemmer.as_ref()))
-            .collect()
-    };
-    let train = process(train);
-    let (valid, test) = (process(valid), process(test));
-    let mut augmented = 0;
-    let train = match &task.augment {
-        Some(a) if a.n_aug > 0 => {
-            let aug = Augmenter::new(pipe.lexicon.clone(), pipe.segmenter.clone(), a.clone());
-            let copies: Vec<Vec<Example>> = train
-                .par_iter()
-                .enumerate()
-                .map(|(i, ex)| {
-                    aug.augment_copies(ex, config.seed, &format!("augment/{}/{i}", task.name))
-                })
-                .collect();
-            let mut out = train.clone();
-            for c in copies {
-                augmented += c.len();
-                out.extend(c);
-            }
-            out
-        }
-        _ => train,
-    };
-    Ok(LoadedTask {
-        splits: vec![
-            ("train", train, augmented),
-            ("valid", valid, 0),
-            ("test", test, 0),
-        ],
-        labels,
-        reports,
-    })
-}
-
-/// Non-blank lines of a raw-text or JSONL LM file (a first streaming pass, for splitting).
-fn count_records(path: &Path, skip_bad: bool) -> Result<usize> {
-    let mut r = ExampleReader::open(
-        path,
-        TaskKind::Lm,
-        ReadOptions {
-            skip_bad,
-            labels: None,
-        },
-    )?;
-    let mut n = 0;
-    while let Some(item) = r.next_example() {
-        item?;
-        n += 1;
-    }
-    Ok(n)
-}
-
-/// An LM split source: a file and the record range of it that belongs to the split.
-#[derive(Clone)]
-struct LmSource {
-    path: PathBuf,
-    range: std::ops::Range<usize>,
-}
-
-fn lm_sources(
-    task: &TaskConfig,
-    config: &Config,
-    skip_bad: bool,
-) -> Result<Vec<(&'static str, LmSource)>> {
-    let all = |p: &PathBuf| LmSource {
-        path: p.clone(),
-        range: 0..usize::MAX,
-    };
-    if let (Some(v), Some(t)) = (&task.valid, &task.test) {
-        return Ok(vec![
-            ("train", all(&task.train)),
-            ("valid", all(v)),
-            ("test", all(t)),
-        ]);
-    }
-    // Held-out text is taken contiguously from the end of `train`, so LM context stays whole.
-    let n = count_records(&task.train, skip_bad)?;
-    let p = &config.preprocess;
-    let take = |f: f64, given: bool| {
-        if given || f <= 0.0 {
-            0
-        } else {
-            ((n as f64 * f).round() as usize).max(1).min(n / 3)
-        }
-    };
-    let n_test = take(p.test_fraction, task.test.is_some());
-    let n_valid = take(p.valid_fraction, task.valid.is_some());
-    let n_train = n - n_valid - n_test;
-    let part = |r: std::ops::Range<usize>| LmSource {
-        path: task.train.clone(),
-        range: r,
-    };
-    let mut out = vec![("train", part(0..n_train))];
-    out.push((
-        "valid",
-        match &task.valid {
-            Some(v) => all(v),
-            None => part(n_train..n_train + n_valid),
-        },
-    ));
-    out.push((
-        "test",
-        match &task.test {
-            Some(t) => all(t),
-            None => part(n_train + n_valid..n),
-        },
-    ));
-    Ok(out)
-}
-
 /// How much LM text (bytes after normalization) trains a tokenizer: the first this many of
 /// each run's LM tasks together. It keeps preprocessing of any corpus size in bounded memory;
 /// BPE merges learned from 64 MiB hardly change with more text.
 pub const TOKENIZER_LM_BYTES: usize = 64 << 20;
-
-/// Streams the normalized lines of an LM source in chunks; `f` returns whether it wants more.
-fn for_each_lm_chunk(
-    src: &LmSource,
-    pipe: &Pipeline,
-    stemmer: Option<&rust_stemmers::Stemmer>,
-    skip_bad: bool,
-    mut f: impl FnMut(Vec<String>) -> Result<bool>,
-) -> Result<ReadReport> {
-    let mut reader = ExampleReader::open(
-        &src.path,
-        TaskKind::Lm,
-        ReadOptions {
-            skip_bad,
-            labels: None,
-        },
-    )?;
-    let mut index = 0usize;
-    loop {
-        let mut chunk = Vec::with_capacity(LM_CHUNK);
-        while chunk.len() < LM_CHUNK {
-            let Some(item) = reader.next_example() else {
-                break;
-            };
-            let (_, ex) = item?;
-            if src.range.contains(&index) {
-                chunk.push(ex);
-            }
-            index += 1;
-            if index >= src.range.end {
-                break;
-            }
-        }
-        if chunk.is_empty() {
-            break;
-        }
-        let lines: Vec<String> = chunk
-            .into_par_iter()
-            .filter_map(|ex| match pipe.process(ex, stemmer) {
-                Some(Example::Lm { text }) => Some(text),
-                _ => None,
-            })
-            .collect();
-        let more = f(lines)?;
-        if !more || index >= src.range.end {
-            break;
-        }
-    }
-    Ok(reader.report().clone())
-}
 
 /// Runs the preprocessing stage of `config` into `out`.
 pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepManifest> {
@@ -497,7 +197,10 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
         if task.kind == TaskKind::Lm {
             lm.insert(task.name.clone(), lm_sources(task, config, skip_bad)?);
         } else {
-            labelled.insert(task.name.clone(), load_labelled(task, config, &pipe, opts)?);
+            labelled.insert(
+                task.name.clone(),
+                load_labelled(task, config, &pipe, skip_bad)?,
+            );
         }
     }
 

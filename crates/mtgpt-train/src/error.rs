@@ -12,7 +12,7 @@ pub enum Error {
     Model(#[from] mtgpt_model::Error),
     /// Formatting or a head failed.
     #[error(transparent)]
-    Heads(#[from] mtgpt_heads::Error),
+    Tasks(#[from] mtgpt_tasks::Error),
     /// The task sampler refused its settings or state.
     #[error(transparent)]
     Sampler(#[from] crate::sampler::SamplerError),

@@ -12,9 +12,10 @@ pub mod lr_find;
 pub mod optim;
 pub mod report;
 pub mod sampler;
-pub mod stream;
 pub mod trainer;
 pub mod transfer;
 pub mod weighting;
 
 pub use error::{Error, Result};
+/// Resumable per-task batch streams (they live with the task data in `mtgpt-tasks`).
+pub use mtgpt_tasks::stream;

@@ -11,7 +11,7 @@ use crate::report::{Series, line_chart};
 use crate::trainer::{TrainOptions, formatters, load_data, run_step, sorted_vars, streams};
 use crate::weighting::LossWeighting;
 use mtgpt_core::{Config, WeightingConfig, WeightingStrategy};
-use mtgpt_heads::{HeadSpec, MultiTaskModel, TaskHead};
+use mtgpt_tasks::{HeadSpec, MultiTaskModel, TaskHead};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -110,10 +110,10 @@ pub fn lr_find(config: &Config, opts: &TrainOptions, lf: &LrFindOptions) -> Resu
         source: e,
     })?;
     let data = load_data(config, opts)?;
-    let fmts = formatters(config, &data)?;
-    let mut runs = streams(config, &data, &fmts)?;
+    let fmts = formatters(&data)?;
+    let mut runs = streams(&data, &fmts)?;
     tch::manual_seed(config.seed as i64);
-    let specs: Vec<HeadSpec> = data.heads.iter().map(TaskHead::spec).collect();
+    let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();
     let model = MultiTaskModel::new(&data.model_cfg, &specs, opts.device)?;
     // Static weights: a learned weighting would move the loss scale during the test.
     let weights: Vec<f64> = config.tasks.iter().map(|t| t.weight).collect();

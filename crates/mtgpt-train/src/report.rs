@@ -1,7 +1,7 @@
 //! Seeing a run afterwards: curves from `metrics.jsonl` as PNG files (plotters) and a Markdown
 //! report that a person can read on its own.
 use crate::error::{Error, Result};
-use crate::trainer::TrainSummary;
+use crate::trainer::summary::TrainSummary;
 use mtgpt_core::Config;
 use plotters::prelude::*;
 use std::collections::BTreeMap;

@@ -6,7 +6,8 @@ use crate::heads::{HeadSpec, MultiTaskModel};
 use mtgpt_core::{ModelConfig, TaskKind};
 use mtgpt_model::io::{load_weights, read_config, save_trunk, save_weights, write_text_atomically};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use mtgpt_text::TextTokenizer;
+use std::path::{Path, PathBuf};
 use tch::Device;
 
 /// The head weights file of a model folder.
@@ -73,5 +74,87 @@ impl MultiTaskModel {
         mtgpt_model::compact::load_trunk(&mut model.gpt, &model.vs, dir)?;
         load_weights(&model.vs, &dir.join(HEADS), "heads.")?;
         Ok((model, tasks))
+    }
+}
+
+/// A model folder given on the command line, resolved: a run folder (`mtgpt train`/`run`
+/// output) stands for its `best/` model, else its `model/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelDir {
+    /// The model folder.
+    pub dir: PathBuf,
+    /// Set when `dir` was picked inside a run folder: which one and why, for the user.
+    pub picked: Option<String>,
+}
+
+/// Resolves `path` to a model folder: a folder with `config.json` as it is; a run folder to
+/// its `best/` (the model that scored best on the validation splits), else its `model/`.
+/// Anything else is an error that says what to pass.
+pub fn resolve_model_dir(path: &Path) -> Result<ModelDir> {
+    if path.join("config.json").exists() {
+        return Ok(ModelDir {
+            dir: path.to_path_buf(),
+            picked: None,
+        });
+    }
+    for (sub, why) in [
+        ("best", "the model that scored best on the validation splits"),
+        ("model", "the last model of the run"),
+    ] {
+        let dir = path.join(sub);
+        if dir.join("config.json").exists() {
+            return Ok(ModelDir {
+                picked: Some(format!(
+                    "{} is a run folder; using {} ({why})",
+                    path.display(),
+                    dir.display()
+                )),
+                dir,
+            });
+        }
+    }
+    let what = if path.is_dir() {
+        "has no config.json"
+    } else {
+        "does not exist"
+    };
+    Err(Error::Invalid(format!(
+        "{}: not a model folder ({what}); pass a folder written by `mtgpt train`, `mtgpt run`, \
+         `mtgpt model init`, `mtgpt import` or `mtgpt compress` — a run folder such as runs/demo \
+         (its best/ or model/ is used) or the model folder itself",
+        path.display()
+    )))
+}
+
+/// The `tokenizer.json` of model folder `dir`, checked against the model's vocabulary of
+/// `vocab_size` rows (a tokenizer with more tokens than the embedding has rows is refused).
+pub fn load_tokenizer(dir: &Path, vocab_size: usize) -> Result<TextTokenizer> {
+    let path = dir.join("tokenizer.json");
+    if !path.exists() {
+        return Err(Error::Invalid(format!(
+            "{}: no tokenizer.json in the model folder",
+            dir.display()
+        )));
+    }
+    let tok = TextTokenizer::load(&path)?;
+    if tok.vocab_size() > vocab_size {
+        return Err(Error::Invalid(format!(
+            "{}: {} tokens but the model's vocabulary is {vocab_size}",
+            path.display(),
+            tok.vocab_size()
+        )));
+    }
+    Ok(tok)
+}
+
+impl MultiTaskModel {
+    /// [`MultiTaskModel::load`] plus the folder's tokenizer ([`load_tokenizer`]).
+    pub fn load_with_tokenizer(
+        dir: &Path,
+        device: Device,
+    ) -> Result<(Self, Vec<TaskHead>, TextTokenizer)> {
+        let (model, tasks) = MultiTaskModel::load(dir, device)?;
+        let tok = load_tokenizer(dir, model.gpt.config.vocab_size)?;
+        Ok((model, tasks, tok))
     }
 }

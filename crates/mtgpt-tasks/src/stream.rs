@@ -1,6 +1,6 @@
 //! Training batches per task, deterministic and resumable: every random choice is a function
 //! of (seed, task, counter), so a stream's whole state is two numbers.
-use mtgpt_heads::Formatted;
+use crate::format::Formatted;
 use rand::Rng as _;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
@@ -184,7 +184,7 @@ impl TaskStream {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mtgpt_heads::Target;
+    use crate::format::Target;
 
     fn items(n: usize) -> Vec<Formatted> {
         (0..n)

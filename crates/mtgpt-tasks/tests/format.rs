@@ -1,6 +1,6 @@
 //! Formatting and collation for every task kind on a real (small) tokenizer.
 use mtgpt_core::{Answer, Example, IGNORE_INDEX, Targets, TaskKind, TokenizerKind};
-use mtgpt_heads::{Target, TaskFormatter, span_text};
+use mtgpt_tasks::{Target, TaskFormatter, span_text};
 use mtgpt_text::{Segmenter, TextTokenizer, TrainOptions};
 use std::sync::LazyLock;
 

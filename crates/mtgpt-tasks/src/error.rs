@@ -1,4 +1,4 @@
-//! Errors of `mtgpt-heads`.
+//! Errors of `mtgpt-tasks`.
 
 /// Everything that can go wrong formatting examples or running heads.
 #[derive(Debug, thiserror::Error)]
@@ -17,5 +17,5 @@ pub enum Error {
     Invalid(String),
 }
 
-/// Result alias of `mtgpt-heads`.
+/// Result alias of `mtgpt-tasks`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,7 +1,7 @@
 //! Each head trains on a tiny synthetic task until its metric is near perfect, on a tiny
 //! trunk; `freeze_trunk` leaves the trunk untouched.
 use mtgpt_core::{Answer, Example, ModelConfig, Precision, TaskKind, TokenizerKind};
-use mtgpt_heads::{
+use mtgpt_tasks::{
     HeadSpec, MultiTaskModel, Target, TaskFormatter, best_span, predict_classes, predict_tags,
 };
 use mtgpt_model::{GenerateConfig, generate};
@@ -212,25 +212,25 @@ fn span_head_finds_the_answer() {
         let allowed: Vec<bool> = offsets.iter().map(Option::is_some).collect();
         let (s, e) = best_span(&out.logits.get(0), &allowed, 10).unwrap();
         exact += usize::from(
-            mtgpt_heads::span_text(context, offsets, s, e).as_deref() == Some(answer.text.as_str()),
+            mtgpt_tasks::span_text(context, offsets, s, e).as_deref() == Some(answer.text.as_str()),
         );
     }
     assert!(exact >= 36, "{exact}/40");
 
     // The Evaluator's QA path (windows, best span, text back) scores the same model.
-    let head = mtgpt_heads::TaskHead {
+    let head = mtgpt_tasks::TaskHead {
         name: "qa".into(),
         kind: TaskKind::ExtractiveQa,
         labels: vec![],
     };
-    let eval = mtgpt_heads::Evaluator::new(&m, &TOK, &head, 40).unwrap();
+    let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 40).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
     let test: Vec<Example> = (0..40).map(|_| make(&mut rng)).collect();
     let scores = eval.evaluate(&test).unwrap();
     assert!(scores.metrics["exact_match"] >= 0.9, "{:?}", scores.metrics);
     let preds = eval.predict(&test[..1]).unwrap();
     let (
-        mtgpt_heads::Prediction::Span {
+        mtgpt_tasks::Prediction::Span {
             start: Some(s),
             text,
         },
@@ -279,12 +279,12 @@ fn generate_head_learns_to_copy() {
     }
     assert!(exact >= 27, "{exact}/30");
 
-    let head = mtgpt_heads::TaskHead {
+    let head = mtgpt_tasks::TaskHead {
         name: "gen".into(),
         kind: TaskKind::Generate,
         labels: vec![],
     };
-    let mut eval = mtgpt_heads::Evaluator::new(&m, &TOK, &head, 32).unwrap();
+    let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
     eval.max_new_tokens = 6;
     let mut rng = Rng8::seed_from_u64(94);
     let test: Vec<Example> = (0..30).map(|_| make(&mut rng)).collect();
@@ -345,7 +345,7 @@ fn lm_head_lowers_perplexity_and_frozen_trunk_stays_put() {
 fn model_folders_round_trip_heads_and_tasks() {
     let _serial = serial();
     let m = model("cls", TaskKind::Classify, 2);
-    let tasks = vec![mtgpt_heads::TaskHead {
+    let tasks = vec![mtgpt_tasks::TaskHead {
         name: "cls".into(),
         kind: TaskKind::Classify,
         labels: vec!["no".into(), "yes".into()],
@@ -361,7 +361,7 @@ fn model_folders_round_trip_heads_and_tasks() {
     // The trunk alone still loads as a plain GPT-2 folder.
     mtgpt_model::Model::load(dir.path(), Device::Cpu).unwrap();
     // A head file from another label count is refused with the tensor named.
-    let three = vec![mtgpt_heads::TaskHead {
+    let three = vec![mtgpt_tasks::TaskHead {
         labels: vec!["a".into(), "b".into(), "c".into()],
         ..tasks[0].clone()
     }];

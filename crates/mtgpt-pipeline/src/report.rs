@@ -1,0 +1,203 @@
+//! `OUT/report.md`: test scores of every task (beside single-task baselines and compressed
+//! models when there are any), stage timings, generated examples, compression tables, sample
+//! predictions, curves, versions and the resolved config.
+use crate::stages::StageTiming;
+use mtgpt_core::{Config, TaskKind};
+use mtgpt_tasks::{Sample, TaskScores, aggregate};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// Everything the report shows.
+pub struct ReportInputs<'a> {
+    /// The run's config.
+    pub config: &'a Config,
+    /// The output folder.
+    pub out: &'a Path,
+    /// The model the test scores are of.
+    pub best: &'a Path,
+    /// `train_summary.json`.
+    pub summary: &'a serde_json::Value,
+    /// Test scores of the jointly trained model.
+    pub joint: &'a [TaskScores],
+    /// Sample predictions.
+    pub samples: &'a [Sample],
+    /// Primary scores of the single-task baselines (may be empty).
+    pub baselines: &'a BTreeMap<String, f64>,
+    /// Compression reports (may be empty).
+    pub compressed: &'a [mtgpt_compress::CompressReport],
+    /// Curve images, relative to `out`.
+    pub images: &'a [String],
+    /// What each stage did.
+    pub stages: &'a [StageTiming],
+}
+
+fn cell(x: Option<f64>) -> String {
+    x.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+/// The report as Markdown.
+pub fn markdown(r: &ReportInputs) -> String {
+    let (config, out, best, summary, joint, samples, baselines, compressed, images) = (
+        r.config,
+        r.out,
+        r.best,
+        r.summary,
+        r.joint,
+        r.samples,
+        r.baselines,
+        r.compressed,
+        r.images,
+    );
+    let mut md = String::new();
+    let _ = writeln!(md, "# mtgpt run: `{}`\n", config.name);
+    let m = &config.model;
+    let _ = writeln!(
+        md,
+        "One GPT trunk ({} layers, {} heads, d_model {}, context {}, {} parameters) was {}jointly trained on {} tasks for {} steps in {:.0} s; the model that scored best on the validation splits (`{}`) was then scored on the **test** splits.\n",
+        m.n_layer,
+        m.n_head,
+        m.d_model,
+        m.block_size,
+        summary["parameters"],
+        if config.train.pretrain_steps > 0 {
+            format!(
+                "pretrained on the LM corpora ({} steps), then ",
+                config.train.pretrain_steps
+            )
+        } else {
+            String::new()
+        },
+        config.tasks.len(),
+        summary["steps"],
+        summary["seconds"].as_f64().unwrap_or(0.0),
+        best.strip_prefix(out).unwrap_or(best).display()
+    );
+    let _ = writeln!(md, "## Test scores\n");
+    let mut head = "| task | kind | metric | ".to_string();
+    let mut rule = "| --- | --- | --- | ".to_string();
+    if !baselines.is_empty() {
+        head += "single-task | ";
+        rule += "--- | ";
+    }
+    head += "joint |";
+    rule += "--- |";
+    for c in compressed {
+        let _ = write!(head, " {} |", c.method);
+        rule += " --- |";
+    }
+    let _ = writeln!(md, "{head} other metrics (joint) |\n{rule} --- |");
+    for s in joint {
+        let primary = s.metrics.get(&s.primary).copied();
+        let mut row = format!(
+            "| {} | {} | {}{} | ",
+            s.task,
+            s.kind,
+            s.primary,
+            if s.kind == TaskKind::Lm {
+                " (lower is better)"
+            } else {
+                ""
+            }
+        );
+        if !baselines.is_empty() {
+            let _ = write!(row, "{} | ", cell(baselines.get(&s.task).copied()));
+        }
+        let _ = write!(row, "{} |", cell(primary));
+        for c in compressed {
+            let v = c
+                .after
+                .scores
+                .iter()
+                .find(|x| x.task == s.task)
+                .and_then(|x| x.metrics.get(&x.primary).copied());
+            let _ = write!(row, " {} |", cell(v));
+        }
+        let others: Vec<String> = s
+            .metrics
+            .iter()
+            .filter(|(k, _)| **k != s.primary)
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect();
+        let _ = writeln!(row, " {} |", others.join(", "));
+        md.push_str(&row);
+    }
+    if let Some(agg) = aggregate(joint) {
+        let _ = writeln!(
+            md,
+            "\nAggregate (mean primary score of the non-LM tasks): **{agg:.4}**."
+        );
+    }
+    if summary["guard_events"].as_u64().unwrap_or(0) > 0 {
+        let _ = writeln!(
+            md,
+            "\nThe divergence guard restored the last good state {} time(s).",
+            summary["guard_events"]
+        );
+    }
+    if let Some(aug) = summary["augmented"].as_array().filter(|a| !a.is_empty()) {
+        let _ = writeln!(md, "\n## Generated training examples\n");
+        for x in aug {
+            let _ = writeln!(
+                md,
+                "- `{}`: the model wrote {} examples, the classifier kept {}.",
+                x["task"].as_str().unwrap_or("-"),
+                x["generated"],
+                x["kept"]
+            );
+        }
+    }
+    if !compressed.is_empty() {
+        let _ = writeln!(md, "\n## Compression\n");
+        for c in compressed {
+            let _ = writeln!(md, "```text\n{}```\n", c.table());
+        }
+    }
+    if !samples.is_empty() {
+        let _ = writeln!(md, "\n## Sample predictions (test split)\n");
+        let _ = writeln!(md, "| task | input | prediction |\n| --- | --- | --- |");
+        for s in samples {
+            let esc = |v: &serde_json::Value| {
+                let t = v.to_string();
+                let t: String = t.chars().take(160).collect();
+                t.replace('|', "\\|")
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} |",
+                s.task,
+                esc(&s.input),
+                esc(&s.prediction)
+            );
+        }
+    }
+    if !r.stages.is_empty() {
+        let _ = writeln!(md, "\n## Stages\n");
+        let _ = writeln!(md, "| stage | seconds | reused | what it did |\n| --- | --- | --- | --- |");
+        for s in r.stages {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {} | {} |",
+                s.stage,
+                s.seconds,
+                if s.reused { "yes" } else { "no" },
+                s.note
+            );
+        }
+    }
+    if !images.is_empty() {
+        let _ = writeln!(md, "\n## Curves (training loss and validation metrics)\n");
+        for img in images {
+            let _ = writeln!(md, "![{img}]({img})");
+        }
+    }
+    let _ = writeln!(
+        md,
+        "\n## Versions and config\n\nmtgpt {}, libtorch {}, {} threads.\n\n```toml\n{}```",
+        env!("CARGO_PKG_VERSION"),
+        env!("MTGPT_LIBTORCH_VERSION"),
+        tch::get_num_threads(),
+        config.to_toml_string()
+    );
+    md
+}

@@ -1,0 +1,41 @@
+//! Tasks on the mtgpt trunk: task formatting into batches ([`format`]), one head per task kind
+//! with its loss and predictions, and [`MultiTaskModel`] = one shared GPT trunk plus named
+//! heads whose parameters are kept apart (`heads.<task>.*`).
+//!
+//! [`TaskData`] is the one task-data and scoring service: prepared splits → formatters →
+//! resumable training streams ([`stream`]) → per-task scores. [`Evaluator`] turns a head's
+//! outputs into predictions and scores (`mtgpt predict`, `mtgpt eval`); model folders
+//! ([`folder`]) hold the trunk, the heads and the task list.
+//!
+//! ```no_run
+//! # fn main() -> mtgpt_tasks::Result<()> {
+//! use mtgpt_tasks::{MultiTaskModel, ScoreLimits, TaskData};
+//! let dir = std::path::Path::new("runs/smoke/model");
+//! let config = mtgpt_core::Config::load(std::path::Path::new("configs/smoke.toml"), &[])
+//!     .map_err(|e| mtgpt_tasks::Error::Invalid(e.to_string()))?;
+//! let (model, heads) = MultiTaskModel::load(dir, tch::Device::Cpu)?;
+//! let tok = mtgpt_text::TextTokenizer::load(&dir.join("tokenizer.json"))?;
+//! let data = TaskData::for_model(&config, &heads, &dir.join("tokenizer.json"), None)?;
+//! let scored = data.score(&model, &tok, "test", &ScoreLimits::default())?;
+//! println!("{:?}", scored.scores);
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod error;
+pub mod evaluate;
+pub mod folder;
+pub mod format;
+pub mod heads;
+pub mod stream;
+
+pub use data::{Sample, ScoreLimits, SplitScores, TaskData, WorkDir, max_len};
+pub use error::{Error, Result};
+pub use evaluate::{Evaluator, Prediction, TaskScores, aggregate};
+pub use folder::{ModelDir, TaskHead, load_tokenizer, resolve_model_dir};
+pub use format::{Formatted, Target, TaskFormatter, span_text};
+pub use heads::{
+    Head, HeadOutput, HeadSpec, MultiTaskModel, best_span, predict_classes, predict_tags,
+};
+pub use stream::{StreamState, TaskStream};

@@ -1,0 +1,608 @@
+//! One training run in memory — model, loss weighting, optimizer, samplers, guard, streams and
+//! trainer state — and the named parts of the loop that [`super::train`] calls in order:
+//! generated examples, the optimizer step, logging, evaluation, checkpoints.
+use super::TrainOptions;
+use super::checkpoint::{
+    TrainerState, io_err, latest_checkpoint, read_checkpoint, save_model, write_checkpoint,
+};
+use super::data::{RunData, TaskRun, extend_stream, streams};
+use super::step::{Phase, Snapshot, StepOut, run_step, sorted_vars};
+use super::summary::{RunLog, TrainSummary};
+use crate::dist::Distributed;
+use crate::error::{Error, Result};
+use crate::genaug::{AugmentOutcome, generate_examples};
+use crate::guard::DivergenceGuard;
+use crate::optim::{AdamW, learning_rate};
+use crate::sampler::TaskSampler;
+use crate::weighting::LossWeighting;
+use mtgpt_core::{Config, Example, GenerateAugmentConfig, TaskKind};
+use mtgpt_tasks::{HeadSpec, MultiTaskModel, ScoreLimits, TaskFormatter, TaskHead, aggregate};
+use mtgpt_text::prep::read_split;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::Tensor;
+
+/// A run between its set-up and its summary.
+pub(crate) struct Session<'a> {
+    config: &'a Config,
+    opts: &'a TrainOptions,
+    data: &'a RunData,
+    dist: Option<&'a Distributed>,
+    rank: usize,
+    world: usize,
+    /// Rank 0: the one process that writes into `out`.
+    writer: bool,
+    formatters: Vec<TaskFormatter<'a>>,
+    runs: Vec<TaskRun>,
+    model: MultiTaskModel,
+    weighting: LossWeighting,
+    opt: AdamW,
+    /// Every variable, sorted by name (snapshots), and those that train.
+    all_vars: Vec<Tensor>,
+    trainable: Vec<Tensor>,
+    pretrain: Option<Phase>,
+    joint: Phase,
+    /// LM pretraining steps + joint steps.
+    pub(crate) total: usize,
+    guard: DivergenceGuard,
+    /// Tasks that get generated examples, and how.
+    augment_tasks: Vec<(usize, GenerateAugmentConfig)>,
+    pub(crate) state: TrainerState,
+    run_config: String,
+    snapshot: Option<Snapshot>,
+    log: Option<RunLog>,
+    pub(crate) stopped_early: bool,
+    final_scores: Vec<mtgpt_tasks::TaskScores>,
+    augmented: Vec<AugmentOutcome>,
+    tokens_seen: usize,
+    tick: Instant,
+    loop_started: Instant,
+}
+
+impl<'a> Session<'a> {
+    /// Streams, model, loss weighting (its parameters join the optimizer), optimizer,
+    /// samplers and guard of a fresh run.
+    pub(crate) fn new(config: &'a Config, opts: &'a TrainOptions, data: &'a RunData) -> Result<Self> {
+        let c = &config.train;
+        let dist = opts.dist.as_ref().filter(|d| d.comm.size() > 1);
+        let (rank, world) = dist.map_or((0, 1), |d| (d.comm.rank(), d.comm.size()));
+        let formatters = data.formatters()?;
+        let runs = streams(data, &formatters)?;
+        tch::manual_seed(config.seed as i64);
+        let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();
+        let model = MultiTaskModel::new(&data.model_cfg, &specs, opts.device)?;
+        let weights: Vec<f64> = config.tasks.iter().map(|t| t.weight).collect();
+        let weighting =
+            LossWeighting::new(&(model.vs.root() / "loss_weights"), &c.weighting, &weights)?;
+        let opt = AdamW::from_config(&model.vs, c);
+        let all_vars: Vec<Tensor> = sorted_vars(&model).into_iter().map(|(_, t)| t).collect();
+        let trainable: Vec<Tensor> = all_vars
+            .iter()
+            .filter(|t| t.requires_grad())
+            .map(Tensor::shallow_clone)
+            .collect();
+        let sizes: Vec<usize> = runs.iter().map(|r| r.stream.len()).collect();
+        let lm_tasks: Vec<usize> = runs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.kind == TaskKind::Lm)
+            .map(|(i, _)| i)
+            .collect();
+        let joint_tasks: Vec<usize> = match &opts.joint_tasks {
+            Some(names) => names
+                .iter()
+                .map(|n| index_of(config, n))
+                .collect::<Result<_>>()?,
+            None => (0..runs.len()).collect(),
+        };
+        if joint_tasks.is_empty() {
+            return Err(Error::Invalid("no task to train in the joint phase".into()));
+        }
+        let phase = |tasks: Vec<usize>, steps: usize, name: &str| -> Result<Phase> {
+            let sub: Vec<usize> = tasks.iter().map(|&i| sizes[i]).collect();
+            Ok(Phase {
+                sampler: TaskSampler::new(
+                    &sub,
+                    &c.sampling,
+                    steps,
+                    mtgpt_core::seed::derive_seed(config.seed, name),
+                )?,
+                tasks,
+            })
+        };
+        let pretrain = if c.pretrain_steps > 0 {
+            Some(phase(lm_tasks, c.pretrain_steps, "pretrain")?)
+        } else {
+            None
+        };
+        let joint = phase(joint_tasks, c.steps, "sampler")?;
+        let guard = DivergenceGuard::new(runs.len(), c.spike_factor);
+        let augment_tasks: Vec<(usize, GenerateAugmentConfig)> = if opts.no_generate_augment {
+            Vec::new()
+        } else {
+            config
+                .tasks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| t.generate_augment.clone().map(|g| (i, g)))
+                .collect()
+        };
+        if dist.is_some() && !augment_tasks.is_empty() {
+            return Err(Error::Invalid(
+                "generate_augment is not supported in distributed training yet; remove it from \
+                 the config or train on one process"
+                    .into(),
+            ));
+        }
+        let state = TrainerState {
+            step: 0,
+            pretrain_sampler: None,
+            sampler: serde_json::Value::Null,
+            weighting: serde_json::Value::Null,
+            streams: Vec::new(),
+            best_score: None,
+            evals_without_improvement: 0,
+            guard: None,
+            augmented: Vec::new(),
+            world_size: dist.map(|_| world),
+        };
+        Ok(Session {
+            config,
+            opts,
+            data,
+            dist,
+            rank,
+            world,
+            writer: rank == 0,
+            formatters,
+            runs,
+            model,
+            weighting,
+            opt,
+            all_vars,
+            trainable,
+            pretrain,
+            joint,
+            total: c.pretrain_steps + c.steps,
+            guard,
+            augment_tasks,
+            state,
+            run_config: config.to_toml_string(),
+            snapshot: None,
+            log: None,
+            stopped_early: false,
+            final_scores: Vec::new(),
+            augmented: Vec::new(),
+            tokens_seen: 0,
+            tick: Instant::now(),
+            loop_started: Instant::now(),
+        })
+    }
+
+    fn out(&self) -> &Path {
+        &self.opts.out
+    }
+
+    fn augment_dir(&self) -> PathBuf {
+        self.out().join("augment")
+    }
+
+    fn log(&mut self) -> &mut RunLog {
+        self.log.as_mut().expect("the log is opened before the loop")
+    }
+
+    /// Continues from the latest checkpoint: weights, moments, streams, samplers, weighting,
+    /// guard and generated examples as they were.
+    pub(crate) fn resume(&mut self) -> Result<()> {
+        let ckpt_dir = self.out().join("checkpoints");
+        let dir = latest_checkpoint(&ckpt_dir).ok_or_else(|| {
+            Error::Invalid(format!("--resume: no checkpoint in {}", ckpt_dir.display()))
+        })?;
+        self.state = read_checkpoint(&dir, &self.model, &mut self.opt)?;
+        let path = dir.join("trainer.json");
+        let state = &self.state;
+        let written_by = state.world_size.unwrap_or(1);
+        if written_by != self.world {
+            return Err(Error::Invalid(format!(
+                "{}: written by a job of {written_by} rank(s), this one has {}; resume with the \
+                 same number of ranks (the data order depends on it)",
+                path.display(),
+                self.world
+            )));
+        }
+        if state.streams.len() != self.runs.len() {
+            return Err(Error::Invalid(format!(
+                "{}: {} task streams, the config has {} tasks",
+                path.display(),
+                state.streams.len(),
+                self.runs.len()
+            )));
+        }
+        for name in &state.augmented {
+            let i = index_of(self.config, name)?;
+            let file = self.augment_dir().join(format!("{name}.jsonl"));
+            let examples = read_split(&file)?;
+            extend_stream(&mut self.runs[i], &self.formatters[i], &examples, false)?;
+        }
+        for (r, s) in self.runs.iter_mut().zip(&state.streams) {
+            r.stream.restore(*s);
+        }
+        let bad = |e: serde_json::Error| Error::Invalid(format!("{}: {e}", path.display()));
+        self.joint
+            .sampler
+            .restore(&serde_json::from_value(state.sampler.clone()).map_err(bad)?)?;
+        if let (Some(p), Some(s)) = (self.pretrain.as_mut(), state.pretrain_sampler.as_ref()) {
+            p.sampler
+                .restore(&serde_json::from_value(s.clone()).map_err(bad)?)?;
+        }
+        self.weighting
+            .restore(&serde_json::from_value(state.weighting.clone()).map_err(bad)?)?;
+        if let Some(g) = state.guard.clone() {
+            self.guard
+                .restore(g)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+        }
+        tracing::info!("resumed from {} at step {}", dir.display(), self.state.step);
+        Ok(())
+    }
+
+    /// Opens the log, takes the first good-state snapshot and starts the clocks: the time
+    /// budget counts training, not preprocessing or building the model.
+    pub(crate) fn start(&mut self) -> Result<()> {
+        let path = self.out().join("metrics.jsonl");
+        let o = self.opts;
+        self.log = Some(RunLog::open(
+            path,
+            self.writer,
+            o.resume,
+            o.progress,
+            self.total,
+            self.state.step,
+        )?);
+        self.tick = Instant::now();
+        self.snapshot = Some(Snapshot::take(&self.all_vars, &self.opt, &self.weighting));
+        self.loop_started = Instant::now();
+        Ok(())
+    }
+
+    /// Whether every step is done.
+    pub(crate) fn finished(&self) -> bool {
+        self.state.step >= self.total
+    }
+
+    /// Generated examples join their task once the classifier is trained enough to filter.
+    pub(crate) fn augment_if_due(&mut self) -> Result<()> {
+        let step = self.state.step;
+        let c = &self.config.train;
+        for k in 0..self.augment_tasks.len() {
+            let (i, g) = self.augment_tasks[k].clone();
+            let name = self.runs[i].name.clone();
+            let at = c.pretrain_steps + (g.at_fraction * c.steps as f64) as usize;
+            if step != at || self.state.augmented.contains(&name) {
+                continue;
+            }
+            let train_examples = self.data.tasks.examples(i, "train", true)?.unwrap_or_default();
+            self.log()
+                .say(&format!("step {step}: generating {} examples for `{name}`", g.n));
+            let (examples, outcome) = generate_examples(
+                &self.model,
+                &self.data.model_cfg,
+                &self.data.tok,
+                &self.formatters[i],
+                &self.data.heads()[i],
+                &train_examples,
+                &g,
+                mtgpt_core::seed::derive_seed(self.config.seed, &format!("genaug/{name}")),
+                self.opts.device,
+            )?;
+            let dir = self.augment_dir();
+            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+            write_augment_file(&dir.join(format!("{name}.jsonl")), &examples)?;
+            extend_stream(&mut self.runs[i], &self.formatters[i], &examples, true)?;
+            self.log().say(&format!(
+                "`{name}`: kept {} of {} generated examples (generator loss {:.3} → {:.3})",
+                outcome.kept, outcome.generated, outcome.finetune_loss.0, outcome.finetune_loss.1
+            ));
+            self.log()
+                .record(&json!({"step": step, "augment": outcome}))?;
+            self.state.augmented.push(name);
+            self.augmented.push(outcome);
+        }
+        Ok(())
+    }
+
+    /// One optimizer step: the step's task plan, forward and backward passes, then the guard
+    /// decides between an optimizer update and a restore of the last good state.
+    pub(crate) fn step(&mut self) -> Result<(Vec<(usize, usize)>, StepOut, f64)> {
+        let c = &self.config.train;
+        let step = self.state.step;
+        // Dropout draws depend on (seed, step) only, so a resumed run repeats them.
+        // Each rank draws its own dropout masks (rank 0 those of a single-process run).
+        let step_seed = mtgpt_core::seed::derive_seed(self.config.seed, &format!("step/{step}"));
+        let dropout_seed = match self.rank {
+            0 => step_seed,
+            r => mtgpt_core::seed::derive_seed(step_seed, &format!("rank/{r}")),
+        };
+        tch::manual_seed(dropout_seed as i64);
+        // The plan is of the global batch; each rank trains on its slice of every group.
+        let global_batch = c.batch_size * self.world;
+        let plan = match self.pretrain.as_mut() {
+            Some(p) if step < c.pretrain_steps => p.plan(c.sampling.mixed_batches, global_batch),
+            _ => self.joint.plan(c.sampling.mixed_batches, global_batch),
+        };
+        let so = run_step(
+            &self.model,
+            &self.formatters,
+            &mut self.runs,
+            &self.weighting,
+            &mut self.opt,
+            &self.trainable,
+            c,
+            &plan,
+            self.opts.inject_nan_at.contains(&step),
+            step_seed,
+            self.dist,
+        )?;
+        self.tokens_seen += so.tokens;
+        let lr = learning_rate(c, step, self.total) * self.guard.lr_scale();
+        match self.guard.check(&so.task_losses, so.norm) {
+            None => {
+                self.opt.step(lr);
+                for &(t, l) in &so.task_losses {
+                    self.weighting.observe(t, l)?;
+                    let name = self.runs[t].name.clone();
+                    self.log().observe(&name, l);
+                }
+                self.guard.observe(&so.task_losses);
+            }
+            Some(reason) => self.restore_good_state(step, &reason)?,
+        }
+        self.opt.zero_grad();
+        self.state.step += 1;
+        Ok((plan, so, lr))
+    }
+
+    /// The guard saw a divergence: back to the last good state at a lower learning rate, or
+    /// give up after too many events.
+    fn restore_good_state(&mut self, step: usize, reason: &str) -> Result<()> {
+        let c = &self.config.train;
+        let snapshot = self.snapshot.as_ref().expect("taken at the start");
+        snapshot.restore(&self.all_vars, &mut self.opt, &mut self.weighting)?;
+        self.guard.record_event(c.guard_lr_factor);
+        let msg = format!(
+            "step {step}: divergence ({reason}); restored the last good state, learning rate × {} (now × {:.3}), event {} of at most {}",
+            c.guard_lr_factor,
+            self.guard.lr_scale(),
+            self.guard.events(),
+            c.guard_max_events
+        );
+        self.log().warn(&msg);
+        let line = json!({"step": step, "guard_event": reason, "lr_scale": self.guard.lr_scale(), "events": self.guard.events()});
+        self.log().record(&line)?;
+        if self.guard.events() > c.guard_max_events {
+            self.opt.zero_grad();
+            return Err(Error::Invalid(format!(
+                "training diverged {} times (more than train.guard_max_events = {}); lower train.lr or raise train.grad_clip",
+                self.guard.events(),
+                c.guard_max_events
+            )));
+        }
+        Ok(())
+    }
+
+    /// The progress bar after every step, and a log line every `log_every` steps.
+    pub(crate) fn log_step(&mut self, plan: &[(usize, usize)], so: &StepOut, lr: f64) -> Result<()> {
+        let c = &self.config.train;
+        let done = self.state.step;
+        let total = self.total;
+        let rate = self.tokens_seen as f64 / self.tick.elapsed().as_secs_f64().max(1e-9);
+        let log = self.log.as_mut().expect("opened");
+        log.progress(done, || {
+            let losses: Vec<String> = self
+                .runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| self.guard.mean(i).map(|m| format!("{} {m:.3}", r.name)))
+                .collect();
+            format!("{} | {rate:.0} tok/s", losses.join(" "))
+        });
+        if done % self.opts.log_every.max(1) != 0 && done != total {
+            return Ok(());
+        }
+        let secs = self.tick.elapsed().as_secs_f64();
+        let losses: serde_json::Map<String, serde_json::Value> = log
+            .window
+            .iter()
+            .map(|(k, (s, n))| (k.clone(), json!(s / *n as f64)))
+            .collect();
+        let names: Vec<&str> = plan
+            .iter()
+            .map(|&(t, _)| self.runs[t].name.as_str())
+            .collect();
+        let loss =
+            so.task_losses.iter().map(|x| x.1).sum::<f64>() / so.task_losses.len().max(1) as f64;
+        let step = done - 1;
+        let line = json!({"step": done, "phase": if step < c.pretrain_steps { "pretrain" } else { "joint" },
+            "task": names.join("+"), "loss": loss, "losses": losses, "lr": lr, "grad_norm": so.norm,
+            "weights": self.weighting.weights(), "tokens_per_s": self.tokens_seen as f64 / secs.max(1e-9),
+            "epochs": self.runs.iter().map(|r| (r.name.clone(), json!(r.stream.epochs()))).collect::<serde_json::Map<_, _>>()});
+        log.record(&line)?;
+        log.window.clear();
+        let epochs: Vec<String> = plan
+            .iter()
+            .map(|&(t, _)| format!("{:.2}", self.runs[t].stream.epochs()))
+            .collect();
+        log.step_line(&format!(
+            "step {done}/{total} {} (epoch {}) loss {loss:.4} lr {lr:.2e} |g| {:.2} {:.0} tok/s",
+            names.join("+"),
+            epochs.join("+"),
+            so.norm,
+            self.tokens_seen as f64 / secs.max(1e-9)
+        ));
+        Ok(())
+    }
+
+    /// Whether the time budget is spent (rank 0's clock decides, so that every rank stops
+    /// after the same step).
+    pub(crate) fn budget_over(&self) -> Result<bool> {
+        let c = &self.config.train;
+        let mut over =
+            c.max_seconds > 0.0 && self.loop_started.elapsed().as_secs_f64() >= c.max_seconds;
+        if let Some(d) = self.dist.filter(|_| c.max_seconds > 0.0) {
+            let mut flag = [if over { 1.0 } else { 0.0 }];
+            d.comm.broadcast_f64(&mut flag, 0)?;
+            over = flag[0] > 0.0;
+        }
+        Ok(over)
+    }
+
+    /// Validation of every task when due: the best model is kept, early stopping decided.
+    /// Rank 0 evaluates and tells the others the aggregate.
+    pub(crate) fn evaluate_if_due(&mut self, budget_over: bool) -> Result<()> {
+        let c = &self.config.train;
+        let done = self.state.step;
+        let due =
+            done == self.total || budget_over || (c.eval_every > 0 && done % c.eval_every == 0);
+        if !due {
+            return Ok(());
+        }
+        let scores = if self.writer {
+            let limits = ScoreLimits {
+                max_examples: Some(self.opts.eval_examples),
+                lm_tokens: self.opts.eval_lm_tokens,
+                samples: 0,
+            };
+            self.data
+                .tasks
+                .score(&self.model, &self.data.tok, "valid", &limits)?
+                .scores
+        } else {
+            Vec::new()
+        };
+        let mut agg = aggregate(&scores);
+        if let Some(d) = self.dist {
+            let mut shared = [agg.unwrap_or(f64::NAN)];
+            d.comm.broadcast_f64(&mut shared, 0)?;
+            agg = Some(shared[0]).filter(|a| !a.is_nan());
+        }
+        self.log()
+            .record(&json!({"step": done, "eval": scores, "aggregate": agg}))?;
+        self.log().say(&format!(
+            "step {done}: validation aggregate {}",
+            agg.map_or("-".into(), |a| format!("{a:.4}"))
+        ));
+        if agg.is_some_and(|a| self.state.best_score.is_none_or(|b| a > b)) {
+            self.state.best_score = agg;
+            self.state.evals_without_improvement = 0;
+            if self.writer {
+                self.save_model("best")?;
+            }
+        } else {
+            self.state.evals_without_improvement += 1;
+        }
+        self.final_scores = scores;
+        if c.patience > 0 && self.state.evals_without_improvement >= c.patience {
+            self.log().say(&format!(
+                "early stop: {} evaluations without improvement",
+                c.patience
+            ));
+            self.stopped_early = true;
+        }
+        Ok(())
+    }
+
+    /// A checkpoint when due; the last good state is snapshotted on a schedule and at every
+    /// checkpoint (so a resumed run restores the same snapshot as an uninterrupted one).
+    pub(crate) fn checkpoint_if_due(&mut self, budget_over: bool) -> Result<()> {
+        let c = &self.config.train;
+        let done = self.state.step;
+        let due = done == self.total
+            || self.stopped_early
+            || budget_over
+            || (c.checkpoint_every > 0 && done % c.checkpoint_every == 0);
+        if due {
+            let state = &mut self.state;
+            state.streams = self.runs.iter().map(|r| r.stream.state()).collect();
+            let js = |e: serde_json::Error| Error::Invalid(e.to_string());
+            state.sampler = serde_json::to_value(self.joint.sampler.state()).map_err(js)?;
+            state.pretrain_sampler = self
+                .pretrain
+                .as_ref()
+                .map(|p| serde_json::to_value(p.sampler.state()))
+                .transpose()
+                .map_err(js)?;
+            state.weighting = serde_json::to_value(self.weighting.state()).map_err(js)?;
+            state.guard = Some(self.guard.state().clone());
+            if self.writer {
+                write_checkpoint(
+                    &self.out().join("checkpoints"),
+                    &self.model,
+                    &self.opt,
+                    &self.state,
+                    &self.run_config,
+                    c.keep_checkpoints,
+                )?;
+            }
+        }
+        if due || done % c.guard_snapshot_every.max(1) == 0 {
+            self.snapshot = Some(Snapshot::take(&self.all_vars, &self.opt, &self.weighting));
+        }
+        Ok(())
+    }
+
+    fn save_model(&self, name: &str) -> Result<()> {
+        save_model(
+            &self.model,
+            &self.data.tok,
+            self.data.heads(),
+            &self.run_config,
+            &self.out().join(name),
+        )
+    }
+
+    /// Saves `model/` and says what the run did.
+    pub(crate) fn finish(self, started: Instant) -> Result<TrainSummary> {
+        if let Some(log) = &self.log {
+            log.finish();
+        }
+        if self.writer {
+            self.save_model("model")?;
+        }
+        Ok(TrainSummary {
+            steps: self.state.step,
+            best_score: self.state.best_score,
+            final_scores: self.final_scores,
+            seconds: started.elapsed().as_secs_f64(),
+            stopped_early: self.stopped_early,
+            guard_events: self.guard.events(),
+            lr_scale: self.guard.lr_scale(),
+            augmented: self.augmented,
+            parameters: self
+                .all_vars
+                .iter()
+                .filter(|t| t.requires_grad())
+                .map(|t| t.numel() as i64)
+                .sum(),
+        })
+    }
+}
+
+/// The index of task `name` in the config.
+fn index_of(config: &Config, name: &str) -> Result<usize> {
+    config
+        .tasks
+        .iter()
+        .position(|t| t.name == name)
+        .ok_or_else(|| Error::Invalid(format!("no task called `{name}` in the config")))
+}
+
+fn write_augment_file(path: &Path, examples: &[Example]) -> Result<()> {
+    let mut text = String::new();
+    for ex in examples {
+        text.push_str(&serde_json::to_string(ex).map_err(|e| Error::Invalid(e.to_string()))?);
+        text.push('\n');
+    }
+    mtgpt_model::io::write_text_atomically(path, &text)?;
+    Ok(())
+}

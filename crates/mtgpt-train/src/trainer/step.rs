@@ -1,0 +1,212 @@
+//! One optimizer step's forward and backward passes (task groups, gradient accumulation,
+//! loss weighting, PCGrad, data-parallel averaging, clipping), the task plan of a step, and
+//! the in-memory snapshot the divergence guard restores.
+use super::data::TaskRun;
+use crate::dist::{Distributed, average_gradients, average_tensors, set_gradients, shard};
+use crate::error::{Error, Result};
+use crate::optim::AdamW;
+use crate::sampler::TaskSampler;
+use crate::weighting::{LossWeighting, WeightingState, pcgrad};
+use mtgpt_tasks::{MultiTaskModel, TaskFormatter};
+use tch::Tensor;
+
+/// A training phase: a sampler over a subset of the tasks.
+pub(crate) struct Phase {
+    pub(crate) sampler: TaskSampler,
+    pub(crate) tasks: Vec<usize>,
+}
+
+impl Phase {
+    /// `(task, examples)` groups of the next step.
+    pub(crate) fn plan(&mut self, mixed: bool, batch: usize) -> Vec<(usize, usize)> {
+        if mixed && self.tasks.len() > 1 {
+            let mut counts = vec![0usize; self.tasks.len()];
+            for k in self.sampler.mixed_batch(batch) {
+                counts[k] += 1;
+            }
+            counts
+                .into_iter()
+                .enumerate()
+                .filter(|(_, n)| *n > 0)
+                .map(|(k, n)| (self.tasks[k], n))
+                .collect()
+        } else {
+            vec![(self.tasks[self.sampler.next_task()], batch)]
+        }
+    }
+}
+
+/// The outcome of one forward/backward pass over a step's groups.
+pub(crate) struct StepOut {
+    /// Mean loss of each group's task.
+    pub(crate) task_losses: Vec<(usize, f64)>,
+    /// Global gradient norm before clipping.
+    pub(crate) norm: f64,
+    /// Real tokens processed.
+    pub(crate) tokens: usize,
+}
+
+/// An in-memory copy of the last good state, for the divergence guard.
+pub(crate) struct Snapshot {
+    vars: Vec<Tensor>,
+    opt: Vec<(String, Tensor)>,
+    weighting: WeightingState,
+}
+
+impl Snapshot {
+    pub(crate) fn take(vars: &[Tensor], opt: &AdamW, weighting: &LossWeighting) -> Self {
+        tch::no_grad(|| Snapshot {
+            vars: vars.iter().map(|v| v.detach().copy()).collect(),
+            opt: opt
+                .state()
+                .into_iter()
+                .map(|(n, t)| (n, t.copy()))
+                .collect(),
+            weighting: weighting.state(),
+        })
+    }
+
+    pub(crate) fn restore(
+        &self,
+        vars: &[Tensor],
+        opt: &mut AdamW,
+        weighting: &mut LossWeighting,
+    ) -> Result<()> {
+        tch::no_grad(|| {
+            for (v, s) in vars.iter().zip(&self.vars) {
+                v.shallow_clone().copy_(s);
+            }
+        });
+        opt.load_state(&self.opt).map_err(Error::Invalid)?;
+        weighting.restore(&self.weighting)?;
+        Ok(())
+    }
+}
+
+/// Every variable of the model, sorted by name (a fixed order for snapshots and PCGrad).
+pub(crate) fn sorted_vars(model: &MultiTaskModel) -> Vec<(String, Tensor)> {
+    let mut vars: Vec<(String, Tensor)> = model.vs.variables().into_iter().collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    vars
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn run_step(
+    model: &MultiTaskModel,
+    formatters: &[TaskFormatter],
+    runs: &mut [TaskRun],
+    weighting: &LossWeighting,
+    opt: &mut AdamW,
+    trainable: &[Tensor],
+    c: &mtgpt_core::TrainConfig,
+    plan: &[(usize, usize)],
+    inject_nan: bool,
+    pcgrad_seed: u64,
+    dist: Option<&Distributed>,
+) -> Result<StepOut> {
+    let total: usize = plan.iter().map(|g| g.1).sum();
+    let (rank, size) = dist.map_or((0, 1), |d| (d.comm.rank(), d.comm.size()));
+    let use_pcgrad = weighting.uses_pcgrad() && plan.len() > 1;
+    let mut task_grads: Vec<Vec<Tensor>> = Vec::new();
+    let mut task_losses = Vec::new();
+    let mut tokens = 0;
+    for &(task, n) in plan {
+        let share = n as f64 / total.max(1) as f64;
+        let mut sum = 0.0;
+        // Every rank draws the whole group and trains on its own slice; the slice's loss is
+        // scaled so that averaging over ranks gives the mean over the whole group.
+        let mine = shard(n, rank, size);
+        let part = mine.len() as f64 / n.max(1) as f64;
+        for _ in 0..c.grad_accum {
+            let mut items = runs[task].stream.next_batch(n);
+            if size > 1 {
+                items = items.drain(mine.clone()).collect();
+                if items.is_empty() {
+                    continue;
+                }
+            }
+            let batch = formatters[task].collate(&items)?;
+            tokens += batch.attention_mask.iter().filter(|&&m| m == 1).count();
+            let out = model.forward(&batch, true)?;
+            let loss = if inject_nan {
+                out.loss * f64::NAN
+            } else {
+                out.loss
+            };
+            sum += loss.double_value(&[]) * part;
+            let weighted = weighting.combine(task, &loss)?
+                * (share / c.grad_accum as f64 * part * size as f64);
+            weighted.backward();
+        }
+        task_losses.push((task, sum / c.grad_accum as f64));
+        if use_pcgrad {
+            // This task's gradients, then a clean slate for the next task.
+            task_grads.push(
+                trainable
+                    .iter()
+                    .map(|v| {
+                        let g = v.grad();
+                        if g.defined() {
+                            let copy = g.copy();
+                            let _ = tch::no_grad(|| g.shallow_clone().zero_());
+                            copy
+                        } else {
+                            Tensor::new()
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    }
+    if let Some(d) = dist.filter(|_| size > 1) {
+        // Ranks agree on the losses (the guard, the weighting and the logs use them) and
+        // average the gradients before clipping and before PCGrad's projections.
+        let mut shared: Vec<f64> = task_losses.iter().map(|x| x.1).collect();
+        shared.push(tokens as f64);
+        d.comm.all_reduce_sum_f64(&mut shared)?;
+        for (x, v) in task_losses.iter_mut().zip(&shared) {
+            x.1 = *v;
+        }
+        tokens = shared[shared.len() - 1] as usize;
+        if use_pcgrad {
+            for g in &mut task_grads {
+                average_tensors(d.comm.as_ref(), g, trainable, d.bucket_bytes)?;
+            }
+        } else {
+            average_gradients(d.comm.as_ref(), trainable, d.bucket_bytes)?;
+        }
+    }
+    if use_pcgrad {
+        let mut rng = mtgpt_core::seed::rng_for(pcgrad_seed, "pcgrad");
+        let combined = pcgrad(&task_grads, &mut rng)?;
+        // A gradient this rank's shard never touched still gets the averaged one.
+        let absent: Vec<usize> = (0..trainable.len())
+            .filter(|&i| combined[i].defined() && !trainable[i].grad().defined())
+            .collect();
+        set_gradients(trainable, &combined, &absent);
+        tch::no_grad(|| {
+            for (v, g) in trainable.iter().zip(&combined) {
+                let dst = v.grad();
+                if g.defined() && dst.defined() {
+                    dst.shallow_clone().copy_(g);
+                }
+            }
+        });
+    }
+    let mut norm = opt.clip_grad_norm(c.grad_clip);
+    if let Some(d) = dist.filter(|_| size > 1) {
+        // Rank 0's view decides (all-reduce results may differ in the last bit between ranks).
+        let mut shared: Vec<f64> = task_losses.iter().map(|x| x.1).collect();
+        shared.push(norm);
+        d.comm.broadcast_f64(&mut shared, 0)?;
+        for (x, v) in task_losses.iter_mut().zip(&shared) {
+            x.1 = *v;
+        }
+        norm = shared[shared.len() - 1];
+    }
+    Ok(StepOut {
+        task_losses,
+        norm,
+        tokens,
+    })
+}
