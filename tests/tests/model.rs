@@ -129,7 +129,7 @@ fn export_import_round_trip_and_bad_folders() {
     assert_eq!(a, b);
     let o = mtgpt(&["generate", "--model", "no/such/model", "--prompt", "x"]);
     assert!(
-        !o.status.success() && stderr(&o).contains("no/such/model/config.json"),
+        !o.status.success() && stderr(&o).contains("no/such/model: not a model folder"),
         "{}",
         stderr(&o)
     );

@@ -147,3 +147,156 @@ fn eval_scores_every_task_and_predict_answers_each_line() {
     ]);
     assert!(stderr(&o).contains("no task `nope`"), "{}", stderr(&o));
 }
+
+/// What a new user runs into: a task file saved with a byte-order mark, a classify task whose
+/// data holds one label, a run folder given as `--model`, and `--input -`.
+#[test]
+fn bom_files_single_labels_run_folders_and_stdin_work_as_a_user_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut spam = String::from("\u{feff}");
+    let mut topic = String::from("\u{feff}");
+    for i in 0..40 {
+        let label = if i % 2 == 0 { "spam" } else { "ham" };
+        spam += &format!("{{\"text\": \"message number {i} here\", \"label\": \"{label}\"}}\n");
+        topic += &format!("{{\"text\": \"ticket {i} about billing\", \"label\": \"billing\"}}\n");
+    }
+    std::fs::write(d.join("spam.jsonl"), spam).unwrap();
+    std::fs::write(d.join("topic.jsonl"), topic).unwrap();
+    std::fs::write(
+        d.join("lm.txt"),
+        "\u{feff}the first line of text\nand a second one\n".repeat(20),
+    )
+    .unwrap();
+    let config = d.join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"name = "user"
+[model]
+n_layer = 1
+n_head = 2
+d_model = 16
+block_size = 32
+[tokenizer]
+vocab_size = 300
+[train]
+steps = 4
+batch_size = 4
+warmup_steps = 1
+eval_every = 2
+[[task]]
+name = "lm"
+kind = "lm"
+train = "{0}/lm.txt"
+[[task]]
+name = "spam"
+kind = "classify"
+train = "{0}/spam.jsonl"
+[[task]]
+name = "topic"
+kind = "classify"
+train = "{0}/topic.jsonl"
+"#,
+            d.display()
+        ),
+    )
+    .unwrap();
+    let run = d.join("run");
+    let o = mtgpt(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    // The byte-order marks were read as nothing: labels are clean, no line was lost.
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("prep/prep.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        manifest["tasks"]["spam"]["labels"],
+        serde_json::json!(["ham", "spam"])
+    );
+    let spam = &manifest["tasks"]["spam"]["splits"];
+    let n: u64 = ["train", "valid", "test"]
+        .iter()
+        .map(|s| spam[s]["examples"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(n, 40, "{spam}");
+    assert!(
+        err.contains("task `topic`: every training example has the label \"billing\""),
+        "{err}"
+    );
+    assert!(!err.contains("task `spam`: every"), "{err}");
+
+    // A run folder as --model: its best/ model, and the user is told.
+    let o = mtgpt(&[
+        "eval",
+        "--model",
+        run.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("is a run folder; using") && stderr(&o).contains("best"),
+        "{}",
+        stderr(&o)
+    );
+    let o = mtgpt(&[
+        "eval",
+        "--model",
+        d.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a model folder"), "{}", stderr(&o));
+
+    // `--input -` reads standard input, with a byte-order mark too; errors name <stdin>.
+    let predict = |input: &str| {
+        let mut child = std::process::Command::new(mtgpt_e2e::mtgpt_bin())
+            .args([
+                "predict",
+                "--model",
+                run.to_str().unwrap(),
+                "--task",
+                "spam",
+            ])
+            .args(["--input", "-"])
+            .current_dir(mtgpt_e2e::repo_root())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let o = predict("\u{feff}{\"text\": \"message number 3 here\"}\n{\"text\": \"hello\"}\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8(o.stdout).unwrap();
+    assert_eq!(out.lines().count(), 2, "{out}");
+    for line in out.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let label = v["prediction"]["label"].as_str().unwrap();
+        assert!(label == "ham" || label == "spam", "{v}");
+    }
+    let o = predict("{\"text\": \"ok\"}\n{\"txt\": \"no\"}\n");
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("<stdin>:2: field `text`: missing"),
+        "{}",
+        stderr(&o)
+    );
+}

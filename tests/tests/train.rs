@@ -117,7 +117,10 @@ fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
     let first = timings(&out);
     let prep = stage(&first, "preprocessing");
     assert_eq!(prep["reused"], false, "{prep}");
-    assert!(prep["note"].as_str().unwrap().starts_with("preprocessed"), "{prep}");
+    assert!(
+        prep["note"].as_str().unwrap().starts_with("preprocessed"),
+        "{prep}"
+    );
     assert!(prep["seconds"].as_f64().unwrap() > 0.0, "{prep}");
     assert_eq!(
         stage(&first, "test-split")["note"],

@@ -1,7 +1,10 @@
-//! Argument groups shared by verbs: the config with its overrides, and the output folder.
+//! What the command line's values mean for every verb: the config with its overrides, the
+//! output folder, a `--model` folder (a run folder stands for its model), the device.
 use clap::Args;
 use mtgpt_core::Config;
-use std::path::PathBuf;
+use mtgpt_tasks::resolve_model_dir;
+use std::path::{Path, PathBuf};
+use tch::Device;
 
 /// `--config F [--set KEY=VALUE ...]`.
 #[derive(Args, Debug, Clone)]
@@ -38,4 +41,19 @@ impl ConfigOutArgs {
         let out = self.out.clone().unwrap_or_else(|| config.run_dir(suffix));
         Ok((config, out))
     }
+}
+
+/// The device models run on: the first CUDA GPU when there is one.
+pub fn device() -> Device {
+    Device::cuda_if_available()
+}
+
+/// A model folder from the command line (a run folder stands for its `best/` or `model/`,
+/// and the user is told which).
+pub fn model_dir(path: &Path) -> anyhow::Result<PathBuf> {
+    let m = resolve_model_dir(path)?;
+    if let Some(note) = &m.picked {
+        tracing::info!("{note}");
+    }
+    Ok(m.dir)
 }

@@ -37,10 +37,10 @@ pub struct CompressArgs {
 /// Compresses, writes the folder and prints the report.
 pub fn compress(a: &CompressArgs) -> anyhow::Result<()> {
     let config = a.config.load()?;
-    let model = crate::tasks::model_dir(&a.model)?;
+    let model = crate::args::model_dir(&a.model)?;
     let method: Method = a.method.parse()?;
     let opts = CompressOptions {
-        device: crate::model::device(),
+        device: crate::args::device(),
         split: a.split.clone(),
         eval_examples: a.eval_examples,
         speed_runs: a.speed_runs,

@@ -3,7 +3,6 @@
 mod args;
 mod compress;
 mod info;
-mod jsonl;
 mod model;
 mod run;
 mod tasks;

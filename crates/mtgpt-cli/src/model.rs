@@ -6,32 +6,14 @@ use mtgpt_model::{GenerateConfig, Model, generate};
 use mtgpt_text::TextTokenizer;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-/// The device models run on: the first CUDA GPU when there is one.
-pub fn device() -> Device {
-    Device::cuda_if_available()
-}
-
-fn load_tokenizer(dir: &Path) -> anyhow::Result<TextTokenizer> {
-    let path = dir.join("tokenizer.json");
-    if !path.exists() {
-        bail!("{}: no tokenizer.json in the model folder", dir.display());
-    }
-    Ok(TextTokenizer::load(&path)?)
-}
-
-fn load(dir: &Path) -> anyhow::Result<(Model, TextTokenizer)> {
-    let model = Model::load(dir, device())?;
-    let tok = load_tokenizer(dir)?;
-    if tok.vocab_size() > model.gpt.config.vocab_size {
-        bail!(
-            "{}: tokenizer has {} tokens but the model's vocabulary is {}",
-            dir.display(),
-            tok.vocab_size(),
-            model.gpt.config.vocab_size
-        );
-    }
+/// A trunk folder and its tokenizer (checked against the vocabulary); a run folder stands
+/// for its `best/` or `model/`.
+fn load(path: &Path) -> anyhow::Result<(Model, TextTokenizer)> {
+    let dir = crate::args::model_dir(path)?;
+    let model = Model::load(&dir, crate::args::device())?;
+    let tok = mtgpt_tasks::load_tokenizer(&dir, model.gpt.config.vocab_size)?;
     Ok((model, tok))
 }
 
@@ -46,24 +28,21 @@ pub enum ModelCommand {
 #[derive(Args, Debug)]
 pub struct InitArgs {
     /// Config whose `[model]` gives the shape.
-    #[arg(long)]
-    config: PathBuf,
+    #[command(flatten)]
+    config: crate::args::ConfigArgs,
     /// The tokenizer (its size becomes the vocabulary).
     #[arg(long)]
     tokenizer: PathBuf,
     /// Output folder.
     #[arg(long)]
     out: PathBuf,
-    /// Override a config key.
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
 }
 
 /// Runs a `model` verb.
 pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
     match cmd {
         ModelCommand::Init(a) => {
-            let config = mtgpt_core::Config::load(&a.config, &a.sets)?;
+            let config = a.config.load()?;
             let tok = TextTokenizer::load(&a.tokenizer)?;
             let mut mc = config.model.clone();
             mc.vocab_size = tok.vocab_size();
@@ -97,7 +76,7 @@ pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
             }
             tch::manual_seed(config.seed as i64);
             let specs: Vec<_> = heads.iter().map(mtgpt_tasks::TaskHead::spec).collect();
-            let m = mtgpt_tasks::MultiTaskModel::new(&mc, &specs, device())?;
+            let m = mtgpt_tasks::MultiTaskModel::new(&mc, &specs, crate::args::device())?;
             m.save(&a.out, &heads, Some(&config.to_toml_string()))?;
             tok.save(&a.out.join("tokenizer.json"))?;
             tracing::info!(
@@ -204,12 +183,13 @@ pub struct ExportArgs {
 
 /// Writes a Hugging Face GPT-2 folder.
 pub fn export(a: &ExportArgs) -> anyhow::Result<()> {
-    let m = Model::load(&a.model, Device::Cpu)?;
+    let dir = crate::args::model_dir(&a.model)?;
+    let m = Model::load(&dir, Device::Cpu)?;
     m.save(&a.out)?;
-    mtgpt_model::io::copy_tokenizer(&a.model, &a.out)?;
+    mtgpt_model::io::copy_tokenizer(&dir, &a.out)?;
     tracing::info!(
         "{} → {} ({}: load with transformers.GPT2LMHeadModel.from_pretrained)",
-        a.model.display(),
+        dir.display(),
         a.out.display(),
         a.format
     );
@@ -334,7 +314,7 @@ pub struct LogitsArgs {
 
 /// Prints the logits of one sequence as JSON `[[f32; vocab]; seq]`.
 pub fn logits(a: &LogitsArgs) -> anyhow::Result<()> {
-    let m = Model::load(&a.model, Device::Cpu)?;
+    let m = Model::load(&crate::args::model_dir(&a.model)?, Device::Cpu)?;
     let ids = Tensor::from_slice(&a.ids).view([1, -1]);
     let l = tch::no_grad(|| -> anyhow::Result<Tensor> {
         Ok(m.gpt
@@ -412,107 +392,28 @@ impl BenchShape {
     }
 }
 
-/// Runs a benchmark and prints `key=value` figures.
+/// Runs a benchmark (`mtgpt_train::bench`) and prints its `key=value` figures.
 pub fn bench(cmd: &BenchCommand) -> anyhow::Result<()> {
-    use mtgpt_model::perf;
     match cmd {
         BenchCommand::Train(s) => {
-            tch::manual_seed(0);
-            let cfg = s.config();
-            let m = Model::new(&cfg, device())?;
-            let dev = m.gpt.device();
-            // The optimizer `mtgpt train` uses (decay / no-decay groups), β = (0.9, 0.95).
-            let mut opt = mtgpt_train::optim::AdamW::new(&m.vs, 0.9, 0.95, 1e-8, 0.1);
-            let data = Tensor::randint(
-                s.vocab as i64,
-                [s.batch as i64, s.block as i64 + 1],
-                (Kind::Int64, dev),
-            );
-            let mut losses = Vec::new();
-            let opt_secs = std::cell::Cell::new(0.0);
-            let step = |opt: &mut mtgpt_train::optim::AdamW| -> anyhow::Result<f64> {
-                let x = data.narrow(1, 0, s.block as i64);
-                let y = data.narrow(1, 1, s.block as i64);
-                let h = m.gpt.forward(&x, None, None, true)?.hidden;
-                let loss = m
-                    .gpt
-                    .logits(&h)
-                    .reshape([-1, s.vocab as i64])
-                    .cross_entropy_for_logits(&y.reshape([-1]));
-                opt.zero_grad();
-                loss.backward();
-                let start = std::time::Instant::now();
-                opt.clip_grad_norm(1.0);
-                opt.step(3e-4);
-                opt_secs.set(opt_secs.get() + start.elapsed().as_secs_f64());
-                Ok(loss.double_value(&[]))
-            };
-            for _ in 0..2 {
-                step(&mut opt)?; // warm-up, not timed
-            }
-            opt_secs.set(0.0);
-            let start = std::time::Instant::now();
-            for _ in 0..s.steps {
-                losses.push(step(&mut opt)?);
-            }
-            let secs = start.elapsed().as_secs_f64() / s.steps.max(1) as f64;
-            let tokens = (s.batch * s.block) as f64;
-            let flop = perf::training_flops(&cfg, s.batch, s.block);
-            print!(
-                "params={} tokens_per_s={:.0} step_ms={:.1} optimizer_ms={:.1} loss_first={:.4} loss_last={:.4} threads={} precision={} model_gflop={:.1} gflops={:.1}",
-                cfg.num_parameters(),
-                tokens / secs,
-                1000.0 * secs,
-                1000.0 * opt_secs.get() / s.steps.max(1) as f64,
-                losses.first().copied().unwrap_or(f64::NAN),
-                losses.last().copied().unwrap_or(f64::NAN),
-                tch::get_num_threads(),
-                s.precision,
-                flop / 1e9,
-                flop / secs / 1e9,
-            );
-            if s.no_ceiling {
-                println!();
-                return Ok(());
-            }
-            drop(m);
-            let kind = mtgpt_model::layers::compute_kind(cfg.precision);
-            let peak = perf::matmul_gflops(2048, kind, dev, 8);
-            let floor = perf::gemm_floor_secs(&cfg, s.batch, s.block, kind, dev, 5);
-            println!(
-                " peak_gflops={peak:.1} mfu={:.3} gemm_floor_ms={:.1} gemm_share={:.3}",
-                flop / secs / 1e9 / peak,
-                1000.0 * floor,
-                floor / secs
-            );
-            Ok(())
+            let b = mtgpt_train::bench::bench_train(
+                &s.config(),
+                s.batch,
+                s.steps,
+                !s.no_ceiling,
+                crate::args::device(),
+            )?;
+            println!("{b}");
         }
         BenchCommand::Generate(s) => {
-            tch::manual_seed(0);
-            let cfg = s.config();
-            let m = Model::new(&cfg, device())?;
-            let (cached, recompute) = mtgpt_model::generate::decode_speed(&m.gpt, s.steps)?;
-            let n = s.steps.min(s.block - 1);
-            print!(
-                "new_tokens={n} cached_tokens_per_s={cached:.1} recompute_tokens_per_s={recompute:.1} speedup={:.1}",
-                cached / recompute
-            );
-            if s.no_ceiling {
-                println!();
-                return Ok(());
-            }
-            let (c_step, r_step) = perf::decode_step_secs(&m.gpt, n, 9)?;
-            let bytes = perf::decode_weight_bytes(&cfg);
-            let bw = perf::memory_bandwidth_gbs(m.gpt.device(), 5);
-            println!(
-                " context={n} cached_step_ms={:.3} recompute_step_ms={:.2} step_speedup={:.1} weight_mb={:.1} bandwidth_gbs={bw:.1} floor_tokens_per_s={:.0}",
-                1000.0 * c_step,
-                1000.0 * r_step,
-                r_step / c_step,
-                bytes / 1e6,
-                bw * 1e9 / bytes
-            );
-            Ok(())
+            let b = mtgpt_train::bench::bench_generate(
+                &s.config(),
+                s.steps,
+                !s.no_ceiling,
+                crate::args::device(),
+            )?;
+            println!("{b}");
         }
     }
+    Ok(())
 }

@@ -32,7 +32,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     opts.fresh = a.fresh;
     opts.samples = a.samples;
     opts.lexicons = crate::text::default_lexicons();
-    opts.device = crate::model::device();
+    opts.device = crate::args::device();
     opts.progress = true;
     opts.config_path = Some(a.target.config.config.clone());
     let outcome = mtgpt_pipeline::run(&config, &opts)?;

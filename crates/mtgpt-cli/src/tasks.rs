@@ -5,7 +5,6 @@ use clap::Args;
 use mtgpt_core::{Answer, Config, Example, TaskKind};
 use mtgpt_tasks::{
     Evaluator, MultiTaskModel, Prediction, ScoreLimits, TaskData, TaskHead, aggregate,
-    resolve_model_dir,
 };
 use mtgpt_text::jsonl::required_str;
 use mtgpt_text::{Normalizer, TextTokenizer};
@@ -13,21 +12,11 @@ use serde_json::{Value, json};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// A model folder from the command line (a run folder stands for its `best/` or `model/`,
-/// and the user is told which).
-pub fn model_dir(path: &Path) -> anyhow::Result<PathBuf> {
-    let m = resolve_model_dir(path)?;
-    if let Some(note) = &m.picked {
-        tracing::info!("{note}");
-    }
-    Ok(m.dir)
-}
-
 /// Loads a multi-task model folder and its tokenizer (checked against the vocabulary).
 pub fn load(dir: &Path) -> anyhow::Result<(MultiTaskModel, Vec<TaskHead>, TextTokenizer)> {
     Ok(MultiTaskModel::load_with_tokenizer(
         dir,
-        crate::model::device(),
+        crate::args::device(),
     )?)
 }
 
@@ -143,11 +132,15 @@ fn parse_input(
 
 /// Writes the input lines with a `prediction` field added.
 pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
-    let dir = model_dir(&a.model)?;
+    let dir = crate::args::model_dir(&a.model)?;
     let (model, tasks, tok) = load(&dir)?;
     let Some(task) = tasks.iter().find(|t| t.name == a.task) else {
         let names: Vec<&str> = tasks.iter().map(|t| t.name.as_str()).collect();
-        bail!("{}: no task `{}`; it serves {names:?}", dir.display(), a.task);
+        bail!(
+            "{}: no task `{}`; it serves {names:?}",
+            dir.display(),
+            a.task
+        );
     };
     let norm = normalizer(&dir);
     // The task's sequence length as in training (the run config's `max_len`, capped by the
@@ -212,7 +205,7 @@ pub struct EvalArgs {
 /// Scores every task of the config that the model serves on one split.
 pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
     let config = a.config.load()?;
-    let dir = model_dir(&a.model)?;
+    let dir = crate::args::model_dir(&a.model)?;
     let (model, heads, tok) = load(&dir)?;
     // A run folder's own preprocessing is read when it is of this config and tokenizer.
     let run_prep = dir.parent().map(|p| p.join("prep"));
@@ -230,13 +223,7 @@ pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
             };
             data.score(&model, &tok, &a.split, &limits)
         })
-        .with_context(|| {
-            format!(
-                "scoring {} on {}",
-                dir.display(),
-                a.config.config.display()
-            )
-        })?;
+        .with_context(|| format!("scoring {} on {}", dir.display(), a.config.config.display()))?;
     for t in &scored.missing {
         tracing::warn!("task `{t}` has no {} split", a.split);
     }

@@ -400,15 +400,9 @@ pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
 /// `mtgpt prep`.
 #[derive(Args, Debug)]
 pub struct PrepArgs {
-    /// The config.
-    #[arg(long)]
-    config: PathBuf,
-    /// Output folder (default: runs/<name>/prep).
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Override a config key (`--set tokenizer.vocab_size=4000`).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    sets: Vec<String>,
+    /// The config; the cache goes to --out (default: runs/<name>/prep).
+    #[command(flatten)]
+    target: crate::args::ConfigOutArgs,
     /// Skip and count bad records instead of stopping at the first.
     #[arg(long)]
     skip_bad: bool,
@@ -416,11 +410,11 @@ pub struct PrepArgs {
 
 /// Runs the preprocessing stage and prints a summary per task.
 pub fn prep(a: &PrepArgs) -> anyhow::Result<()> {
-    let config = mtgpt_core::Config::load(&a.config, &a.sets)?;
-    let out = a
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("runs").join(&config.name).join("prep"));
+    let (config, out) = a.target.load("")?;
+    let out = match &a.target.out {
+        Some(_) => out,
+        None => out.join("prep"),
+    };
     let started = std::time::Instant::now();
     let opts = mtgpt_text::prep::PrepOptions {
         lexicons: default_lexicons(),

@@ -114,7 +114,7 @@ pub struct TransferArgs {
 fn options(out: &std::path::Path) -> TrainOptions {
     let mut opts = TrainOptions::new(out);
     opts.lexicons = crate::text::default_lexicons();
-    opts.device = crate::model::device();
+    opts.device = crate::args::device();
     opts
 }
 

@@ -36,11 +36,11 @@ pub mod structured;
 pub use error::{Error, Result};
 pub use report::{CompressReport, ModelStats};
 
-use mtgpt_tasks::{ScoreLimits, TaskData};
 use finetune::{Moment, finetune};
 use mtgpt_core::{Config, Importance};
-use mtgpt_tasks::{HeadSpec, MultiTaskModel, TaskHead, TaskScores};
 use mtgpt_model::compact::{WeightFormat, save_trunk_as};
+use mtgpt_tasks::{HeadSpec, MultiTaskModel, TaskHead, TaskScores};
+use mtgpt_tasks::{ScoreLimits, TaskData};
 use mtgpt_text::TextTokenizer;
 use serde_json::json;
 use std::path::Path;

@@ -2,12 +2,12 @@
 //!
 //! Speed is measured in-process with both models loaded, runs interleaved (before, after,
 //! before, …) so that load on a shared machine hits both alike; medians are reported.
-use mtgpt_tasks::TaskData;
 use crate::error::Result;
 use mtgpt_core::TaskKind;
-use mtgpt_tasks::{Evaluator, MultiTaskModel, TaskScores, aggregate};
 use mtgpt_model::perf::median;
 use mtgpt_model::{GenerateConfig, generate};
+use mtgpt_tasks::TaskData;
+use mtgpt_tasks::{Evaluator, MultiTaskModel, TaskScores, aggregate};
 use mtgpt_text::TextTokenizer;
 use serde::Serialize;
 use std::path::Path;

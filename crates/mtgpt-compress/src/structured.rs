@@ -11,8 +11,8 @@
 //! global ranking; every block keeps at least one head and one neuron.
 use crate::data::Batches;
 use crate::error::{Error, Result};
-use mtgpt_tasks::{HeadSpec, MultiTaskModel};
 use mtgpt_model::Gpt;
+use mtgpt_tasks::{HeadSpec, MultiTaskModel};
 use tch::{Device, Kind, Tensor};
 
 /// Importance of every head and neuron, per block.

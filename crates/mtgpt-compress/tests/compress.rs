@@ -6,8 +6,8 @@ use mtgpt_compress::distill::{Distiller, init_student, kd_loss};
 use mtgpt_compress::prune::Pruner;
 use mtgpt_compress::structured::{norm_importance, select, shrink};
 use mtgpt_core::{Batch, IGNORE_INDEX, ModelConfig, Precision, PruneScope, Targets, TaskKind};
-use mtgpt_tasks::{HeadSpec, MultiTaskModel, TaskHead};
 use mtgpt_model::compact::{WeightFormat, save_trunk_as};
+use mtgpt_tasks::{HeadSpec, MultiTaskModel, TaskHead};
 use mtgpt_train::optim::AdamW;
 use tch::{Device, Kind, Tensor};
 

@@ -207,7 +207,7 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunOutcome> {
 }
 
 impl Pipeline<'_> {
-    /// 1. Data: present, or fetched by the project's script.
+    /// Stage 1, data: present, or fetched by the project's script.
     fn data(&self) -> Result<()> {
         let missing = missing_inputs(self.config);
         if missing.is_empty() {
@@ -247,8 +247,8 @@ impl Pipeline<'_> {
         )))
     }
 
-    /// 2. Preprocessing and tokenizer (cached by their own fingerprint); the data is kept for
-    /// the stages after it.
+    /// Stage 2, preprocessing and tokenizer (cached by their own fingerprint); the data is kept
+    /// for the stages after it.
     fn prep(&mut self) -> Result<RunData> {
         let out = &self.opts.out;
         if self.opts.fresh {
@@ -272,7 +272,7 @@ impl Pipeline<'_> {
         Ok(data)
     }
 
-    /// 3. Training: LM pretraining, then joint training (resumes an interrupted run).
+    /// Stage 3, training: LM pretraining, then joint training (resumes an interrupted run).
     fn train(&mut self, data: &RunData) -> Result<(String, serde_json::Value)> {
         let out = &self.opts.out;
         let train_fp = digest(&[&self.config.to_toml_string(), data.fingerprint()]);
@@ -308,9 +308,8 @@ impl Pipeline<'_> {
                 },
             );
         }
-        let summary = read_json(&summary_path).ok_or_else(|| {
-            Error::Invalid(format!("{}: unreadable", summary_path.display()))
-        })?;
+        let summary = read_json(&summary_path)
+            .ok_or_else(|| Error::Invalid(format!("{}: unreadable", summary_path.display())))?;
         Ok((train_fp, summary))
     }
 
@@ -351,7 +350,7 @@ impl Pipeline<'_> {
         ))
     }
 
-    /// 4. Test-split evaluation.
+    /// Stage 4, test-split evaluation.
     fn test(&mut self, train_fp: &str, best: &Path) -> Result<Scored> {
         let path = self.opts.out.join("test_scores.json");
         let fp = digest(&[train_fp, "test", &self.opts.samples.to_string()]);
@@ -359,7 +358,8 @@ impl Pipeline<'_> {
             && let Some(s) = read_json::<Scored>(&path)
         {
             eprintln!("      reusing {}", path.display());
-            self.stages.end(true, "inputs unchanged: test_scores.json reused");
+            self.stages
+                .end(true, "inputs unchanged: test_scores.json reused");
             return Ok(s);
         }
         let (s, reused) = self.score(best, |_| true)?;
@@ -369,7 +369,7 @@ impl Pipeline<'_> {
         Ok(s)
     }
 
-    /// 5. Single-task baselines: every task trained alone on the same prepared data.
+    /// Stage 5, single-task baselines: every task trained alone on the same prepared data.
     fn baselines(&mut self, train_fp: &str, data: &RunData) -> Result<BTreeMap<String, f64>> {
         let out = &self.opts.out;
         let path = out.join("baselines.json");
@@ -378,7 +378,8 @@ impl Pipeline<'_> {
             && let Some(b) = read_json(&path)
         {
             eprintln!("      reusing {}", path.display());
-            self.stages.end(true, "inputs unchanged: baselines.json reused");
+            self.stages
+                .end(true, "inputs unchanged: baselines.json reused");
             return Ok(b);
         }
         let mut baselines = BTreeMap::new();
@@ -410,7 +411,7 @@ impl Pipeline<'_> {
         Ok(baselines)
     }
 
-    /// 6. Compression, one method after the other.
+    /// Stage 6, compression, one method after the other.
     fn compress(
         &mut self,
         train_fp: &str,
@@ -423,8 +424,8 @@ impl Pipeline<'_> {
         for m in methods {
             let dir = out.join("compressed").join(m);
             let path = dir.join("compress.json");
-            let settings =
-                serde_json::to_string(&self.config.compress).map_err(|e| Error::Invalid(e.to_string()))?;
+            let settings = serde_json::to_string(&self.config.compress)
+                .map_err(|e| Error::Invalid(e.to_string()))?;
             let fp = digest(&[train_fp, m, &settings]);
             let key = format!("compress-{m}");
             if self.stages.reusable(&key, &fp, &[&path])

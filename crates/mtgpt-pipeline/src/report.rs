@@ -173,7 +173,10 @@ pub fn markdown(r: &ReportInputs) -> String {
     }
     if !r.stages.is_empty() {
         let _ = writeln!(md, "\n## Stages\n");
-        let _ = writeln!(md, "| stage | seconds | reused | what it did |\n| --- | --- | --- | --- |");
+        let _ = writeln!(
+            md,
+            "| stage | seconds | reused | what it did |\n| --- | --- | --- | --- |"
+        );
         for s in r.stages {
             let _ = writeln!(
                 md,

@@ -311,16 +311,18 @@ impl TaskData {
     ) -> Result<Vec<TaskStream>> {
         let mut streams = Vec::new();
         for (i, (t, f)) in self.config.tasks.iter().zip(formatters).enumerate() {
-            let path = self.split_file(i, "train").ok_or_else(|| {
-                Error::Invalid(format!("task `{}` has no training data", t.name))
-            })?;
+            let path = self
+                .split_file(i, "train")
+                .ok_or_else(|| Error::Invalid(format!("task `{}` has no training data", t.name)))?;
             let seed =
                 mtgpt_core::seed::derive_seed(self.config.seed, &format!("{seed_tag}/{}", t.name));
             let stream = if t.kind == TaskKind::Lm {
                 let task_id = tok.task_id(&t.name).unwrap_or(0) as i64;
                 TaskStream::tokens(read_token_file(&path)?, f.max_len() - 1, task_id, seed)
             } else {
-                let examples = self.examples(i, "train", with_augmented)?.unwrap_or_default();
+                let examples = self
+                    .examples(i, "train", with_augmented)?
+                    .unwrap_or_default();
                 TaskStream::examples(format_all(f, &examples)?, seed)
             };
             if stream.is_empty() {
@@ -394,6 +396,7 @@ fn reusable(
     tokenizer: &Path,
 ) -> Option<PrepManifest> {
     let manifest = cached_manifest(config, dir, opts)?;
-    let same = std::fs::read(dir.join(&manifest.tokenizer)).ok()? == std::fs::read(tokenizer).ok()?;
+    let same =
+        std::fs::read(dir.join(&manifest.tokenizer)).ok()? == std::fs::read(tokenizer).ok()?;
     same.then_some(manifest)
 }

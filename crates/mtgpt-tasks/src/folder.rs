@@ -5,8 +5,8 @@ use crate::error::{Error, Result};
 use crate::heads::{HeadSpec, MultiTaskModel};
 use mtgpt_core::{ModelConfig, TaskKind};
 use mtgpt_model::io::{load_weights, read_config, save_trunk, save_weights, write_text_atomically};
-use serde::{Deserialize, Serialize};
 use mtgpt_text::TextTokenizer;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use tch::Device;
 
@@ -98,7 +98,10 @@ pub fn resolve_model_dir(path: &Path) -> Result<ModelDir> {
         });
     }
     for (sub, why) in [
-        ("best", "the model that scored best on the validation splits"),
+        (
+            "best",
+            "the model that scored best on the validation splits",
+        ),
         ("model", "the last model of the run"),
     ] {
         let dir = path.join(sub);

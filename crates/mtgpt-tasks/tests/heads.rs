@@ -1,10 +1,10 @@
 //! Each head trains on a tiny synthetic task until its metric is near perfect, on a tiny
 //! trunk; `freeze_trunk` leaves the trunk untouched.
 use mtgpt_core::{Answer, Example, ModelConfig, Precision, TaskKind, TokenizerKind};
+use mtgpt_model::{GenerateConfig, generate};
 use mtgpt_tasks::{
     HeadSpec, MultiTaskModel, Target, TaskFormatter, best_span, predict_classes, predict_tags,
 };
-use mtgpt_model::{GenerateConfig, generate};
 use mtgpt_text::{TextTokenizer, TrainOptions};
 use rand::{Rng, SeedableRng};
 use std::sync::LazyLock;

@@ -5,8 +5,8 @@
 use crate::error::{Error, Result};
 use crate::optim::AdamW;
 use mtgpt_core::{Example, GenerateAugmentConfig, IGNORE_INDEX, ModelConfig, TaskKind};
-use mtgpt_tasks::{Formatted, HeadSpec, MultiTaskModel, Target, TaskFormatter, TaskHead};
 use mtgpt_model::generate::{GenerateConfig, generate};
+use mtgpt_tasks::{Formatted, HeadSpec, MultiTaskModel, Target, TaskFormatter, TaskHead};
 use mtgpt_text::TextTokenizer;
 use rand::seq::IndexedRandom as _;
 use serde::Serialize;

@@ -4,6 +4,7 @@
 //! across processes ([`dist`]; MPI behind the `mpi` feature).
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod dist;
 pub mod error;
 pub mod genaug;

@@ -1,6 +1,6 @@
 //! The data side of a run: the preprocessing stage (cached by its inputs), the tokenizer, one
 //! head per task and the training stream of every task.
-use super::TrainOptions;
+use super::options::TrainOptions;
 use crate::error::{Error, Result};
 use mtgpt_core::{Config, Example, ModelConfig, TaskKind};
 use mtgpt_tasks::data::format_all;
@@ -32,7 +32,9 @@ impl RunData {
 
     /// One formatter per task, in config order ([`mtgpt_tasks::max_len`] rule).
     pub fn formatters(&self) -> Result<Vec<TaskFormatter<'_>>> {
-        Ok(self.tasks.formatters(&self.tok, self.model_cfg.block_size)?)
+        Ok(self
+            .tasks
+            .formatters(&self.tok, self.model_cfg.block_size)?)
     }
 }
 
@@ -75,7 +77,11 @@ pub(crate) fn load_prepared(config: &Config, opts: &TrainOptions) -> Result<RunD
     data_from(config, &dir, manifest)
 }
 
-fn data_from(config: &Config, dir: &Path, manifest: mtgpt_text::prep::PrepManifest) -> Result<RunData> {
+fn data_from(
+    config: &Config,
+    dir: &Path,
+    manifest: mtgpt_text::prep::PrepManifest,
+) -> Result<RunData> {
     let tok = TextTokenizer::load(&dir.join("tokenizer.json"))?;
     let tasks = TaskData::from_manifest(config, dir, manifest)?;
     warn_single_label(&tasks)?;

@@ -1,69 +1,77 @@
 //! One training run in memory — model, loss weighting, optimizer, samplers, guard, streams and
 //! trainer state — and the named parts of the loop that [`super::train`] calls in order:
 //! generated examples, the optimizer step, logging, evaluation, checkpoints.
-use super::TrainOptions;
-use super::checkpoint::{
-    TrainerState, io_err, latest_checkpoint, read_checkpoint, save_model, write_checkpoint,
-};
-use super::data::{RunData, TaskRun, extend_stream, streams};
+use super::checkpoint::{TrainerState, save_model, write_checkpoint};
+use super::data::{RunData, TaskRun, streams};
+use super::options::TrainOptions;
 use super::step::{Phase, Snapshot, StepOut, run_step, sorted_vars};
 use super::summary::{RunLog, TrainSummary};
 use crate::dist::Distributed;
 use crate::error::{Error, Result};
-use crate::genaug::{AugmentOutcome, generate_examples};
+use crate::genaug::AugmentOutcome;
 use crate::guard::DivergenceGuard;
 use crate::optim::{AdamW, learning_rate};
 use crate::sampler::TaskSampler;
 use crate::weighting::LossWeighting;
-use mtgpt_core::{Config, Example, GenerateAugmentConfig, TaskKind};
+use mtgpt_core::{Config, GenerateAugmentConfig, TaskKind};
 use mtgpt_tasks::{HeadSpec, MultiTaskModel, ScoreLimits, TaskFormatter, TaskHead, aggregate};
-use mtgpt_text::prep::read_split;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::Tensor;
 
+/// What one optimizer step did: its task groups, the passes' outcome and the learning rate.
+pub(crate) struct StepDone {
+    plan: Vec<(usize, usize)>,
+    out: StepOut,
+    lr: f64,
+}
+
 /// A run between its set-up and its summary.
 pub(crate) struct Session<'a> {
-    config: &'a Config,
-    opts: &'a TrainOptions,
-    data: &'a RunData,
-    dist: Option<&'a Distributed>,
-    rank: usize,
-    world: usize,
+    pub(super) config: &'a Config,
+    pub(super) opts: &'a TrainOptions,
+    pub(super) data: &'a RunData,
+    pub(super) dist: Option<&'a Distributed>,
+    pub(super) rank: usize,
+    pub(super) world: usize,
     /// Rank 0: the one process that writes into `out`.
-    writer: bool,
-    formatters: Vec<TaskFormatter<'a>>,
-    runs: Vec<TaskRun>,
-    model: MultiTaskModel,
-    weighting: LossWeighting,
-    opt: AdamW,
+    pub(super) writer: bool,
+    pub(super) formatters: Vec<TaskFormatter<'a>>,
+    pub(super) runs: Vec<TaskRun>,
+    pub(super) model: MultiTaskModel,
+    pub(super) weighting: LossWeighting,
+    pub(super) opt: AdamW,
     /// Every variable, sorted by name (snapshots), and those that train.
-    all_vars: Vec<Tensor>,
-    trainable: Vec<Tensor>,
-    pretrain: Option<Phase>,
-    joint: Phase,
+    pub(super) all_vars: Vec<Tensor>,
+    pub(super) trainable: Vec<Tensor>,
+    pub(super) pretrain: Option<Phase>,
+    pub(super) joint: Phase,
     /// LM pretraining steps + joint steps.
-    pub(crate) total: usize,
-    guard: DivergenceGuard,
+    pub(super) total: usize,
+    pub(super) guard: DivergenceGuard,
     /// Tasks that get generated examples, and how.
-    augment_tasks: Vec<(usize, GenerateAugmentConfig)>,
-    pub(crate) state: TrainerState,
-    run_config: String,
-    snapshot: Option<Snapshot>,
-    log: Option<RunLog>,
-    pub(crate) stopped_early: bool,
-    final_scores: Vec<mtgpt_tasks::TaskScores>,
-    augmented: Vec<AugmentOutcome>,
-    tokens_seen: usize,
-    tick: Instant,
-    loop_started: Instant,
+    pub(super) augment_tasks: Vec<(usize, GenerateAugmentConfig)>,
+    pub(super) state: TrainerState,
+    pub(super) run_config: String,
+    pub(super) snapshot: Option<Snapshot>,
+    pub(super) log: Option<RunLog>,
+    pub(super) stopped_early: bool,
+    pub(super) final_scores: Vec<mtgpt_tasks::TaskScores>,
+    pub(super) augmented: Vec<AugmentOutcome>,
+    pub(super) tokens_seen: usize,
+    pub(super) tick: Instant,
+    pub(super) loop_started: Instant,
 }
 
 impl<'a> Session<'a> {
     /// Streams, model, loss weighting (its parameters join the optimizer), optimizer,
     /// samplers and guard of a fresh run.
-    pub(crate) fn new(config: &'a Config, opts: &'a TrainOptions, data: &'a RunData) -> Result<Self> {
+    pub(crate) fn new(
+        config: &'a Config,
+        opts: &'a TrainOptions,
+        data: &'a RunData,
+    ) -> Result<Self> {
         let c = &config.train;
         let dist = opts.dist.as_ref().filter(|d| d.comm.size() > 1);
         let (rank, world) = dist.map_or((0, 1), |d| (d.comm.rank(), d.comm.size()));
@@ -180,71 +188,18 @@ impl<'a> Session<'a> {
         })
     }
 
-    fn out(&self) -> &Path {
+    pub(super) fn out(&self) -> &Path {
         &self.opts.out
     }
 
-    fn augment_dir(&self) -> PathBuf {
+    pub(super) fn augment_dir(&self) -> PathBuf {
         self.out().join("augment")
     }
 
-    fn log(&mut self) -> &mut RunLog {
-        self.log.as_mut().expect("the log is opened before the loop")
-    }
-
-    /// Continues from the latest checkpoint: weights, moments, streams, samplers, weighting,
-    /// guard and generated examples as they were.
-    pub(crate) fn resume(&mut self) -> Result<()> {
-        let ckpt_dir = self.out().join("checkpoints");
-        let dir = latest_checkpoint(&ckpt_dir).ok_or_else(|| {
-            Error::Invalid(format!("--resume: no checkpoint in {}", ckpt_dir.display()))
-        })?;
-        self.state = read_checkpoint(&dir, &self.model, &mut self.opt)?;
-        let path = dir.join("trainer.json");
-        let state = &self.state;
-        let written_by = state.world_size.unwrap_or(1);
-        if written_by != self.world {
-            return Err(Error::Invalid(format!(
-                "{}: written by a job of {written_by} rank(s), this one has {}; resume with the \
-                 same number of ranks (the data order depends on it)",
-                path.display(),
-                self.world
-            )));
-        }
-        if state.streams.len() != self.runs.len() {
-            return Err(Error::Invalid(format!(
-                "{}: {} task streams, the config has {} tasks",
-                path.display(),
-                state.streams.len(),
-                self.runs.len()
-            )));
-        }
-        for name in &state.augmented {
-            let i = index_of(self.config, name)?;
-            let file = self.augment_dir().join(format!("{name}.jsonl"));
-            let examples = read_split(&file)?;
-            extend_stream(&mut self.runs[i], &self.formatters[i], &examples, false)?;
-        }
-        for (r, s) in self.runs.iter_mut().zip(&state.streams) {
-            r.stream.restore(*s);
-        }
-        let bad = |e: serde_json::Error| Error::Invalid(format!("{}: {e}", path.display()));
-        self.joint
-            .sampler
-            .restore(&serde_json::from_value(state.sampler.clone()).map_err(bad)?)?;
-        if let (Some(p), Some(s)) = (self.pretrain.as_mut(), state.pretrain_sampler.as_ref()) {
-            p.sampler
-                .restore(&serde_json::from_value(s.clone()).map_err(bad)?)?;
-        }
-        self.weighting
-            .restore(&serde_json::from_value(state.weighting.clone()).map_err(bad)?)?;
-        if let Some(g) = state.guard.clone() {
-            self.guard
-                .restore(g)
-                .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
-        }
-        tracing::info!("resumed from {} at step {}", dir.display(), self.state.step);
-        Ok(())
+    pub(super) fn log(&mut self) -> &mut RunLog {
+        self.log
+            .as_mut()
+            .expect("the log is opened before the loop")
     }
 
     /// Opens the log, takes the first good-state snapshot and starts the clocks: the time
@@ -271,50 +226,9 @@ impl<'a> Session<'a> {
         self.state.step >= self.total
     }
 
-    /// Generated examples join their task once the classifier is trained enough to filter.
-    pub(crate) fn augment_if_due(&mut self) -> Result<()> {
-        let step = self.state.step;
-        let c = &self.config.train;
-        for k in 0..self.augment_tasks.len() {
-            let (i, g) = self.augment_tasks[k].clone();
-            let name = self.runs[i].name.clone();
-            let at = c.pretrain_steps + (g.at_fraction * c.steps as f64) as usize;
-            if step != at || self.state.augmented.contains(&name) {
-                continue;
-            }
-            let train_examples = self.data.tasks.examples(i, "train", true)?.unwrap_or_default();
-            self.log()
-                .say(&format!("step {step}: generating {} examples for `{name}`", g.n));
-            let (examples, outcome) = generate_examples(
-                &self.model,
-                &self.data.model_cfg,
-                &self.data.tok,
-                &self.formatters[i],
-                &self.data.heads()[i],
-                &train_examples,
-                &g,
-                mtgpt_core::seed::derive_seed(self.config.seed, &format!("genaug/{name}")),
-                self.opts.device,
-            )?;
-            let dir = self.augment_dir();
-            std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-            write_augment_file(&dir.join(format!("{name}.jsonl")), &examples)?;
-            extend_stream(&mut self.runs[i], &self.formatters[i], &examples, true)?;
-            self.log().say(&format!(
-                "`{name}`: kept {} of {} generated examples (generator loss {:.3} → {:.3})",
-                outcome.kept, outcome.generated, outcome.finetune_loss.0, outcome.finetune_loss.1
-            ));
-            self.log()
-                .record(&json!({"step": step, "augment": outcome}))?;
-            self.state.augmented.push(name);
-            self.augmented.push(outcome);
-        }
-        Ok(())
-    }
-
     /// One optimizer step: the step's task plan, forward and backward passes, then the guard
     /// decides between an optimizer update and a restore of the last good state.
-    pub(crate) fn step(&mut self) -> Result<(Vec<(usize, usize)>, StepOut, f64)> {
+    pub(crate) fn step(&mut self) -> Result<StepDone> {
         let c = &self.config.train;
         let step = self.state.step;
         // Dropout draws depend on (seed, step) only, so a resumed run repeats them.
@@ -360,7 +274,7 @@ impl<'a> Session<'a> {
         }
         self.opt.zero_grad();
         self.state.step += 1;
-        Ok((plan, so, lr))
+        Ok(StepDone { plan, out: so, lr })
     }
 
     /// The guard saw a divergence: back to the last good state at a lower learning rate, or
@@ -392,7 +306,8 @@ impl<'a> Session<'a> {
     }
 
     /// The progress bar after every step, and a log line every `log_every` steps.
-    pub(crate) fn log_step(&mut self, plan: &[(usize, usize)], so: &StepOut, lr: f64) -> Result<()> {
+    pub(crate) fn log_step(&mut self, done_step: &StepDone) -> Result<()> {
+        let (plan, so, lr) = (&done_step.plan, &done_step.out, done_step.lr);
         let c = &self.config.train;
         let done = self.state.step;
         let total = self.total;
@@ -589,20 +504,10 @@ impl<'a> Session<'a> {
 }
 
 /// The index of task `name` in the config.
-fn index_of(config: &Config, name: &str) -> Result<usize> {
+pub(super) fn index_of(config: &Config, name: &str) -> Result<usize> {
     config
         .tasks
         .iter()
         .position(|t| t.name == name)
         .ok_or_else(|| Error::Invalid(format!("no task called `{name}` in the config")))
-}
-
-fn write_augment_file(path: &Path, examples: &[Example]) -> Result<()> {
-    let mut text = String::new();
-    for ex in examples {
-        text.push_str(&serde_json::to_string(ex).map_err(|e| Error::Invalid(e.to_string()))?);
-        text.push('\n');
-    }
-    mtgpt_model::io::write_text_atomically(path, &text)?;
-    Ok(())
 }
