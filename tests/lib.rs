@@ -49,6 +49,27 @@ pub fn mtgpt(args: &[&str]) -> Output {
         .expect("mtgpt starts")
 }
 
+/// Runs `mtgpt ARGS` from the repository root with `input` on its standard input.
+pub fn mtgpt_stdin(args: &[&str], input: &str) -> Output {
+    use std::io::Write as _;
+    let mut child = Command::new(mtgpt_bin())
+        .args(args)
+        .current_dir(repo_root())
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("mtgpt starts");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(input.as_bytes())
+        .expect("mtgpt reads its input");
+    child.wait_with_output().expect("mtgpt ends")
+}
+
 /// Standard output as text.
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()

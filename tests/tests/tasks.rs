@@ -258,30 +258,14 @@ train = "{0}/topic.jsonl"
     assert!(stderr(&o).contains("not a model folder"), "{}", stderr(&o));
 
     // `--input -` reads standard input, with a byte-order mark too; errors name <stdin>.
+    let run_dir = run.to_str().unwrap();
     let predict = |input: &str| {
-        let mut child = std::process::Command::new(mtgpt_e2e::mtgpt_bin())
-            .args([
-                "predict",
-                "--model",
-                run.to_str().unwrap(),
-                "--task",
-                "spam",
-            ])
-            .args(["--input", "-"])
-            .current_dir(mtgpt_e2e::repo_root())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        mtgpt_e2e::mtgpt_stdin(
+            &[
+                "predict", "--model", run_dir, "--task", "spam", "--input", "-",
+            ],
+            input,
+        )
     };
     let o = predict("\u{feff}{\"text\": \"message number 3 here\"}\n{\"text\": \"hello\"}\n");
     assert!(o.status.success(), "{}", stderr(&o));

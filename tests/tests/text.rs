@@ -1,26 +1,7 @@
 //! The text verbs of the `mtgpt` binary on real shipped data: segment, stem, normalize,
 //! tokenizer train/encode/decode, augment and prep.
-use mtgpt_e2e::{mtgpt_bin, repo_root, stderr, stdout};
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-
-fn run_stdin(args: &[&str], input: &str) -> Output {
-    let mut child = Command::new(mtgpt_bin())
-        .args(args)
-        .current_dir(repo_root())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
+use mtgpt_e2e::{mtgpt_stdin as run_stdin, stderr, stdout};
+use std::process::Output;
 
 fn ok(o: &Output) -> String {
     assert!(o.status.success(), "{}", stderr(o));
