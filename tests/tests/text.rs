@@ -1,6 +1,6 @@
 //! The text verbs of the `mtgpt` binary on real shipped data: segment, stem, normalize,
 //! tokenizer train/encode/decode, augment and prep.
-use mtgpt_e2e::{mtgpt_stdin as run_stdin, stderr, stdout};
+use mtgpt_e2e::{mtgpt_stdin as run_stdin, repo_root, stderr, stdout};
 use std::process::Output;
 
 fn ok(o: &Output) -> String {
