@@ -57,3 +57,20 @@ pub fn model_dir(path: &Path) -> anyhow::Result<PathBuf> {
     }
     Ok(m.dir)
 }
+
+/// The preprocessing folder of the run a model folder belongs to (`RUN/prep` beside
+/// `RUN/best` or `RUN/model`) with the options `mtgpt train` and `mtgpt run` make it with:
+/// task data reads it instead of preprocessing again when it matches the config and the
+/// model's tokenizer.
+pub fn run_prep(model: &Path) -> Option<(PathBuf, mtgpt_text::prep::PrepOptions)> {
+    let prep = model.parent()?.join("prep");
+    prep.join("prep.json").exists().then(|| {
+        (
+            prep,
+            mtgpt_text::prep::PrepOptions {
+                lexicons: crate::text::default_lexicons(),
+                skip_bad: false,
+            },
+        )
+    })
+}

@@ -44,6 +44,7 @@ pub fn compress(a: &CompressArgs) -> anyhow::Result<()> {
         split: a.split.clone(),
         eval_examples: a.eval_examples,
         speed_runs: a.speed_runs,
+        prepared: crate::args::run_prep(&model),
         ..CompressOptions::default()
     };
     let report = run_compress(&model, &config, method, &a.out, &opts)?;

@@ -207,13 +207,8 @@ pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
     let config = a.config.load()?;
     let dir = crate::args::model_dir(&a.model)?;
     let (model, heads, tok) = load(&dir)?;
-    // A run folder's own preprocessing is read when it is of this config and tokenizer.
-    let run_prep = dir.parent().map(|p| p.join("prep"));
-    let popts = mtgpt_text::prep::PrepOptions {
-        lexicons: crate::text::default_lexicons(),
-        skip_bad: false,
-    };
-    let prepared = run_prep.as_deref().map(|p| (p, &popts));
+    let run_prep = crate::args::run_prep(&dir);
+    let prepared = run_prep.as_ref().map(|(p, o)| (p.as_path(), o));
     let scored = TaskData::for_model(&config, &heads, &dir.join("tokenizer.json"), prepared)
         .and_then(|data| {
             let limits = ScoreLimits {
