@@ -68,7 +68,7 @@ pub fn run_prep(model: &Path) -> Option<(PathBuf, mtgpt_text::prep::PrepOptions)
         (
             prep,
             mtgpt_text::prep::PrepOptions {
-                lexicons: crate::text::default_lexicons(),
+                lexicons: mtgpt_text::augment::default_lexicons(),
                 skip_bad: false,
             },
         )

@@ -31,7 +31,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     opts.compress = !a.no_compress;
     opts.fresh = a.fresh;
     opts.samples = a.samples;
-    opts.lexicons = crate::text::default_lexicons();
+    opts.lexicons = mtgpt_text::augment::default_lexicons();
     opts.device = crate::args::device();
     opts.progress = true;
     opts.config_path = Some(a.target.config.config.clone());

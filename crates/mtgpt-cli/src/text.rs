@@ -300,21 +300,6 @@ pub struct AugmentArgs {
     skip_bad: bool,
 }
 
-/// Default lexicon files: the full fetched ones when present, else the shipped samples.
-pub fn default_lexicons() -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for name in ["en_synonyms.txt", "zh_synonyms.txt"] {
-        let full = PathBuf::from("data/full/lexicon").join(name);
-        let sample = PathBuf::from("data/lexicon").join(name);
-        if full.exists() {
-            out.push(full);
-        } else if sample.exists() {
-            out.push(sample);
-        }
-    }
-    out
-}
-
 /// Writes augmented copies of a JSONL file to stdout.
 pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
     for (flag, p) in [
@@ -335,7 +320,7 @@ pub fn augment(a: &AugmentArgs) -> anyhow::Result<()> {
         })?,
     };
     let paths = if a.lexicons.is_empty() {
-        default_lexicons()
+        mtgpt_text::augment::default_lexicons()
     } else {
         a.lexicons.clone()
     };
@@ -417,7 +402,7 @@ pub fn prep(a: &PrepArgs) -> anyhow::Result<()> {
     };
     let started = std::time::Instant::now();
     let opts = mtgpt_text::prep::PrepOptions {
-        lexicons: default_lexicons(),
+        lexicons: mtgpt_text::augment::default_lexicons(),
         skip_bad: a.skip_bad,
     };
     let m = mtgpt_text::prep::prepare(&config, &out, &opts)?;

@@ -113,7 +113,7 @@ pub struct TransferArgs {
 
 fn options(out: &std::path::Path) -> TrainOptions {
     let mut opts = TrainOptions::new(out);
-    opts.lexicons = crate::text::default_lexicons();
+    opts.lexicons = mtgpt_text::augment::default_lexicons();
     opts.device = crate::args::device();
     opts
 }

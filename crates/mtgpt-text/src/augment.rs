@@ -14,7 +14,7 @@ use rand::Rng;
 use rand::seq::IndexedRandom;
 use std::collections::HashMap;
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Synonym groups and an index from word to the groups that contain it.
 #[derive(Debug, Clone, Default)]
@@ -488,6 +488,22 @@ pub fn load_lexicons(paths: &[&Path]) -> crate::Result<Lexicon> {
         }
     }
     Ok(lex)
+}
+
+/// The project's synonym lexicons, relative to the working folder: the full fetched ones
+/// (`data/full/lexicon/`) when present, else the shipped samples (`data/lexicon/`).
+pub fn default_lexicons() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for name in ["en_synonyms.txt", "zh_synonyms.txt"] {
+        let full = PathBuf::from("data/full/lexicon").join(name);
+        let sample = PathBuf::from("data/lexicon").join(name);
+        if full.exists() {
+            out.push(full);
+        } else if sample.exists() {
+            out.push(sample);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
