@@ -25,7 +25,7 @@ pub use stages::StageTiming;
 
 use mtgpt_core::{Config, TaskKind};
 use mtgpt_tasks::{MultiTaskModel, Sample, ScoreLimits, TaskData, TaskScores};
-use mtgpt_text::TextTokenizer;
+use mtgpt_text::prep::PrepOptions;
 use mtgpt_train::report::{read_curves, write_curves};
 use mtgpt_train::trainer::{RunData, TrainOptions, latest_checkpoint, load_data, train_on};
 use serde::{Deserialize, Serialize};
@@ -250,16 +250,12 @@ impl Pipeline<'_> {
     /// Stage 2, preprocessing and tokenizer (cached by their own fingerprint); the data is kept
     /// for the stages after it.
     fn prep(&mut self) -> Result<RunData> {
-        let out = &self.opts.out;
         if self.opts.fresh {
             // Without its manifest the preprocessing folder is never taken as a cache.
-            let _ = std::fs::remove_file(out.join("prep/prep.json"));
+            let _ = std::fs::remove_file(self.prepared().0.join("prep.json"));
         }
-        let manifest = out.join("prep/prep.json");
-        let before = std::fs::metadata(&manifest).and_then(|m| m.modified()).ok();
         let data = load_data(self.config, &self.train_opts)?;
-        let after = std::fs::metadata(&manifest).and_then(|m| m.modified()).ok();
-        let reused = before.is_some() && before == after;
+        let reused = data.prep_reused;
         let n = data.tasks.config.tasks.len();
         self.stages.end(
             reused,
@@ -313,23 +309,21 @@ impl Pipeline<'_> {
         Ok((train_fp, summary))
     }
 
-    /// The task data of a model folder that this run trained: `OUT/prep` read as it is.
-    fn task_data(&self, model: &Path, heads: &[mtgpt_tasks::TaskHead]) -> Result<TaskData> {
-        let prep = mtgpt_train::trainer::data::prep_dir(&self.train_opts);
-        let popts = mtgpt_train::trainer::data::prep_options(&self.train_opts);
-        Ok(TaskData::for_model(
-            self.config,
-            heads,
-            &model.join("tokenizer.json"),
-            Some((&prep, &popts)),
-        )?)
+    /// This run's preprocessing folder and the options it is made with.
+    fn prepared(&self) -> (PathBuf, PrepOptions) {
+        (
+            mtgpt_train::trainer::data::prep_dir(&self.train_opts),
+            mtgpt_train::trainer::data::prep_options(&self.train_opts),
+        )
     }
 
-    /// Scores `model` on the test splits of the tasks `keep` accepts.
+    /// Scores `model` (a model folder this run trained, so `OUT/prep` is read as it is) on the
+    /// test splits of the tasks `keep` accepts.
     fn score(&self, model: &Path, keep: impl Fn(&str) -> bool) -> Result<(Scored, bool)> {
-        let (m, heads) = MultiTaskModel::load(model, self.opts.device)?;
-        let tok = TextTokenizer::load(&model.join("tokenizer.json"))?;
-        let mut data = self.task_data(model, &heads)?;
+        let (m, heads, tok) = MultiTaskModel::load_with_tokenizer(model, self.opts.device)?;
+        let (prep, popts) = self.prepared();
+        let tokenizer = model.join("tokenizer.json");
+        let mut data = TaskData::for_model(self.config, &heads, &tokenizer, Some((&prep, &popts)))?;
         data.retain_tasks(keep);
         let limits = ScoreLimits {
             max_examples: None,
@@ -450,10 +444,7 @@ impl Pipeline<'_> {
                 &mtgpt_compress::CompressOptions {
                     device: self.opts.device,
                     before_scores,
-                    prepared: Some((
-                        mtgpt_train::trainer::data::prep_dir(&self.train_opts),
-                        mtgpt_train::trainer::data::prep_options(&self.train_opts),
-                    )),
+                    prepared: Some(self.prepared()),
                     ..Default::default()
                 },
             )?;

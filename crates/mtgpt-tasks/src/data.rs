@@ -174,17 +174,12 @@ impl TaskData {
                 "the model serves none of the config's tasks (it serves {names:?})"
             )));
         }
-        let heads = config
+        // Every task left has a head (the retain above), in config order.
+        let heads: Vec<TaskHead> = config
             .tasks
             .iter()
-            .map(|t| {
-                served
-                    .iter()
-                    .find(|h| h.name == t.name)
-                    .cloned()
-                    .ok_or_else(|| Error::Invalid(format!("no head for task `{}`", t.name)))
-            })
-            .collect::<Result<Vec<_>>>()?;
+            .filter_map(|t| served.iter().find(|h| h.name == t.name).cloned())
+            .collect();
         if let Some((dir, manifest)) = reuse {
             return Ok(TaskData {
                 config,

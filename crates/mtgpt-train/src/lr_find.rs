@@ -8,7 +8,7 @@
 use crate::error::{Error, Result};
 use crate::optim::AdamW;
 use crate::report::{Series, line_chart};
-use crate::trainer::{TrainOptions, formatters, load_data, run_step, sorted_vars, streams};
+use crate::trainer::{TrainOptions, load_data, run_step, sorted_vars, streams};
 use crate::weighting::LossWeighting;
 use mtgpt_core::{Config, WeightingConfig, WeightingStrategy};
 use mtgpt_tasks::{HeadSpec, MultiTaskModel, TaskHead};
@@ -110,7 +110,7 @@ pub fn lr_find(config: &Config, opts: &TrainOptions, lf: &LrFindOptions) -> Resu
         source: e,
     })?;
     let data = load_data(config, opts)?;
-    let fmts = formatters(&data)?;
+    let fmts = data.formatters()?;
     let mut runs = streams(&data, &fmts)?;
     tch::manual_seed(config.seed as i64);
     let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();

@@ -17,6 +17,9 @@ pub struct RunData {
     pub tok: TextTokenizer,
     /// The model config with the tokenizer's vocabulary size.
     pub model_cfg: ModelConfig,
+    /// Whether the preprocessing folder was read as it was (inputs unchanged) rather than
+    /// made in this call.
+    pub prep_reused: bool,
 }
 
 impl RunData {
@@ -60,7 +63,7 @@ pub fn load_data(config: &Config, opts: &TrainOptions) -> Result<RunData> {
     if cached {
         tracing::info!("preprocessing: inputs unchanged, reusing {}", dir.display());
     }
-    data_from(config, &dir, manifest)
+    data_from(config, &dir, manifest, cached)
 }
 
 /// [`load_data`] for ranks other than 0 of a distributed job: rank 0's preprocessing is read,
@@ -74,13 +77,14 @@ pub(crate) fn load_prepared(config: &Config, opts: &TrainOptions) -> Result<RunD
             dir.display()
         ))
     })?;
-    data_from(config, &dir, manifest)
+    data_from(config, &dir, manifest, true)
 }
 
 fn data_from(
     config: &Config,
     dir: &Path,
     manifest: mtgpt_text::prep::PrepManifest,
+    prep_reused: bool,
 ) -> Result<RunData> {
     let tok = TextTokenizer::load(&dir.join("tokenizer.json"))?;
     let tasks = TaskData::from_manifest(config, dir, manifest)?;
@@ -91,12 +95,8 @@ fn data_from(
         tasks,
         tok,
         model_cfg,
+        prep_reused,
     })
-}
-
-/// One formatter per task, in config order.
-pub fn formatters<'a>(data: &'a RunData) -> Result<Vec<TaskFormatter<'a>>> {
-    data.formatters()
 }
 
 /// One task's training stream and what the loop needs to know of the task.

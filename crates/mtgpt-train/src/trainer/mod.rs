@@ -22,7 +22,7 @@ pub mod summary;
 
 pub use checkpoint::latest_checkpoint;
 pub(crate) use data::streams;
-pub use data::{RunData, formatters, load_data};
+pub use data::{RunData, load_data};
 pub use options::TrainOptions;
 pub(crate) use step::{run_step, sorted_vars};
 pub use summary::TrainSummary;
