@@ -69,6 +69,8 @@ enum Command {
     Run(run::RunArgs),
     /// Train one trunk jointly on every task of a config.
     Train(train::TrainArgs),
+    /// Pretrain a base model on large LM corpora, for `[model] init` of later runs.
+    Pretrain(train::PretrainArgs),
     /// Learning-rate range test: suggests a learning rate and plots loss against it.
     LrFind(train::LrFindArgs),
     /// Joint training against each task trained alone, side by side.
@@ -162,6 +164,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(cmd) => model::bench(&cmd),
         Command::Run(args) => run::run(&args),
         Command::Train(args) => train::train(&args),
+        Command::Pretrain(args) => train::pretrain(&args),
         Command::LrFind(args) => train::lr_find(&args),
         Command::Transfer(args) => train::transfer(&args),
         Command::Predict(args) => tasks::predict(&args),

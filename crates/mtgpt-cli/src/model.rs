@@ -123,6 +123,10 @@ pub struct GenerateArgs {
     /// Extra stop text (must be one token, e.g. `<|sep|>`); `<|endoftext|>` always stops.
     #[arg(long)]
     stop: Vec<String>,
+    /// Print the continuation's token ids (comma-separated, one line per prompt) instead of
+    /// the text.
+    #[arg(long)]
+    print_ids: bool,
     /// Seed.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -161,6 +165,11 @@ pub fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
     };
     let outs = generate(&m.gpt, &prompts, sp.pad as i64, &cfg)?;
     for (p, o) in a.prompt.iter().zip(outs) {
+        if a.print_ids {
+            let ids: Vec<String> = o.iter().map(i64::to_string).collect();
+            println!("{}", ids.join(","));
+            continue;
+        }
         let ids: Vec<u32> = o.iter().map(|&i| i as u32).collect();
         println!("{p}{}", tok.decode(&ids, true)?);
     }
@@ -210,12 +219,34 @@ pub struct ImportArgs {
 /// Reads a Hugging Face GPT-2 folder into a model folder.
 pub fn import(a: &ImportArgs) -> anyhow::Result<()> {
     let m = Model::load(&a.hf, Device::Cpu)?;
-    m.save(&a.out)?;
-    if !mtgpt_model::io::copy_tokenizer(&a.hf, &a.out)? {
+    let tok_path = a.hf.join("tokenizer.json");
+    if !tok_path.exists() {
+        m.save(&a.out)?;
         tracing::warn!(
             "{} has no tokenizer.json: add one (mtgpt tokenizer train) before generating",
             a.hf.display()
         );
+    } else {
+        // A tokenizer from elsewhere (GPT-2's has only <|endoftext|>) gets mtgpt's special
+        // tokens; the embedding grows by as many mean-initialised rows.
+        let (tok, added) = mtgpt_text::TextTokenizer::load_with_tokens(&tok_path, &[])?;
+        if added.is_empty() {
+            m.save(&a.out)?;
+            mtgpt_model::io::copy_tokenizer(&a.hf, &a.out)?;
+        } else {
+            let mut config = m.gpt.config.clone();
+            config.vocab_size = tok.vocab_size().max(config.vocab_size);
+            let grown = Model::new(&config, Device::Cpu)?;
+            mtgpt_model::io::init_trunk(&grown.vs, &a.hf)?;
+            grown.save(&a.out)?;
+            tok.save(&a.out.join("tokenizer.json"))?;
+            tracing::info!(
+                "appended {} token(s) the tokenizer lacked ({}); the embedding has {} rows now",
+                added.len(),
+                added.join(" "),
+                config.vocab_size
+            );
+        }
     }
     tracing::info!(
         "{} parameters imported → {}",

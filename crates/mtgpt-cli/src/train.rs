@@ -111,6 +111,57 @@ pub struct TransferArgs {
     target: ConfigOutArgs,
 }
 
+/// `mtgpt pretrain`.
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    #[command(flatten)]
+    config: crate::args::ConfigArgs,
+    /// The base model folder to write (the trunk, its tokenizer and pretrain.json), for
+    /// `[model] init` of later runs.
+    #[arg(long)]
+    out: std::path::PathBuf,
+    /// The run folder: checkpoints, prep/ and metrics.jsonl (default: runs/<name>-pretrain).
+    #[arg(long)]
+    work: Option<std::path::PathBuf>,
+    /// Continue from the latest checkpoint in the run folder.
+    #[arg(long)]
+    resume: bool,
+    /// Steps between log lines.
+    #[arg(long, default_value_t = 50)]
+    log_every: usize,
+    /// No progress bar (it is only drawn when stderr is a terminal anyway).
+    #[arg(long)]
+    no_progress: bool,
+}
+
+/// Pretrains a base on the config's LM corpora and prints what it made.
+pub fn pretrain(a: &PretrainArgs) -> anyhow::Result<()> {
+    let config = a.config.load()?;
+    let work = a
+        .work
+        .clone()
+        .unwrap_or_else(|| config.run_dir("-pretrain"));
+    let mut opts = options(&work);
+    opts.resume = a.resume;
+    opts.log_every = a.log_every;
+    opts.progress = !a.no_progress;
+    opts.report = false;
+    let r = mtgpt_train::pretrain::pretrain(&config, &opts, &a.out)?;
+    for (task, ppl) in &r.valid_perplexity {
+        println!("{task:<16} valid perplexity={ppl:.2}");
+    }
+    println!(
+        "steps={} tokens_seen={} seconds={:.1} parameters={} base={} run={}",
+        r.steps,
+        r.tokens_seen,
+        r.seconds,
+        r.parameters,
+        a.out.display(),
+        work.display()
+    );
+    Ok(())
+}
+
 fn options(out: &std::path::Path) -> TrainOptions {
     let mut opts = TrainOptions::new(out);
     opts.lexicons = mtgpt_text::augment::default_lexicons();

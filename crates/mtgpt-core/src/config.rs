@@ -97,6 +97,10 @@ pub struct ModelSection {
     /// `d_ff` everywhere.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_d_ff: Option<Vec<usize>>,
+    /// Start the trunk from this model folder (an mtgpt model or run folder, a base written by
+    /// `mtgpt pretrain`, or a Hugging Face GPT-2 folder); its shape and tokenizer are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
 }
 
 /// The resolved shape and numerics of the GPT trunk.
@@ -232,6 +236,102 @@ impl ModelConfig {
         embeddings + blocks + 2 * d
     }
 
+    /// The shape in a GPT-2 `config.json` (ours or Hugging Face's `save_pretrained`); the
+    /// error names the key. Settings GPT-2 has and mtgpt does not implement are refused.
+    pub fn from_hf_json(v: &serde_json::Value) -> Result<Self, String> {
+        use serde_json::Value;
+        let bad = |key: &str, why: &str| format!("key `{key}`: {why}");
+        let num = |key: &str| -> Result<usize, String> {
+            v.get(key)
+                .and_then(Value::as_u64)
+                .map(|n| n as usize)
+                .ok_or_else(|| bad(key, "missing or not a whole number"))
+        };
+        if let Some(t) = v.get("model_type").and_then(Value::as_str)
+            && t != "gpt2"
+        {
+            return Err(bad("model_type", &format!("`{t}` is not gpt2")));
+        }
+        if let Some(a) = v.get("activation_function").and_then(Value::as_str)
+            && !matches!(a, "gelu_new" | "gelu_pytorch_tanh")
+        {
+            return Err(bad(
+                "activation_function",
+                &format!("`{a}` is not supported (gelu_new only)"),
+            ));
+        }
+        for key in [
+            "scale_attn_by_inverse_layer_idx",
+            "reorder_and_upcast_attn",
+            "add_cross_attention",
+        ] {
+            if v.get(key).and_then(Value::as_bool) == Some(true) {
+                return Err(bad(
+                    key,
+                    "true is not supported (mtgpt implements plain GPT-2)",
+                ));
+            }
+        }
+        if v.get("scale_attn_weights").and_then(Value::as_bool) == Some(false) {
+            return Err(bad(
+                "scale_attn_weights",
+                "false is not supported (mtgpt scales attention by 1/sqrt(head width))",
+            ));
+        }
+        if v.get("tie_word_embeddings").and_then(Value::as_bool) == Some(false) {
+            return Err(bad(
+                "tie_word_embeddings",
+                "false is not supported (mtgpt ties the LM head to the token embedding)",
+            ));
+        }
+        let d_model = num("n_embd")?;
+        let mut c = ModelConfig {
+            n_layer: num("n_layer")?,
+            n_head: num("n_head")?,
+            d_model,
+            d_ff: v
+                .get("n_inner")
+                .and_then(Value::as_u64)
+                .map_or(4 * d_model, |n| n as usize),
+            block_size: num("n_positions")?,
+            vocab_size: num("vocab_size")?,
+            dropout: v.get("resid_pdrop").and_then(Value::as_f64).unwrap_or(0.1),
+            layer_norm_eps: v
+                .get("layer_norm_epsilon")
+                .and_then(Value::as_f64)
+                .unwrap_or(1e-5),
+            precision: Precision::Fp32,
+            layer_heads: Vec::new(),
+            layer_d_ff: Vec::new(),
+        };
+        if let Some(p) = v.pointer("/mtgpt/precision") {
+            c.precision = serde_json::from_value(p.clone())
+                .map_err(|e| bad("mtgpt.precision", &e.to_string()))?;
+        }
+        for (key, field) in [
+            ("layer_heads", &mut c.layer_heads),
+            ("layer_d_ff", &mut c.layer_d_ff),
+        ] {
+            if let Some(x) = v.pointer(&format!("/mtgpt/{key}")) {
+                *field = serde_json::from_value(x.clone()).map_err(|e| {
+                    bad(
+                        &format!("mtgpt.{key}"),
+                        &format!("expected a list of whole numbers ({e})"),
+                    )
+                })?;
+            }
+        }
+        if c.n_head == 0 || c.d_model % c.n_head != 0 {
+            return Err(bad(
+                "n_head",
+                &format!("{} does not divide n_embd {}", c.n_head, c.d_model),
+            ));
+        }
+        c.check_layer_shapes()
+            .map_err(|e| e.replacen("model.", "mtgpt.", 1))?;
+        Ok(c)
+    }
+
     fn apply(section: &ModelSection) -> Self {
         let mut m = Self::preset(section.preset);
         let width_given = section.d_model.is_some();
@@ -283,6 +383,7 @@ impl ModelConfig {
             precision: Some(self.precision),
             layer_heads: (!self.layer_heads.is_empty()).then(|| self.layer_heads.clone()),
             layer_d_ff: (!self.layer_d_ff.is_empty()).then(|| self.layer_d_ff.clone()),
+            init: None,
         }
     }
 }
@@ -482,6 +583,10 @@ pub struct TrainConfig {
     pub grad_accum: usize,
     /// Peak learning rate.
     pub lr: f64,
+    /// The trunk's learning rate (every `transformer.*` weight, the token embedding included)
+    /// as a fraction of `lr`; heads and loss weights train at `lr`. Below 1 keeps a pretrained
+    /// trunk (`model.init`) close to where it started while new heads learn fast.
+    pub trunk_lr_factor: f64,
     /// Final learning rate as a share of `lr`.
     pub min_lr_ratio: f64,
     /// Linear warmup steps.
@@ -531,6 +636,7 @@ impl Default for TrainConfig {
             grad_accum: 1,
             lr: 3e-4,
             min_lr_ratio: 0.1,
+            trunk_lr_factor: 1.0,
             warmup_steps: 100,
             schedule: Schedule::Cosine,
             weight_decay: 0.1,
@@ -736,6 +842,8 @@ pub struct Config {
     pub preset: Preset,
     /// Resolved model shape.
     pub model: ModelConfig,
+    /// `model.init`: the folder the trunk starts from (its shape is `model`).
+    pub init: Option<PathBuf>,
     /// Tokenizer settings.
     pub tokenizer: TokenizerConfig,
     /// Preprocessing settings.
@@ -757,6 +865,7 @@ impl Config {
             seed: file.seed,
             preset: file.model.preset,
             model: ModelConfig::apply(&file.model),
+            init: file.model.init.clone(),
             tokenizer: file.tokenizer,
             preprocess: file.preprocess,
             train: file.train,
@@ -772,7 +881,10 @@ impl Config {
         ConfigFile {
             name: self.name.clone(),
             seed: self.seed,
-            model: self.model.to_section(self.preset),
+            model: ModelSection {
+                init: self.init.clone(),
+                ..self.model.to_section(self.preset)
+            },
             tokenizer: self.tokenizer.clone(),
             preprocess: self.preprocess.clone(),
             train: self.train.clone(),

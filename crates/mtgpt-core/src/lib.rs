@@ -36,6 +36,7 @@ pub use config::{
     WeightingConfig, WeightingStrategy,
 };
 pub use error::{Error, Result};
+pub use load::{init_folder, init_shape};
 pub use task::{Answer, Batch, Example, IGNORE_INDEX, Targets, TaskKind};
 
 /// Languages of the Snowball stemmers (rust-stemmers), as written in a task's `stem` key.

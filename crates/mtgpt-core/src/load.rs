@@ -1,6 +1,9 @@
 //! Reading configs: TOML parsing with file/line/key errors, `--set` overrides, validation.
+mod init;
 mod source;
 mod validate;
+
+pub use init::{init_folder, init_shape};
 
 use crate::config::{Config, ConfigFile};
 use crate::error::{Error, Result};
@@ -42,7 +45,9 @@ impl Config {
             })?;
             (parsed, keys)
         };
-        let config = Config::from_file(parsed, Some(file.to_path_buf()));
+        let section = parsed.model.clone();
+        let mut config = Config::from_file(parsed, Some(file.to_path_buf()));
+        init::apply_init(&mut config, &section, &source, &overridden)?;
         validate(&config, &source, &overridden)?;
         Ok(config)
     }

@@ -2,7 +2,7 @@
 //! tensors, GPT-2 `config.json` and variable stores. Both [`crate::io`] (whole models) and
 //! [`crate::compact`] (compact weight formats) build on this file, so neither needs the other.
 use crate::error::{Error, Result};
-use mtgpt_core::{ModelConfig, Precision};
+use mtgpt_core::ModelConfig;
 use safetensors::{Dtype, SafeTensors, View};
 use serde_json::{Value, json};
 use std::borrow::Cow;
@@ -188,74 +188,10 @@ pub fn hf_config(c: &ModelConfig) -> Value {
     v
 }
 
-/// Reads a GPT-2 `config.json` (ours or Hugging Face's) into a model config.
+/// Reads a GPT-2 `config.json` (ours or Hugging Face's) into a model config; errors name
+/// `path` and the key.
 pub fn config_from_hf(v: &Value, path: &Path) -> Result<ModelConfig> {
-    let bad = |key: &str, why: &str| Error::checkpoint(path, format!("key `{key}`: {why}"));
-    let num = |key: &str| -> Result<usize> {
-        v.get(key)
-            .and_then(Value::as_u64)
-            .map(|n| n as usize)
-            .ok_or_else(|| bad(key, "missing or not a whole number"))
-    };
-    if let Some(t) = v.get("model_type").and_then(Value::as_str)
-        && t != "gpt2"
-    {
-        return Err(bad("model_type", &format!("`{t}` is not gpt2")));
-    }
-    if let Some(a) = v.get("activation_function").and_then(Value::as_str)
-        && !matches!(a, "gelu_new" | "gelu_pytorch_tanh")
-    {
-        return Err(bad(
-            "activation_function",
-            &format!("`{a}` is not supported (gelu_new only)"),
-        ));
-    }
-    let d_model = num("n_embd")?;
-    let mut c = ModelConfig {
-        n_layer: num("n_layer")?,
-        n_head: num("n_head")?,
-        d_model,
-        d_ff: v
-            .get("n_inner")
-            .and_then(Value::as_u64)
-            .map_or(4 * d_model, |n| n as usize),
-        block_size: num("n_positions")?,
-        vocab_size: num("vocab_size")?,
-        dropout: v.get("resid_pdrop").and_then(Value::as_f64).unwrap_or(0.1),
-        layer_norm_eps: v
-            .get("layer_norm_epsilon")
-            .and_then(Value::as_f64)
-            .unwrap_or(1e-5),
-        precision: Precision::Fp32,
-        layer_heads: Vec::new(),
-        layer_d_ff: Vec::new(),
-    };
-    if let Some(p) = v.pointer("/mtgpt/precision") {
-        c.precision = serde_json::from_value(p.clone())
-            .map_err(|e| bad("mtgpt.precision", &e.to_string()))?;
-    }
-    for (key, field) in [
-        ("layer_heads", &mut c.layer_heads),
-        ("layer_d_ff", &mut c.layer_d_ff),
-    ] {
-        if let Some(x) = v.pointer(&format!("/mtgpt/{key}")) {
-            *field = serde_json::from_value(x.clone()).map_err(|e| {
-                bad(
-                    &format!("mtgpt.{key}"),
-                    &format!("expected a list of whole numbers ({e})"),
-                )
-            })?;
-        }
-    }
-    if c.n_head == 0 || c.d_model % c.n_head != 0 {
-        return Err(bad(
-            "n_head",
-            &format!("{} does not divide n_embd {}", c.n_head, c.d_model),
-        ));
-    }
-    c.check_layer_shapes()
-        .map_err(|e| Error::checkpoint(path, e.replacen("model.", "mtgpt.", 1)))?;
-    Ok(c)
+    ModelConfig::from_hf_json(v).map_err(|e| Error::checkpoint(path, e))
 }
 
 /// Writes the variables of `vs` whose names start with `prefix` to a safetensors file.

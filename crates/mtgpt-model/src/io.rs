@@ -44,6 +44,14 @@ impl Model {
     /// [`crate::compact`]) onto `device`. Every weight must be present with its shape; GPT-2's attention-mask buffers and tied `lm_head.weight` are
     /// ignored; anything else unexpected is an error.
     pub fn load(dir: &Path, device: Device) -> Result<Self> {
+        if !dir.join(WEIGHTS).exists() && dir.join("pytorch_model.bin").exists() {
+            return Err(Error::checkpoint(
+                dir.join("pytorch_model.bin"),
+                "a Python pickle, which mtgpt never unpickles; convert the folder once with \
+                 Python: `GPT2LMHeadModel.from_pretrained(DIR).save_pretrained(DIR, \
+                 safe_serialization=True)` (writes model.safetensors)",
+            ));
+        }
         let config = read_config(dir)?;
         let mut model = Model::new(&config, device)?;
         crate::compact::load_trunk(&mut model.gpt, &model.vs, dir)?;
@@ -88,4 +96,66 @@ pub fn copy_tokenizer(from: &Path, to: &Path) -> Result<bool> {
         }
     }
     Ok(copied)
+}
+
+/// What [`init_trunk`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InitReport {
+    /// Tensors copied from the folder.
+    pub tensors: usize,
+    /// Token-embedding rows the folder lacked (new special and task tokens), set to the mean
+    /// of its rows.
+    pub new_rows: usize,
+}
+
+/// Sets the trunk variables (`transformer.*`) of `vs` to the weights of the model folder
+/// `dir` (any form [`Model::load`] reads). Every shape must agree except the token
+/// embedding, which may have more rows than the folder's: the rows it has are copied, and
+/// each new row (a token appended to the folder's tokenizer) starts as the mean of them, so
+/// new tokens begin as an average token rather than as noise; the LM head stays tied.
+pub fn init_trunk(vs: &nn::VarStore, dir: &Path) -> Result<InitReport> {
+    let src = Model::load(dir, Device::Cpu)?;
+    let mut from: std::collections::HashMap<String, tch::Tensor> =
+        src.vs.variables().into_iter().collect();
+    let mut vars: Vec<(String, tch::Tensor)> = vs
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("transformer."))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut report = InitReport {
+        tensors: 0,
+        new_rows: 0,
+    };
+    let weights = dir.join(WEIGHTS);
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in vars.iter_mut() {
+            let t = from
+                .remove(name.as_str())
+                .ok_or_else(|| Error::checkpoint(&weights, format!("has no tensor `{name}`")))?;
+            let (want, have) = (var.size(), t.size());
+            let t = t.to_device(var.device()).to_kind(var.kind());
+            if want == have {
+                var.f_copy_(&t)?;
+            } else if name == "transformer.wte.weight"
+                && want.len() == 2
+                && want[1] == have[1]
+                && want[0] > have[0]
+            {
+                var.narrow(0, 0, have[0]).f_copy_(&t)?;
+                let mean = t.mean_dim(0, true, t.kind());
+                var.narrow(0, have[0], want[0] - have[0])
+                    .f_copy_(&mean.expand([want[0] - have[0], want[1]], false))?;
+                report.new_rows = (want[0] - have[0]) as usize;
+            } else {
+                return Err(Error::checkpoint(
+                    &weights,
+                    format!("tensor `{name}` is {have:?}, the model needs {want:?}"),
+                ));
+            }
+            report.tensors += 1;
+        }
+        Ok(())
+    })?;
+    Ok(report)
 }

@@ -313,7 +313,9 @@ impl TaskData {
                 mtgpt_core::seed::derive_seed(self.config.seed, &format!("{seed_tag}/{}", t.name));
             let stream = if t.kind == TaskKind::Lm {
                 let task_id = tok.task_id(&t.name).unwrap_or(0) as i64;
-                TaskStream::tokens(read_token_file(&path)?, f.max_len() - 1, task_id, seed)
+                let buf = crate::stream::TokenBuf::map(&path)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+                TaskStream::token_buf(buf, f.max_len() - 1, task_id, seed)
             } else {
                 let examples = self
                     .examples(i, "train", with_augmented)?

@@ -38,4 +38,4 @@ pub use format::{Formatted, Target, TaskFormatter, span_text};
 pub use heads::{
     Head, HeadOutput, HeadSpec, MultiTaskModel, best_span, predict_classes, predict_tags,
 };
-pub use stream::{StreamState, TaskStream};
+pub use stream::{StreamState, TaskStream, TokenBuf};

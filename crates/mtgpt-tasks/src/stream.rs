@@ -31,7 +31,7 @@ pub enum TaskStream {
     /// A token stream cut into random windows, each after the task token.
     Tokens {
         /// The tokens.
-        tokens: Vec<u32>,
+        tokens: TokenBuf,
         /// Tokens per window (the task token comes on top).
         window: usize,
         /// The task token id.
@@ -41,6 +41,66 @@ pub enum TaskStream {
         /// Stream seed.
         seed: u64,
     },
+}
+
+/// LM tokens: in memory, or a token file mapped into memory, so a corpus far larger than RAM
+/// trains with only the pages the sampled windows touch resident.
+pub enum TokenBuf {
+    /// Tokens in memory.
+    Owned(Vec<u32>),
+    /// A file of little-endian `u32` tokens, memory-mapped.
+    Mapped(memmap2::Mmap),
+}
+
+impl std::fmt::Debug for TokenBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenBuf::Owned(v) => write!(f, "TokenBuf::Owned({} tokens)", v.len()),
+            TokenBuf::Mapped(m) => write!(f, "TokenBuf::Mapped({} tokens)", m.len() / 4),
+        }
+    }
+}
+
+impl TokenBuf {
+    /// Maps the token file `path` (little-endian `u32`s, as `prep` writes them); on a
+    /// big-endian machine it is read into memory instead.
+    pub fn map(path: &std::path::Path) -> std::io::Result<Self> {
+        let file = std::fs::File::open(path)?;
+        let len = file.metadata()?.len();
+        if len % 4 != 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{len} bytes is not a whole number of u32 tokens (truncated file?)"),
+            ));
+        }
+        if cfg!(target_endian = "big") || len == 0 {
+            let bytes = std::fs::read(path)?;
+            return Ok(TokenBuf::Owned(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+            ));
+        }
+        // SAFETY: the file is prep's output, which nothing rewrites while training runs (prep
+        // replaces files by writing anew, and a run reads its own prep folder).
+        let map = unsafe { memmap2::Mmap::map(&file)? };
+        Ok(TokenBuf::Mapped(map))
+    }
+
+    /// The tokens.
+    pub fn as_slice(&self) -> &[u32] {
+        match self {
+            TokenBuf::Owned(v) => v,
+            TokenBuf::Mapped(m) => {
+                let bytes: &[u8] = m;
+                // SAFETY: a mapping starts on a page boundary (so is u32-aligned), its length
+                // is a multiple of 4 (checked in `map`), and u32 has no invalid bit patterns;
+                // the machine is little-endian, like the file.
+                unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<u32>(), bytes.len() / 4) }
+            }
+        }
+    }
 }
 
 fn order(n: usize, seed: u64, epoch: u64) -> Vec<usize> {
@@ -66,6 +126,11 @@ impl TaskStream {
 
     /// A stream of windows over LM tokens.
     pub fn tokens(tokens: Vec<u32>, window: usize, task_id: i64, seed: u64) -> Self {
+        Self::token_buf(TokenBuf::Owned(tokens), window, task_id, seed)
+    }
+
+    /// A stream of windows over LM tokens in memory or mapped from a file.
+    pub fn token_buf(tokens: TokenBuf, window: usize, task_id: i64, seed: u64) -> Self {
         TaskStream::Tokens {
             tokens,
             window: window.max(1),
@@ -79,7 +144,7 @@ impl TaskStream {
     pub fn len(&self) -> usize {
         match self {
             TaskStream::Examples { items, .. } => items.len(),
-            TaskStream::Tokens { tokens, window, .. } => tokens.len() / window,
+            TaskStream::Tokens { tokens, window, .. } => tokens.as_slice().len() / window,
         }
     }
 
@@ -149,6 +214,7 @@ impl TaskStream {
                 state,
                 seed,
             } => {
+                let tokens = tokens.as_slice();
                 let w = (*window).min(tokens.len());
                 if w == 0 {
                     return out;
@@ -176,7 +242,7 @@ impl TaskStream {
                 window,
                 state,
                 ..
-            } => (state.epoch as usize * window) as f64 / tokens.len().max(1) as f64,
+            } => (state.epoch as usize * window) as f64 / tokens.as_slice().len().max(1) as f64,
         }
     }
 }

@@ -207,7 +207,19 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
     // 2. The tokenizer: reuse one, or train it on the training text of the chosen tasks.
     let tok_path = out.join("tokenizer.json");
     let tokenizer = match config.tokenizer.existing() {
-        Some(path) => TextTokenizer::load(path)?,
+        Some(path) => {
+            let names: Vec<String> = config.tasks.iter().map(|t| t.name.clone()).collect();
+            let (tok, added) = TextTokenizer::load_with_tokens(path, &names)?;
+            if !added.is_empty() {
+                tracing::info!(
+                    "tokenizer {}: appended {} token(s) it lacked: {}",
+                    path.display(),
+                    added.len(),
+                    added.join(" ")
+                );
+            }
+            tok
+        }
         None => {
             let wanted = |name: &str| {
                 config.tokenizer.train_on.is_empty()
@@ -248,22 +260,6 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
             TextTokenizer::train(texts.iter(), &train_opts)?
         }
     };
-    for task in &config.tasks {
-        if tokenizer.task_id(&task.name).is_none() {
-            return Err(Error::Tokenizer {
-                path: config
-                    .tokenizer
-                    .existing()
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default(),
-                reason: format!(
-                    "has no task token for task `{}` ({})",
-                    task.name,
-                    crate::tokenizer::task_token(&task.name)
-                ),
-            });
-        }
-    }
     tokenizer.save(&tok_path)?;
 
     // 3. Write the cache.

@@ -309,8 +309,15 @@ impl TextTokenizer {
             path: path.to_path_buf(),
             reason: format!("not a valid tokenizer.json: {e}"),
         })?;
+        let meta = Self::load_meta(path, &text)?;
+        Self::from_parts(inner, meta, path)
+    }
+
+    /// The sidecar of `path` (`text` is the tokenizer file), or the settings of a tokenizer
+    /// that has none: no pre-segmentation, no task tokens.
+    fn load_meta(path: &Path, text: &str) -> Result<TokenizerMeta> {
         let meta_path = Self::meta_path(path);
-        let meta = match std::fs::read_to_string(&meta_path) {
+        Ok(match std::fs::read_to_string(&meta_path) {
             Ok(m) => serde_json::from_str(&m).map_err(|e| Error::Tokenizer {
                 path: meta_path.clone(),
                 reason: e.to_string(),
@@ -326,8 +333,44 @@ impl TextTokenizer {
                 tasks: Vec::new(),
             },
             Err(e) => return Err(mtgpt_core::Error::io(&meta_path, e).into()),
-        };
-        Self::from_parts(inner, meta, path)
+        })
+    }
+
+    /// Loads a `tokenizer.json` as [`TextTokenizer::load`] does, first appending whichever of
+    /// mtgpt's special tokens (`<|endoftext|>`, `<|pad|>`, `<|sep|>`, `<|mask|>`) and of the
+    /// task tokens of `tasks` it lacks, as special tokens after its last id. This is how a
+    /// tokenizer from elsewhere (GPT-2's byte-level BPE with only `<|endoftext|>`, a BERT-style
+    /// WordPiece) becomes an mtgpt one; ids it has are never moved. Returns the tokens added.
+    pub fn load_with_tokens(path: &Path, tasks: &[String]) -> Result<(Self, Vec<String>)> {
+        let text = std::fs::read_to_string(path).map_err(|e| mtgpt_core::Error::io(path, e))?;
+        let mut inner: tokenizers::Tokenizer = text.parse().map_err(|e| Error::Tokenizer {
+            path: path.to_path_buf(),
+            reason: format!("not a valid tokenizer.json: {e}"),
+        })?;
+        let mut wanted: Vec<String> = [ENDOFTEXT, PAD, SEP, MASK]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        wanted.extend(tasks.iter().map(|t| task_token(t)));
+        let missing: Vec<String> = wanted
+            .into_iter()
+            .filter(|t| inner.token_to_id(t).is_none())
+            .collect();
+        if !missing.is_empty() {
+            let added: Vec<AddedToken> = missing
+                .iter()
+                .map(|t| AddedToken::from(t.clone(), true))
+                .collect();
+            inner.add_special_tokens(&added);
+        }
+        let meta = Self::load_meta(path, &text)?;
+        let mut tok = Self::from_parts(inner, meta, path)?;
+        for t in tasks {
+            if !tok.meta.tasks.contains(t) {
+                tok.meta.tasks.push(t.clone());
+            }
+        }
+        Ok((tok, missing))
     }
 
     /// mtgpt's settings of this tokenizer.

@@ -11,6 +11,7 @@ pub mod genaug;
 pub mod guard;
 pub mod lr_find;
 pub mod optim;
+pub mod pretrain;
 pub mod report;
 pub mod sampler;
 pub mod trainer;

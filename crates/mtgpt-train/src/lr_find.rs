@@ -11,7 +11,6 @@ use crate::report::{Series, line_chart};
 use crate::trainer::{TrainOptions, load_data, run_step, sorted_vars, streams};
 use crate::weighting::LossWeighting;
 use mtgpt_core::{Config, WeightingConfig, WeightingStrategy};
-use mtgpt_tasks::{HeadSpec, MultiTaskModel, TaskHead};
 use serde::Serialize;
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -113,8 +112,7 @@ pub fn lr_find(config: &Config, opts: &TrainOptions, lf: &LrFindOptions) -> Resu
     let fmts = data.formatters()?;
     let mut runs = streams(&data, &fmts)?;
     tch::manual_seed(config.seed as i64);
-    let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();
-    let model = MultiTaskModel::new(&data.model_cfg, &specs, opts.device)?;
+    let model = crate::trainer::data::new_model(config, &data, opts.device)?;
     // Static weights: a learned weighting would move the loss scale during the test.
     let weights: Vec<f64> = config.tasks.iter().map(|t| t.weight).collect();
     let weighting = LossWeighting::new(

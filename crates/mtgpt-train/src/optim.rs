@@ -12,6 +12,8 @@ struct Slot {
     m: Tensor,
     v: Tensor,
     decay: bool,
+    /// Multiplies the step's learning rate for this parameter.
+    lr_scale: f64,
 }
 
 /// Decoupled-weight-decay Adam (Loshchilov & Hutter), PyTorch's update rule.
@@ -44,6 +46,7 @@ impl AdamW {
             .into_iter()
             .map(|(name, var)| Slot {
                 decay: decays(&name, var.dim()),
+                lr_scale: 1.0,
                 m: var.zeros_like(),
                 v: var.zeros_like(),
                 name,
@@ -60,9 +63,20 @@ impl AdamW {
         }
     }
 
-    /// The optimizer `[train]` asks for.
+    /// The optimizer `[train]` asks for (with `trunk_lr_factor` on the `transformer.*`
+    /// parameters).
     pub fn from_config(vs: &nn::VarStore, c: &TrainConfig) -> Self {
-        Self::new(vs, c.beta1, c.beta2, c.eps, c.weight_decay)
+        let mut opt = Self::new(vs, c.beta1, c.beta2, c.eps, c.weight_decay);
+        opt.scale_lr("transformer.", c.trunk_lr_factor);
+        opt
+    }
+
+    /// Parameters whose names start with `prefix` step with `factor` × the learning rate
+    /// (weight decay scales with it, as in a PyTorch parameter group of that rate).
+    pub fn scale_lr(&mut self, prefix: &str, factor: f64) {
+        for s in self.slots.iter_mut().filter(|s| s.name.starts_with(prefix)) {
+            s.lr_scale = factor;
+        }
     }
 
     /// Steps taken.
@@ -128,6 +142,7 @@ impl AdamW {
                 if !g.defined() {
                     continue;
                 }
+                let lr = lr * s.lr_scale;
                 if s.decay && self.weight_decay > 0.0 {
                     let _ = s.var.g_mul_scalar_(1.0 - lr * self.weight_decay);
                 }

@@ -109,6 +109,13 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
     finite_in("train.max_seconds", t.max_seconds, 0.0, f64::MAX, "≥ 0")?;
     finite_in("train.min_lr_ratio", t.min_lr_ratio, 0.0, 1.0, "in [0, 1]")?;
     finite_in(
+        "train.trunk_lr_factor",
+        t.trunk_lr_factor,
+        0.0,
+        1.0,
+        "in [0, 1] (0 freezes the trunk's updates)",
+    )?;
+    finite_in(
         "train.weight_decay",
         t.weight_decay,
         0.0,

@@ -4,7 +4,9 @@ use super::options::TrainOptions;
 use crate::error::{Error, Result};
 use mtgpt_core::{Config, Example, ModelConfig, TaskKind};
 use mtgpt_tasks::data::format_all;
-use mtgpt_tasks::{StreamState, TaskData, TaskFormatter, TaskHead, TaskStream};
+use mtgpt_tasks::{
+    HeadSpec, MultiTaskModel, StreamState, TaskData, TaskFormatter, TaskHead, TaskStream,
+};
 use mtgpt_text::TextTokenizer;
 use mtgpt_text::prep::{PrepOptions, cached_manifest, prepare_cached};
 use std::path::{Path, PathBuf};
@@ -39,6 +41,23 @@ impl RunData {
             .tasks
             .formatters(&self.tok, self.model_cfg.block_size)?)
     }
+}
+
+/// The model a run trains: a head per task on a fresh trunk, or on the trunk of the
+/// `model.init` folder (its token embedding grown by the tokens the run's tokenizer added).
+pub fn new_model(config: &Config, data: &RunData, device: tch::Device) -> Result<MultiTaskModel> {
+    let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();
+    let model = MultiTaskModel::new(&data.model_cfg, &specs, device)?;
+    if let Some(dir) = &config.init {
+        let r = mtgpt_model::io::init_trunk(&model.vs, dir)?;
+        tracing::info!(
+            "trunk from {}: {} tensors, {} new token-embedding rows (mean-initialised), new heads",
+            dir.display(),
+            r.tensors,
+            r.new_rows
+        );
+    }
+    Ok(model)
 }
 
 /// The preprocessing folder of a run.

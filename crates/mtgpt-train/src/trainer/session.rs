@@ -14,7 +14,7 @@ use crate::optim::{AdamW, learning_rate};
 use crate::sampler::TaskSampler;
 use crate::weighting::LossWeighting;
 use mtgpt_core::{Config, GenerateAugmentConfig, TaskKind};
-use mtgpt_tasks::{HeadSpec, MultiTaskModel, ScoreLimits, TaskFormatter, TaskHead, aggregate};
+use mtgpt_tasks::{MultiTaskModel, ScoreLimits, TaskFormatter, aggregate};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -78,8 +78,7 @@ impl<'a> Session<'a> {
         let formatters = data.formatters()?;
         let runs = streams(data, &formatters)?;
         tch::manual_seed(config.seed as i64);
-        let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();
-        let model = MultiTaskModel::new(&data.model_cfg, &specs, opts.device)?;
+        let model = crate::trainer::data::new_model(config, data, opts.device)?;
         let weights: Vec<f64> = config.tasks.iter().map(|t| t.weight).collect();
         let weighting =
             LossWeighting::new(&(model.vs.root() / "loss_weights"), &c.weighting, &weights)?;

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The Python reference venv of the tests that compare mtgpt with Hugging Face transformers:
+# torch (PyPI's Linux wheel brings its CUDA libraries; about 3 GB, downloaded once and kept in
+# pip's cache), transformers, tokenizers, safetensors and numpy, all from PyPI.
+#
+#   scripts/setup-pyref.sh     prints the venv's python on its last line
+#
+# The venv lives outside the checkout (MTGPT_PYREF, default ~/.cache/mtgpt/pyref) so every
+# clone shares it; idempotent: when the venv already imports everything it returns at once.
+# pip reuses what it downloaded before (its own cache).
+set -euo pipefail
+TORCH_VERSION=2.13.0
+TRANSFORMERS_VERSION=4.57.6
+venv=${MTGPT_PYREF:-$HOME/.cache/mtgpt/pyref}
+check='import torch, transformers, tokenizers, safetensors, numpy'
+if "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
+  echo "$venv/bin/python"
+  exit 0
+fi
+die() { echo "setup-pyref: error: $*" >&2; exit 1; }
+command -v python3 >/dev/null 2>&1 || die "python3 not found (Debian: apt-get install python3 python3-venv)"
+echo "setup-pyref: making $venv (torch $TORCH_VERSION, transformers $TRANSFORMERS_VERSION)" >&2
+rm -rf "$venv"
+python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
+"${pip[@]}" "torch==$TORCH_VERSION" "transformers==$TRANSFORMERS_VERSION" numpy safetensors \
+  || die "pip could not install torch==$TORCH_VERSION and transformers==$TRANSFORMERS_VERSION from PyPI"
+"$venv/bin/python" -c "$check" >&2 || die "the venv in $venv does not import torch and transformers"
+echo "$venv/bin/python"
