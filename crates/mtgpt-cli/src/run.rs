@@ -12,6 +12,10 @@ pub struct RunArgs {
     /// Also train every task alone with the same budget (single-task baselines).
     #[arg(long)]
     baselines: bool,
+    /// With `model.init`: also train the same config from a random trunk with the same budget
+    /// (into OUT/scratch/) and show its test scores beside the pretrained start's.
+    #[arg(long)]
+    scratch: bool,
     /// Skip the compression stage even if the config lists methods.
     #[arg(long)]
     no_compress: bool,
@@ -28,6 +32,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     let (config, out) = a.target.load("")?;
     let mut opts = RunOptions::new(out);
     opts.baselines = a.baselines;
+    opts.scratch = a.scratch;
     opts.compress = !a.no_compress;
     opts.fresh = a.fresh;
     opts.samples = a.samples;
@@ -37,8 +42,12 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     opts.config_path = Some(a.target.config.config.clone());
     let outcome = mtgpt_pipeline::run(&config, &opts)?;
     for s in &outcome.scores {
+        let scratch = outcome
+            .scratch
+            .get(&s.task)
+            .map_or(String::new(), |v| format!(" from_scratch={v:.4}"));
         println!(
-            "{:<16} {:<14} {}={:.4}",
+            "{:<16} {:<14} {}={:.4}{scratch}",
             s.task,
             s.kind.as_str(),
             s.primary,

@@ -899,6 +899,19 @@ impl Config {
         toml::to_string_pretty(&self.to_file()).unwrap_or_default()
     }
 
+    /// The same run from a random trunk: `model.init` dropped, the shape kept, and the
+    /// tokenizer trained on the tasks (as `[tokenizer]` says) unless the config names one of
+    /// its own. The "from scratch" side of `mtgpt run --scratch`.
+    pub fn without_init(&self) -> Config {
+        let mut c = self.clone();
+        if let Some(dir) = c.init.take()
+            && c.tokenizer.existing() == Some(dir.join("tokenizer.json").as_path())
+        {
+            c.tokenizer.path.clear();
+        }
+        c
+    }
+
     /// The task called `name`.
     pub fn task(&self, name: &str) -> Option<&TaskConfig> {
         self.tasks.iter().find(|t| t.name == name)

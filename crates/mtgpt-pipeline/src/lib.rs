@@ -43,6 +43,9 @@ pub struct RunOptions {
     pub baselines: bool,
     /// Run the compression stage for the config's `[compress] methods`.
     pub compress: bool,
+    /// With `model.init`: also run the same config from a random trunk (its own tokenizer, the
+    /// same budget) into `OUT/scratch/`, for the report's "from scratch" column.
+    pub scratch: bool,
     /// Redo every stage even when its inputs are unchanged.
     pub fresh: bool,
     /// Predictions shown per task in the report.
@@ -66,6 +69,7 @@ impl RunOptions {
             out: out.into(),
             baselines: false,
             compress: true,
+            scratch: false,
             fresh: false,
             samples: 3,
             lexicons: Vec::new(),
@@ -99,6 +103,8 @@ pub struct RunOutcome {
     pub scores: Vec<TaskScores>,
     /// Primary test score of every task trained alone (with `baselines`).
     pub baselines: BTreeMap<String, f64>,
+    /// Primary test score of every task trained jointly from a random trunk (with `scratch`).
+    pub scratch: BTreeMap<String, f64>,
     /// Compression reports, one per method.
     pub compressed: Vec<mtgpt_compress::CompressReport>,
     /// What each stage did and how long it took.
@@ -135,7 +141,17 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunOutcome> {
     } else {
         Vec::new()
     };
-    let count = 5 + usize::from(opts.baselines) + usize::from(!methods.is_empty());
+    if opts.scratch && config.init.is_none() {
+        return Err(Error::Invalid(
+            "--scratch compares a run from `model.init` with one from a random trunk, but the \
+             config has no model.init"
+                .into(),
+        ));
+    }
+    let count = 5
+        + usize::from(opts.baselines)
+        + usize::from(opts.scratch)
+        + usize::from(!methods.is_empty());
     let mut train_opts = TrainOptions::new(out);
     train_opts.lexicons = opts.lexicons.clone();
     train_opts.device = opts.device;
@@ -169,6 +185,13 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunOutcome> {
         BTreeMap::new()
     };
     drop(data);
+    let scratch = if opts.scratch {
+        p.stages
+            .begin("the same budget from a random trunk (scratch/)");
+        p.scratch()?
+    } else {
+        BTreeMap::new()
+    };
     let compressed = if methods.is_empty() {
         Vec::new()
     } else {
@@ -189,6 +212,7 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunOutcome> {
         joint: &joint.scores,
         samples: &joint.samples,
         baselines: &baselines,
+        scratch: &scratch,
         compressed: &compressed,
         images: &images,
         stages: &p.stages.timings,
@@ -200,6 +224,7 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunOutcome> {
         model: best,
         scores: joint.scores,
         baselines,
+        scratch,
         compressed,
         seconds: p.stages.elapsed(),
         stages: p.stages.timings,
@@ -271,7 +296,17 @@ impl Pipeline<'_> {
     /// Stage 3, training: LM pretraining, then joint training (resumes an interrupted run).
     fn train(&mut self, data: &RunData) -> Result<(String, serde_json::Value)> {
         let out = &self.opts.out;
-        let train_fp = digest(&[&self.config.to_toml_string(), data.fingerprint()]);
+        let init = self.config.init.as_ref().map_or(String::new(), |d| {
+            let w = d.join("model.safetensors");
+            let m = std::fs::metadata(&w).ok();
+            format!(
+                "{} {:?} {:?}",
+                w.display(),
+                m.as_ref().map(|m| m.len()),
+                m.and_then(|m| m.modified().ok())
+            )
+        });
+        let train_fp = digest(&[&self.config.to_toml_string(), data.fingerprint(), &init]);
         let model_dir = out.join("model");
         let summary_path = out.join("train_summary.json");
         let outputs = [&model_dir.join("tasks.json"), &summary_path];
@@ -403,6 +438,33 @@ impl Pipeline<'_> {
         self.stages.record("baselines", &fp)?;
         self.stages.end(false, prep_note(all_reused));
         Ok(baselines)
+    }
+
+    /// The "from scratch" stage: the whole pipeline (no baselines, no compression) for the
+    /// config without `model.init`, in `OUT/scratch/`; its own stages are cached there.
+    fn scratch(&mut self) -> Result<BTreeMap<String, f64>> {
+        let sub = RunOptions {
+            out: self.opts.out.join("scratch"),
+            baselines: false,
+            compress: false,
+            scratch: false,
+            ..self.opts.clone()
+        };
+        let outcome = run(&self.config.without_init(), &sub)?;
+        let reused = outcome
+            .stages
+            .iter()
+            .filter(|s| s.stage.contains("training") || s.stage.contains("test-split"))
+            .all(|s| s.reused);
+        self.stages.end(
+            reused,
+            format!("scratch/report.md ({:.0} s)", outcome.seconds),
+        );
+        Ok(outcome
+            .scores
+            .iter()
+            .filter_map(|s| Some((s.task.clone(), *s.metrics.get(&s.primary)?)))
+            .collect())
     }
 
     /// Stage 6, compression, one method after the other.

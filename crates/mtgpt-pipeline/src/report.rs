@@ -24,6 +24,8 @@ pub struct ReportInputs<'a> {
     pub samples: &'a [Sample],
     /// Primary scores of the single-task baselines (may be empty).
     pub baselines: &'a BTreeMap<String, f64>,
+    /// Primary scores of the same joint run from a random trunk (may be empty).
+    pub scratch: &'a BTreeMap<String, f64>,
     /// Compression reports (may be empty).
     pub compressed: &'a [mtgpt_compress::CompressReport],
     /// Curve images, relative to `out`.
@@ -34,6 +36,38 @@ pub struct ReportInputs<'a> {
 
 fn cell(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+/// Where the trunk started: a random initialisation, or the `model.init` folder (with what
+/// its `pretrain.json` says when `mtgpt pretrain` made it).
+fn trunk_line(config: &Config) -> String {
+    let Some(dir) = &config.init else {
+        return "Trunk: **random initialisation** (no `model.init`).".into();
+    };
+    let record: Option<serde_json::Value> = std::fs::read_to_string(dir.join("pretrain.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    match record {
+        Some(r) => format!(
+            "Trunk: **pretrained**, from `{}` (`mtgpt pretrain` base `{}`: {} steps, {} tokens of {}); new heads, the task tokens appended to its tokenizer.",
+            dir.display(),
+            r["name"].as_str().unwrap_or("?"),
+            r["steps"],
+            r["tokens_seen"],
+            r["corpora"]
+                .as_array()
+                .map(|c| c
+                    .iter()
+                    .filter_map(|x| x["task"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        ),
+        None => format!(
+            "Trunk: **pretrained**, from `{}` (weights and tokenizer of that folder); new heads.",
+            dir.display()
+        ),
+    }
 }
 
 /// The report as Markdown.
@@ -73,11 +107,16 @@ pub fn markdown(r: &ReportInputs) -> String {
         summary["seconds"].as_f64().unwrap_or(0.0),
         best.strip_prefix(out).unwrap_or(best).display()
     );
+    let _ = writeln!(md, "{}\n", trunk_line(config));
     let _ = writeln!(md, "## Test scores\n");
     let mut head = "| task | kind | metric | ".to_string();
     let mut rule = "| --- | --- | --- | ".to_string();
     if !baselines.is_empty() {
         head += "single-task | ";
+        rule += "--- | ";
+    }
+    if !r.scratch.is_empty() {
+        head += "from scratch | ";
         rule += "--- | ";
     }
     head += "joint |";
@@ -102,6 +141,9 @@ pub fn markdown(r: &ReportInputs) -> String {
         );
         if !baselines.is_empty() {
             let _ = write!(row, "{} | ", cell(baselines.get(&s.task).copied()));
+        }
+        if !r.scratch.is_empty() {
+            let _ = write!(row, "{} | ", cell(r.scratch.get(&s.task).copied()));
         }
         let _ = write!(row, "{} |", cell(primary));
         for c in compressed {

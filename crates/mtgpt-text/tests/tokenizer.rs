@@ -195,3 +195,79 @@ proptest! {
         prop_assert_eq!(BPE.decode(&ids, false).unwrap(), text);
     }
 }
+
+#[test]
+fn load_with_tokens_appends_only_what_is_missing_and_moves_no_id() {
+    let dir = tempfile::tempdir().unwrap();
+    // A GPT-2-style tokenizer.json from elsewhere: byte-level BPE, only <|endoftext|>.
+    let bpe = tokenizers::models::bpe::BPE::default();
+    let trainer = tokenizers::models::bpe::BpeTrainerBuilder::new()
+        .vocab_size(300)
+        .special_tokens(vec![tokenizers::AddedToken::from(ENDOFTEXT, true)])
+        .initial_alphabet(
+            tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
+                .into_iter()
+                .collect(),
+        )
+        .build();
+    let mut hf = tokenizers::TokenizerBuilder::<
+        tokenizers::models::bpe::BPE,
+        tokenizers::NormalizerWrapper,
+        tokenizers::pre_tokenizers::byte_level::ByteLevel,
+        tokenizers::PostProcessorWrapper,
+        tokenizers::decoders::byte_level::ByteLevel,
+    >::new()
+    .with_model(bpe)
+    .with_pre_tokenizer(Some(
+        tokenizers::pre_tokenizers::byte_level::ByteLevel::default(),
+    ))
+    .with_decoder(Some(tokenizers::decoders::byte_level::ByteLevel::default()))
+    .build()
+    .unwrap();
+    let mut trainer = trainer;
+    hf.train(
+        &mut trainer,
+        CORPUS.iter().map(|s| s.to_string()).cycle().take(120),
+    )
+    .unwrap();
+    let path = dir.path().join("tokenizer.json");
+    hf.save(&path, false).unwrap();
+    let plain: tokenizers::Tokenizer = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let n = plain.get_vocab_size(true);
+    // Loading it as is fails for want of mtgpt's tokens …
+    let e = TextTokenizer::load(&path).unwrap_err().to_string();
+    assert!(e.contains(PAD), "{e}");
+    // … with them appended it loads; every id it had stays, the new ones come after.
+    let tasks = vec!["cls".to_string()];
+    let (tok, added) = TextTokenizer::load_with_tokens(&path, &tasks).unwrap();
+    assert_eq!(
+        added,
+        vec![
+            PAD.to_string(),
+            SEP.into(),
+            "<|mask|>".into(),
+            task_token("cls")
+        ]
+    );
+    assert_eq!(tok.vocab_size(), n + 4);
+    assert_eq!(
+        tok.special().endoftext,
+        plain.token_to_id(ENDOFTEXT).unwrap()
+    );
+    assert_eq!(tok.special().pad as usize, n);
+    assert_eq!(tok.task_id("cls"), Some(n as u32 + 3));
+    let text = "To be, or not to be 北京";
+    let ids = plain.encode(text, false).unwrap().get_ids().to_vec();
+    assert_eq!(tok.encode_ids(text).unwrap(), ids);
+    assert_eq!(
+        tok.encode_ids(&format!("{text}{SEP}")).unwrap().last(),
+        Some(&tok.special().sep)
+    );
+    // Saved and loaded with the same tasks again, nothing more is added.
+    let again = dir.path().join("again.json");
+    tok.save(&again).unwrap();
+    let (tok2, added2) = TextTokenizer::load_with_tokens(&again, &tasks).unwrap();
+    assert!(added2.is_empty(), "{added2:?}");
+    assert_eq!(tok2.vocab_size(), tok.vocab_size());
+    assert_eq!(tok2.meta().tasks, tasks);
+}

@@ -430,4 +430,29 @@ mod tests {
         c.schedule = Schedule::Constant;
         assert_eq!(learning_rate(&c, 100, 110), 1.0);
     }
+
+    #[test]
+    fn trunk_lr_factor_scales_only_the_trunk_step() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let root = vs.root();
+        let trunk = (&root / "transformer" / "h").var("w", &[4, 4], nn::Init::Const(1.0));
+        let head = (&root / "heads" / "cls").var("w", &[4, 4], nn::Init::Const(1.0));
+        let c = TrainConfig {
+            trunk_lr_factor: 0.25,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut opt = AdamW::from_config(&vs, &c);
+        let x = Tensor::ones([2, 4], (tch::Kind::Float, tch::Device::Cpu));
+        (x.matmul(&trunk).sum(tch::Kind::Float) + x.matmul(&head).sum(tch::Kind::Float)).backward();
+        opt.step(1e-2);
+        let moved = |t: &Tensor| (1.0 - t.mean(tch::Kind::Float).double_value(&[])).abs();
+        let (dt, dh) = (moved(&trunk), moved(&head));
+        assert!((dh - 1e-2).abs() < 1e-6, "head step {dh}");
+        assert!(
+            (dt / dh - 0.25).abs() < 1e-4,
+            "trunk/head step ratio {}",
+            dt / dh
+        );
+    }
 }
