@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Interchange check with Hugging Face transformers: builds a small random mtgpt model,
 # exports it as a GPT-2 folder, loads that with transformers.GPT2LMHeadModel (pip, in the
-# throwaway venv .venv-bench) and compares logits; then imports the folder back and checks
-# the weights round-trip exactly. Needs network for the first pip install only.
+# reference venv of scripts/setup-pyref.sh) and compares logits; then imports the folder back
+# and checks the weights round-trip exactly. Needs network for the first pip install only.
 set -euo pipefail
 export RUST_BACKTRACE=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/lib.sh
 build_mtgpt
-ensure_venv "import torch, transformers, safetensors" torch==2.13.0 transformers numpy
+py=$(scripts/setup-pyref.sh | tail -1)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$bin" -q tokenizer train --input data/lm_en/valid.txt data/lm_zh/valid.txt --vocab-size 1000 --out "$work/tok/tokenizer.json"
@@ -29,7 +29,7 @@ TOML
 "$bin" -q export --model "$work/model" --format hf-gpt2 --out "$work/hf"
 ids=$(echo "To be, or not to be 北京欢迎你" | "$bin" -q tokenizer encode --tokenizer "$work/hf/tokenizer.json" | tr ' ' ',')
 "$bin" -q logits --model "$work/model" --ids "$ids" > "$work/ours.json"
-"$venv/bin/python" - "$work/hf" "$ids" "$work/ours.json" <<'PY'
+"$py" - "$work/hf" "$ids" "$work/ours.json" <<'PY'
 import json, sys, torch
 from transformers import GPT2LMHeadModel
 model = GPT2LMHeadModel.from_pretrained(sys.argv[1]).eval()

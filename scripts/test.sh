@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The test command (README, CI): libtorch if missing, then format, lints, the import-cycle
-# check and every test, then
+# The test command (README, CI): libtorch if missing, the Python reference venv of the
+# transformers interchange tests if missing (scripts/setup-pyref.sh), then format, lints, the
+# import-cycle check and every test, then
 # the MPI equivalence test (OpenMPI installed if missing: scripts/test-mpi.sh).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-libtorch.sh
+echo "== Python reference venv (torch, transformers)"
+scripts/setup-pyref.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -71,10 +71,10 @@ fn check_broken(edit: impl Fn(&str) -> String, wants: &[&str]) {
 
 #[test]
 fn config_check_rejects_an_unknown_key_with_file_line_and_key() {
-    // `n_layer` is on line 10 of the demo config; a typo'd key right after it is line 11.
+    // `n_layer` is on line 13 of the demo config; a typo'd key right after it is line 14.
     check_broken(
         |demo| demo.replacen("n_layer = 4\n", "n_layer = 4\nn_layerz = 6\n", 1),
-        &[":11:", "model.n_layerz", "unknown field"],
+        &[":14:", "model.n_layerz", "unknown field"],
     );
 }
 

@@ -154,6 +154,8 @@ fn prep_on_the_demo_config_writes_the_cache() {
             "prep",
             "--config",
             "configs/demo.toml",
+            "--set",
+            "model.init=",
             "--out",
             out.to_str().unwrap(),
             "--set",

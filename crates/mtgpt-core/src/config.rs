@@ -99,6 +99,7 @@ pub struct ModelSection {
     pub layer_d_ff: Option<Vec<usize>>,
     /// Start the trunk from this model folder (an mtgpt model or run folder, a base written by
     /// `mtgpt pretrain`, or a Hugging Face GPT-2 folder); its shape and tokenizer are used.
+    /// Empty means none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
 }
@@ -865,7 +866,12 @@ impl Config {
             seed: file.seed,
             preset: file.model.preset,
             model: ModelConfig::apply(&file.model),
-            init: file.model.init.clone(),
+            // `init = ""` (e.g. `--set model.init=`) means none: a random trunk.
+            init: file
+                .model
+                .init
+                .clone()
+                .filter(|p| !p.as_os_str().is_empty()),
             tokenizer: file.tokenizer,
             preprocess: file.preprocess,
             train: file.train,
