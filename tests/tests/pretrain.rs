@@ -189,6 +189,43 @@ fn pretrain_writes_a_base_that_resumes_exactly_and_init_starts_from() {
         }
     }
 
+    // Every verb that trains or compresses works from the base.
+    let out = mtgpt_ok(&[
+        "-q",
+        "lr-find",
+        "--config",
+        s(&fine),
+        "--out",
+        s(&dir.join("lr")),
+        "--steps",
+        "8",
+    ]);
+    assert!(out.contains("suggested_lr="), "{out}");
+    let out = mtgpt_ok(&[
+        "-q",
+        "transfer",
+        "--config",
+        s(&fine),
+        "--out",
+        s(&dir.join("tr")),
+    ]);
+    assert!(out.contains("cls"), "{out}");
+    let out = mtgpt_ok(&[
+        "-q",
+        "compress",
+        "--model",
+        s(&run),
+        "--config",
+        s(&fine),
+        "--method",
+        "int8",
+        "--out",
+        s(&dir.join("int8")),
+        "--split",
+        "valid",
+    ]);
+    assert!(out.contains("int8"), "{out}");
+
     // The shape comes from the folder: a config that says otherwise is told both values.
     let o = mtgpt(&[
         "train",

@@ -38,6 +38,9 @@ fn load(text: &str) -> Result<Config, Error> {
 
 #[test]
 fn shipped_configs_validate() {
+    // Paths in the shipped configs (`model.init` is read at load time) are relative to the
+    // repository root, where the README runs them.
+    std::env::set_current_dir(repo_file(".")).unwrap();
     let mut checked = 0;
     for entry in std::fs::read_dir(repo_file("configs")).unwrap() {
         let path = entry.unwrap().path();
@@ -47,7 +50,7 @@ fn shipped_configs_validate() {
             checked += 1;
         }
     }
-    assert!(checked >= 1, "configs/demo.toml at least");
+    assert!(checked >= 2, "configs/demo.toml and base.toml at least");
 }
 
 #[test]
@@ -229,4 +232,63 @@ fn missing_file_names_the_path() {
         .unwrap_err()
         .to_string();
     assert!(m.contains("no/such/config.toml"), "{m}");
+}
+
+#[test]
+fn model_init_takes_shape_and_tokenizer_from_the_folder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let folder = run.join("best");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(
+        folder.join("config.json"),
+        r#"{"model_type": "gpt2", "n_embd": 64, "n_layer": 3, "n_head": 4, "n_positions": 32,
+            "vocab_size": 100, "layer_norm_epsilon": 1e-5, "resid_pdrop": 0.2}"#,
+    )
+    .unwrap();
+    std::fs::write(folder.join("model.safetensors"), b"").unwrap();
+    std::fs::write(folder.join("tokenizer.json"), b"{}").unwrap();
+    let text = |model: &str| {
+        format!(
+            "name = \"x\"\n[model]\ninit = \"{}\"\n{model}\n[[task]]\nname = \"a\"\nkind = \"lm\"\ntrain = \"a.txt\"\n",
+            run.display()
+        )
+    };
+    // A run folder stands for its best/ model; the shape and tokenizer are the folder's.
+    let c = load(&text("")).unwrap();
+    assert_eq!(c.init.as_deref(), Some(folder.as_path()));
+    assert_eq!(
+        (c.model.n_layer, c.model.d_model, c.model.block_size),
+        (3, 64, 32)
+    );
+    assert_eq!(c.model.d_ff, 256);
+    assert_eq!(c.model.dropout, 0.2);
+    assert_eq!(
+        c.tokenizer.existing(),
+        Some(folder.join("tokenizer.json").as_path())
+    );
+    // Keys that agree are fine; dropout may differ; a different shape names both values.
+    let c = load(&text("n_layer = 3\ndropout = 0.0")).unwrap();
+    assert_eq!(c.model.dropout, 0.0);
+    let e = load(&text("d_model = 128")).unwrap_err().to_string();
+    assert!(
+        e.contains("model.d_model") && e.contains("128") && e.contains("d_model = 64"),
+        "{e}"
+    );
+    // The resolved config round-trips, and without init it is the same shape from scratch.
+    let again = load(&c.to_toml_string()).unwrap();
+    assert_eq!(again.model, c.model);
+    let scratch = c.without_init();
+    assert!(scratch.init.is_none() && scratch.tokenizer.existing().is_none());
+    assert_eq!(scratch.model.n_layer, 3);
+    // `init = ""` means none; a missing folder or one without weights is an error.
+    let none = load(&text("").replace(&run.display().to_string(), "")).unwrap();
+    assert!(none.init.is_none());
+    std::fs::remove_file(folder.join("model.safetensors")).unwrap();
+    std::fs::write(folder.join("pytorch_model.bin"), b"").unwrap();
+    let e = load(&text("")).unwrap_err().to_string();
+    assert!(
+        e.contains("pytorch_model.bin") && e.contains("safe_serialization"),
+        "{e}"
+    );
 }

@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 /// folder with only a pickled `pytorch_model.bin` is refused with how to convert it.
 pub fn init_folder(dir: &Path) -> std::result::Result<PathBuf, String> {
     if !dir.is_dir() {
-        return Err(format!("{} is not a folder", dir.display()));
+        return Err(format!(
+            "{} does not exist or is not a folder",
+            dir.display()
+        ));
     }
     let folder = if dir.join("config.json").is_file() {
         dir.to_path_buf()
