@@ -12,7 +12,9 @@ set -euo pipefail
 TORCH_VERSION=2.13.0
 TRANSFORMERS_VERSION=4.57.6
 venv=${MTGPT_PYREF:-$HOME/.cache/mtgpt/pyref}
-check='import torch, transformers, tokenizers, safetensors, numpy'
+check="import torch, transformers, tokenizers, safetensors, numpy; \
+assert torch.__version__.startswith('$TORCH_VERSION'), torch.__version__; \
+assert transformers.__version__ == '$TRANSFORMERS_VERSION', transformers.__version__"
 if "$venv/bin/python" -c "$check" >/dev/null 2>&1; then
   echo "$venv/bin/python"
   exit 0
@@ -20,8 +22,13 @@ fi
 die() { echo "setup-pyref: error: $*" >&2; exit 1; }
 command -v python3 >/dev/null 2>&1 || die "python3 not found (Debian: apt-get install python3 python3-venv)"
 echo "setup-pyref: making $venv (torch $TORCH_VERSION, transformers $TRANSFORMERS_VERSION)" >&2
-rm -rf "$venv"
+if [ -e "$venv" ]; then
+  # Only a venv this script made (it carries the marker) is replaced.
+  [ -f "$venv/.mtgpt-pyref" ] || die "$venv exists but was not made by this script; remove it or set MTGPT_PYREF to another folder"
+  rm -rf "$venv"
+fi
 python3 -m venv "$venv" || die "python3 -m venv failed (Debian: apt-get install python3-venv)"
+touch "$venv/.mtgpt-pyref"
 pip=("$venv/bin/pip" install --quiet --disable-pip-version-check)
 "${pip[@]}" "torch==$TORCH_VERSION" "transformers==$TRANSFORMERS_VERSION" numpy safetensors \
   || die "pip could not install torch==$TORCH_VERSION and transformers==$TRANSFORMERS_VERSION from PyPI"

@@ -77,6 +77,21 @@ pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
             tch::manual_seed(config.seed as i64);
             let specs: Vec<_> = heads.iter().map(mtgpt_tasks::TaskHead::spec).collect();
             let m = mtgpt_tasks::MultiTaskModel::new(&mc, &specs, crate::args::device())?;
+            if let Some(dir) = &config.init {
+                let fresh: Vec<i64> = tok
+                    .ids_not_in(&dir.join("tokenizer.json"))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(i64::from)
+                    .collect();
+                let r = mtgpt_model::io::init_trunk(&m.vs, dir, &fresh)?;
+                tracing::info!(
+                    "trunk from {} ({} tensors, {} new token rows)",
+                    dir.display(),
+                    r.tensors,
+                    r.new_rows
+                );
+            }
             m.save(&a.out, &heads, Some(&config.to_toml_string()))?;
             tok.save(&a.out.join("tokenizer.json"))?;
             tracing::info!(
@@ -230,14 +245,20 @@ pub fn import(a: &ImportArgs) -> anyhow::Result<()> {
         // A tokenizer from elsewhere (GPT-2's has only <|endoftext|>) gets mtgpt's special
         // tokens; the embedding grows by as many mean-initialised rows.
         let (tok, added) = mtgpt_text::TextTokenizer::load_with_tokens(&tok_path, &[])?;
-        if added.is_empty() {
+        if added.is_empty() && tok.vocab_size() <= m.gpt.config.vocab_size {
             m.save(&a.out)?;
             mtgpt_model::io::copy_tokenizer(&a.hf, &a.out)?;
         } else {
             let mut config = m.gpt.config.clone();
             config.vocab_size = tok.vocab_size().max(config.vocab_size);
+            drop(m);
             let grown = Model::new(&config, Device::Cpu)?;
-            mtgpt_model::io::init_trunk(&grown.vs, &a.hf)?;
+            let fresh: Vec<i64> = tok
+                .ids_not_in(&tok_path)?
+                .into_iter()
+                .map(i64::from)
+                .collect();
+            mtgpt_model::io::init_trunk(&grown.vs, &a.hf, &fresh)?;
             grown.save(&a.out)?;
             tok.save(&a.out.join("tokenizer.json"))?;
             tracing::info!(
@@ -246,6 +267,12 @@ pub fn import(a: &ImportArgs) -> anyhow::Result<()> {
                 added.join(" "),
                 config.vocab_size
             );
+            tracing::info!(
+                "{} parameters imported → {}",
+                config.num_parameters(),
+                a.out.display()
+            );
+            return Ok(());
         }
     }
     tracing::info!(

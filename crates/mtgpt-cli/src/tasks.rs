@@ -22,7 +22,7 @@ pub fn load(dir: &Path) -> anyhow::Result<(MultiTaskModel, Vec<TaskHead>, TextTo
 
 /// The run config saved in a model folder (`mtgpt.toml`), if it has a readable one.
 fn run_config(dir: &Path) -> Option<Config> {
-    Config::load(dir.join("mtgpt.toml"), &[]).ok()
+    Config::load_saved(dir.join("mtgpt.toml")).ok()
 }
 
 /// The normalizer of the run that made the model (its `mtgpt.toml`), or the default one.

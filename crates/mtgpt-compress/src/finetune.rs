@@ -30,6 +30,9 @@ pub fn finetune(
 ) -> Result<Vec<f64>> {
     let mut c = train.clone();
     c.warmup_steps = c.warmup_steps.min(steps / 10);
+    // Recovery after pruning (or a student's training) moves the whole trunk; a factor meant
+    // to keep a pretrained trunk in place during fine-tuning does not apply here.
+    c.trunk_lr_factor = 1.0;
     let mut opt = AdamW::from_config(vs, &c);
     let mut losses = Vec::with_capacity(steps);
     let started = std::time::Instant::now();

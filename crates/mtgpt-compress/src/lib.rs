@@ -294,7 +294,7 @@ pub fn compress(
 
     // Write the folder: the model's own run config with the new shape recorded.
     let mut run_config =
-        Config::load(model_dir.join("mtgpt.toml"), &[]).unwrap_or_else(|_| config.clone());
+        Config::load_saved(model_dir.join("mtgpt.toml")).unwrap_or_else(|_| config.clone());
     run_config.model = model.gpt.config.clone();
     model.save(out_dir, &tasks, Some(&run_config.to_toml_string()))?;
     if format != WeightFormat::Dense {

@@ -905,11 +905,13 @@ impl Config {
         toml::to_string_pretty(&self.to_file()).unwrap_or_default()
     }
 
-    /// The same run from a random trunk: `model.init` dropped, the shape kept, and the
-    /// tokenizer trained on the tasks (as `[tokenizer]` says) unless the config names one of
-    /// its own. The "from scratch" side of `mtgpt run --scratch`.
+    /// The same run from a random trunk: `model.init` dropped, the shape kept, the tokenizer
+    /// trained on the tasks (as `[tokenizer]` says) unless the config names one of its own,
+    /// and `train.trunk_lr_factor` back to 1 (a random trunk has nothing to keep). The "from
+    /// scratch" side of `mtgpt run --scratch`.
     pub fn without_init(&self) -> Config {
         let mut c = self.clone();
+        c.train.trunk_lr_factor = 1.0;
         if let Some(dir) = c.init.take()
             && c.tokenizer.existing() == Some(dir.join("tokenizer.json").as_path())
         {

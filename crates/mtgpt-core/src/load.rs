@@ -24,8 +24,21 @@ impl Config {
         Self::from_toml_str(&text, path, overrides)
     }
 
+    /// Reads a resolved config that a run saved (a model folder's `mtgpt.toml`): its shape
+    /// and tokenizer are already written out, so `model.init` is kept as a record of where the
+    /// trunk started and not read again (the model works without that folder).
+    pub fn load_saved(path: impl AsRef<Path>) -> Result<Config> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        Self::parse(&text, path, &[], false)
+    }
+
     /// Like [`Config::load`] for config text already in memory; `file` names it in errors.
     pub fn from_toml_str(text: &str, file: &Path, overrides: &[String]) -> Result<Config> {
+        Self::parse(text, file, overrides, true)
+    }
+
+    fn parse(text: &str, file: &Path, overrides: &[String], resolve_init: bool) -> Result<Config> {
         let source = Source { text, file };
         let parsed: ConfigFile = toml::from_str(text).map_err(|e| source.parse_error(&e))?;
         let (parsed, overridden) = if overrides.is_empty() {
@@ -47,7 +60,9 @@ impl Config {
         };
         let section = parsed.model.clone();
         let mut config = Config::from_file(parsed, Some(file.to_path_buf()));
-        init::apply_init(&mut config, &section, &source, &overridden)?;
+        if resolve_init {
+            init::apply_init(&mut config, &section, &source, &overridden)?;
+        }
         validate(&config, &source, &overridden)?;
         Ok(config)
     }

@@ -16,7 +16,7 @@ use mtgpt_core::ModelConfig;
 use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use tch::{Device, nn};
+use tch::{Device, Tensor, nn};
 
 /// A model with the variable store that owns its weights.
 #[derive(Debug)]
@@ -110,10 +110,12 @@ pub struct InitReport {
 
 /// Sets the trunk variables (`transformer.*`) of `vs` to the weights of the model folder
 /// `dir` (any form [`Model::load`] reads). Every shape must agree except the token
-/// embedding, which may have more rows than the folder's: the rows it has are copied, and
-/// each new row (a token appended to the folder's tokenizer) starts as the mean of them, so
-/// new tokens begin as an average token rather than as noise; the LM head stays tied.
-pub fn init_trunk(vs: &nn::VarStore, dir: &Path) -> Result<InitReport> {
+/// embedding, which may have more rows than the folder's. The token rows in `fresh` (ids of
+/// tokens appended to the folder's tokenizer) and every row beyond the folder's start as the
+/// mean of the folder's other rows, so a new token begins as an average token rather than as
+/// noise or as an untrained padding row of a checkpoint whose vocabulary was padded; the
+/// rest is copied. The LM head stays tied.
+pub fn init_trunk(vs: &nn::VarStore, dir: &Path, fresh: &[i64]) -> Result<InitReport> {
     let src = Model::load(dir, Device::Cpu)?;
     let mut from: std::collections::HashMap<String, tch::Tensor> =
         src.vs.variables().into_iter().collect();
@@ -135,18 +137,29 @@ pub fn init_trunk(vs: &nn::VarStore, dir: &Path) -> Result<InitReport> {
                 .ok_or_else(|| Error::checkpoint(&weights, format!("has no tensor `{name}`")))?;
             let (want, have) = (var.size(), t.size());
             let t = t.to_device(var.device()).to_kind(var.kind());
-            if want == have {
+            let embedding = name == "transformer.wte.weight";
+            if embedding && want.len() == 2 && want[1] == have[1] && want[0] >= have[0] {
+                let rows = have[0];
+                let fresh: Vec<i64> = fresh.iter().copied().filter(|&i| i < rows).collect();
+                let mut keep = Tensor::ones([rows], (tch::Kind::Bool, Device::Cpu));
+                if !fresh.is_empty() {
+                    let _ = keep.index_fill_(0, &Tensor::from_slice(&fresh), 0);
+                }
+                let keep = keep.to_device(t.device());
+                let mean =
+                    t.index_select(0, &keep.nonzero().squeeze_dim(1))
+                        .mean_dim(0, true, t.kind());
+                var.narrow(0, 0, rows).f_copy_(&t)?;
+                for &i in &fresh {
+                    var.narrow(0, i, 1).f_copy_(&mean)?;
+                }
+                if want[0] > rows {
+                    var.narrow(0, rows, want[0] - rows)
+                        .f_copy_(&mean.expand([want[0] - rows, want[1]], false))?;
+                }
+                report.new_rows = fresh.len() + (want[0] - rows) as usize;
+            } else if want == have {
                 var.f_copy_(&t)?;
-            } else if name == "transformer.wte.weight"
-                && want.len() == 2
-                && want[1] == have[1]
-                && want[0] > have[0]
-            {
-                var.narrow(0, 0, have[0]).f_copy_(&t)?;
-                let mean = t.mean_dim(0, true, t.kind());
-                var.narrow(0, have[0], want[0] - have[0])
-                    .f_copy_(&mean.expand([want[0] - have[0], want[1]], false))?;
-                report.new_rows = (want[0] - have[0]) as usize;
             } else {
                 return Err(Error::checkpoint(
                     &weights,

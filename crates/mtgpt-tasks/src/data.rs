@@ -12,9 +12,7 @@ use crate::heads::MultiTaskModel;
 use crate::stream::TaskStream;
 use mtgpt_core::{Config, Example, TaskConfig, TaskKind};
 use mtgpt_text::TextTokenizer;
-use mtgpt_text::prep::{
-    PrepManifest, PrepOptions, cached_manifest, prepare, read_split, read_token_file,
-};
+use mtgpt_text::prep::{PrepManifest, PrepOptions, cached_manifest, prepare, read_split};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -350,7 +348,9 @@ impl TaskData {
             };
             let eval = Evaluator::new(model, tok, &self.heads[i], self.max_len(i, block))?;
             let scores = if t.kind == TaskKind::Lm {
-                eval.evaluate_lm_tokens(&read_token_file(&path)?, limits.lm_tokens)?
+                let buf = crate::stream::TokenBuf::map(&path)
+                    .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+                eval.evaluate_lm_tokens(buf.as_slice(), limits.lm_tokens)?
             } else {
                 let mut examples = read_split(&path)?;
                 if let Some(n) = limits.max_examples {

@@ -82,8 +82,10 @@ impl TokenBuf {
                     .collect(),
             ));
         }
-        // SAFETY: the file is prep's output, which nothing rewrites while training runs (prep
-        // replaces files by writing anew, and a run reads its own prep folder).
+        // SAFETY: prep writes a token file beside its final name and renames it over, so a
+        // new preprocessing replaces the inode instead of changing this mapped one; nothing in
+        // mtgpt truncates or writes a token file in place. (Another program that does would
+        // break the mapping, as with any memory-mapped input.)
         let map = unsafe { memmap2::Mmap::map(&file)? };
         Ok(TokenBuf::Mapped(map))
     }

@@ -109,6 +109,7 @@ pub fn fingerprint(config: &Config, opts: &PrepOptions) -> String {
     }
     if let Some(p) = config.tokenizer.existing() {
         file(p, &mut h);
+        file(&TextTokenizer::meta_path(p), &mut h);
     }
     for p in &opts.lexicons {
         file(p, &mut h);
@@ -308,7 +309,10 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
                     continue;
                 }
                 let file = format!("{}/{split}.bin", task.name);
-                let path = out.join(&file);
+                // Written beside and renamed over: a trainer that has the old file mapped
+                // keeps reading the old inode, never a truncated one.
+                let final_path = out.join(&file);
+                let path = out.join(format!("{}/.{split}.bin.tmp", task.name));
                 let mut w =
                     std::io::BufWriter::new(std::fs::File::create(&path).map_err(io(&path))?);
                 let (mut examples, mut tokens) = (0, 0);
@@ -327,6 +331,8 @@ pub fn prepare(config: &Config, out: &Path, opts: &PrepOptions) -> Result<PrepMa
                     Ok(true)
                 })?;
                 w.flush().map_err(io(&path))?;
+                drop(w);
+                std::fs::rename(&path, &final_path).map_err(io(&final_path))?;
                 info.skipped += report.skipped;
                 info.skip_messages.extend(report.first_errors);
                 info.splits.insert(

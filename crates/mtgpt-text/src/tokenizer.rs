@@ -373,6 +373,25 @@ impl TextTokenizer {
         Ok((tok, missing))
     }
 
+    /// Ids of this tokenizer's tokens that the `tokenizer.json` at `base` lacks (those
+    /// [`TextTokenizer::load_with_tokens`] appended to it), ascending.
+    pub fn ids_not_in(&self, base: &Path) -> Result<Vec<u32>> {
+        let text = std::fs::read_to_string(base).map_err(|e| mtgpt_core::Error::io(base, e))?;
+        let other: tokenizers::Tokenizer = text.parse().map_err(|e| Error::Tokenizer {
+            path: base.to_path_buf(),
+            reason: format!("not a valid tokenizer.json: {e}"),
+        })?;
+        let mut ids: Vec<u32> = self
+            .inner
+            .get_vocab(true)
+            .into_iter()
+            .filter(|(t, _)| other.token_to_id(t).is_none())
+            .map(|(_, id)| id)
+            .collect();
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
     /// mtgpt's settings of this tokenizer.
     pub fn meta(&self) -> &TokenizerMeta {
         &self.meta

@@ -112,7 +112,7 @@ pub fn lr_find(config: &Config, opts: &TrainOptions, lf: &LrFindOptions) -> Resu
     let fmts = data.formatters()?;
     let mut runs = streams(&data, &fmts)?;
     tch::manual_seed(config.seed as i64);
-    let model = crate::trainer::data::new_model(config, &data, opts.device)?;
+    let model = crate::trainer::data::new_model(config, &data, opts.device, false)?;
     // Static weights: a learned weighting would move the loss scale during the test.
     let weights: Vec<f64> = config.tasks.iter().map(|t| t.weight).collect();
     let weighting = LossWeighting::new(

@@ -59,9 +59,16 @@ pub struct Corpus {
 
 /// Trains the LM tasks of `config` into the run folder `opts.out` (checkpoints, `prep/`,
 /// `metrics.jsonl`; `--resume` continues there) and writes the base model folder `base`:
-/// `model.safetensors` + `config.json` (the trunk of the best validation step), the tokenizer
-/// and `pretrain.json`.
+/// `model.safetensors` + `config.json` (the trunk after the last step), the tokenizer and
+/// `pretrain.json`. One process (no `opts.dist`): ranks would all write `base`.
 pub fn pretrain(config: &Config, opts: &TrainOptions, base: &Path) -> Result<PretrainRecord> {
+    if opts.dist.as_ref().is_some_and(|d| d.comm.size() > 1) {
+        return Err(Error::Invalid(
+            "pretrain runs in one process; train data-parallel with `mtgpt train \
+             --distributed` and copy the model folder"
+                .into(),
+        ));
+    }
     if config.tasks.is_empty() {
         return Err(Error::Invalid(
             "pretrain: the config has no [[task]]; give each corpus a `kind = \"lm\"` task".into(),
@@ -77,13 +84,15 @@ pub fn pretrain(config: &Config, opts: &TrainOptions, base: &Path) -> Result<Pre
         )));
     }
     let summary = train(config, opts)?;
-    let from = ["best", "model"]
-        .iter()
-        .map(|d| opts.out.join(d))
-        .find(|d| d.join("model.safetensors").exists())
-        .ok_or_else(|| {
-            Error::Invalid(format!("{}: training wrote no model", opts.out.display()))
-        })?;
+    // LM tasks give no validation aggregate, so the final model is the base (a `best/` left
+    // by an earlier run in the same folder must not be taken).
+    let from = opts.out.join("model");
+    if !from.join("model.safetensors").exists() {
+        return Err(Error::Invalid(format!(
+            "{}: training wrote no model",
+            opts.out.display()
+        )));
+    }
     std::fs::create_dir_all(base).map_err(|e| Error::Io {
         path: base.to_path_buf(),
         source: e,

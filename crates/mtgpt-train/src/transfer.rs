@@ -136,7 +136,7 @@ fn fmt(x: Option<f64>) -> String {
 pub fn markdown(config: &Config, r: &TransferReport) -> String {
     let with_gen = r.rows.iter().any(|x| x.joint_without_generated.is_some());
     let mut md = format!(
-        "# Transfer report: `{}`\n\nEach task trained alone (`single`) against all tasks trained jointly (`joint`), same budget: {} LM pretraining steps, then {} steps{}. Scores on the validation split at the end of training. `gain` is joint − single, signed so that positive means joint training helped.\n\n",
+        "# Transfer report: `{}`\n\nEach task trained alone (`single`) against all tasks trained jointly (`joint`), same budget: {} LM pretraining steps, then {} steps{}. Every run's trunk starts {}. Scores on the validation split at the end of training. `gain` is joint − single, signed so that positive means joint training helped.\n\n",
         config.name,
         config.train.pretrain_steps,
         config.train.steps,
@@ -144,7 +144,14 @@ pub fn markdown(config: &Config, r: &TransferReport) -> String {
             format!(" or {} s", config.train.max_seconds)
         } else {
             String::new()
-        }
+        },
+        config
+            .init
+            .as_ref()
+            .map_or("random (no `model.init`)".to_string(), |d| format!(
+                "from the pretrained `{}` (`model.init`)",
+                d.display()
+            ))
     );
     md.push_str("| task | kind | metric | single | joint | gain |");
     if with_gen {

@@ -45,11 +45,23 @@ impl RunData {
 
 /// The model a run trains: a head per task on a fresh trunk, or on the trunk of the
 /// `model.init` folder (its token embedding grown by the tokens the run's tokenizer added).
-pub fn new_model(config: &Config, data: &RunData, device: tch::Device) -> Result<MultiTaskModel> {
+/// `resuming` skips the init weights (the checkpoint replaces every weight anyway).
+pub fn new_model(
+    config: &Config,
+    data: &RunData,
+    device: tch::Device,
+    resuming: bool,
+) -> Result<MultiTaskModel> {
     let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();
     let model = MultiTaskModel::new(&data.model_cfg, &specs, device)?;
-    if let Some(dir) = &config.init {
-        let r = mtgpt_model::io::init_trunk(&model.vs, dir)?;
+    if let Some(dir) = config.init.as_ref().filter(|_| !resuming) {
+        let fresh: Vec<i64> = data
+            .tok
+            .ids_not_in(&dir.join("tokenizer.json"))?
+            .into_iter()
+            .map(i64::from)
+            .collect();
+        let r = mtgpt_model::io::init_trunk(&model.vs, dir, &fresh)?;
         tracing::info!(
             "trunk from {}: {} tensors, {} new token-embedding rows (mean-initialised), new heads",
             dir.display(),
@@ -109,7 +121,13 @@ fn data_from(
     let tasks = TaskData::from_manifest(config, dir, manifest)?;
     warn_single_label(&tasks)?;
     let mut model_cfg = config.model.clone();
-    model_cfg.vocab_size = tok.vocab_size();
+    // From `model.init`, the embedding keeps at least the folder's rows (a checkpoint may pad
+    // its vocabulary beyond the tokenizer's, e.g. to a multiple of 64).
+    model_cfg.vocab_size = if config.init.is_some() {
+        tok.vocab_size().max(config.model.vocab_size)
+    } else {
+        tok.vocab_size()
+    };
     Ok(RunData {
         tasks,
         tok,

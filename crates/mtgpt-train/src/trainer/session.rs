@@ -78,7 +78,7 @@ impl<'a> Session<'a> {
         let formatters = data.formatters()?;
         let runs = streams(data, &formatters)?;
         tch::manual_seed(config.seed as i64);
-        let model = crate::trainer::data::new_model(config, data, opts.device)?;
+        let model = crate::trainer::data::new_model(config, data, opts.device, opts.resume)?;
         let weights: Vec<f64> = config.tasks.iter().map(|t| t.weight).collect();
         let weighting =
             LossWeighting::new(&(model.vs.root() / "loss_weights"), &c.weighting, &weights)?;
