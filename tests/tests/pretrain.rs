@@ -226,6 +226,42 @@ fn pretrain_writes_a_base_that_resumes_exactly_and_init_starts_from() {
     ]);
     assert!(out.contains("int8"), "{out}");
 
+    // `run --scratch`: the same budget from a random trunk beside the pretrained start, and
+    // the report says where each trunk came from.
+    let pipeline = dir.join("pipeline");
+    let out = mtgpt_ok(&[
+        "-q",
+        "run",
+        "--config",
+        s(&fine),
+        "--out",
+        s(&pipeline),
+        "--scratch",
+        "--no-compress",
+    ]);
+    assert!(out.contains("from_scratch="), "{out}");
+    let report = std::fs::read_to_string(pipeline.join("report.md")).unwrap();
+    assert!(report.contains("| from scratch |"), "{report}");
+    assert!(report.contains("Trunk: **pretrained**, from"), "{report}");
+    assert!(report.contains("tiny-base"), "names the base: {report}");
+    let scratch = std::fs::read_to_string(pipeline.join("scratch/report.md")).unwrap();
+    assert!(
+        scratch.contains("Trunk: **random initialisation**"),
+        "{scratch}"
+    );
+    let o = mtgpt(&[
+        "run",
+        "--config",
+        s(&fine),
+        "--out",
+        s(&dir.join("y")),
+        "--scratch",
+        "--set",
+        "model.init=",
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no model.init"), "{}", stderr(&o));
+
     // The shape comes from the folder: a config that says otherwise is told both values.
     let o = mtgpt(&[
         "train",
