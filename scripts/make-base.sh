@@ -28,7 +28,7 @@ echo "make-base: checking that no held-out text of a shipped task is in: $corpor
 # shellcheck disable=SC2086
 scripts/fetch-corpus.sh --check $corpora
 start=$(date +%s)
-"$bin" pretrain --config "$config" --out "$out" --work runs/base-tiny-pretrain "${resume[@]}" --no-progress
+"$bin" pretrain --config "$config" --out "$out" --work runs/base-tiny-pretrain ${resume[@]+"${resume[@]}"} --no-progress
 end=$(date +%s)
 python3 - "$out" "$config" "$((end - start))" <<'PY'
 import json, sys, pathlib, platform
