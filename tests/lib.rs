@@ -86,3 +86,8 @@ pub fn mtgpt_ok(args: &[&str]) -> String {
     assert!(o.status.success(), "mtgpt {args:?}: {}", stderr(&o));
     stdout(&o)
 }
+
+/// A path as the `&str` an argument list needs (test paths are UTF-8).
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 temp path")
+}

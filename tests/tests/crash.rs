@@ -57,9 +57,7 @@ labels = ["ham", "spam"]
     path
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 temp path")
-}
+use mtgpt_e2e::path_str as s;
 
 fn train_cmd(config: &Path, out: &Path, resume: bool, extra: &[&str]) -> Command {
     let mut c = Command::new(mtgpt_bin());

@@ -45,9 +45,7 @@ fn reference(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
+use mtgpt_e2e::path_str as s;
 
 const PROBE: &str = "To be, or not to be 北京欢迎你，今天天气很好";
 

@@ -4,9 +4,7 @@ use mtgpt_e2e::{mtgpt, mtgpt_ok, stderr};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 temp path")
-}
+use mtgpt_e2e::path_str as s;
 
 /// Named tensors of a safetensors file as (shape, raw little-endian bytes).
 fn tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<u8>)> {

@@ -78,13 +78,7 @@ pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
             let specs: Vec<_> = heads.iter().map(mtgpt_tasks::TaskHead::spec).collect();
             let m = mtgpt_tasks::MultiTaskModel::new(&mc, &specs, crate::args::device())?;
             if let Some(dir) = &config.init {
-                let fresh: Vec<i64> = tok
-                    .ids_not_in(&dir.join("tokenizer.json"))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(i64::from)
-                    .collect();
-                let r = mtgpt_model::io::init_trunk(&m.vs, dir, &fresh)?;
+                let r = mtgpt_tasks::init_trunk_for(&m.vs, dir, &tok)?;
                 tracing::info!(
                     "trunk from {} ({} tensors, {} new token rows)",
                     dir.display(),
@@ -253,12 +247,7 @@ pub fn import(a: &ImportArgs) -> anyhow::Result<()> {
             config.vocab_size = tok.vocab_size().max(config.vocab_size);
             drop(m);
             let grown = Model::new(&config, Device::Cpu)?;
-            let fresh: Vec<i64> = tok
-                .ids_not_in(&tok_path)?
-                .into_iter()
-                .map(i64::from)
-                .collect();
-            mtgpt_model::io::init_trunk(&grown.vs, &a.hf, &fresh)?;
+            mtgpt_tasks::init_trunk_for(&grown.vs, &a.hf, &tok)?;
             grown.save(&a.out)?;
             tok.save(&a.out.join("tokenizer.json"))?;
             tracing::info!(

@@ -311,8 +311,7 @@ impl TaskData {
                 mtgpt_core::seed::derive_seed(self.config.seed, &format!("{seed_tag}/{}", t.name));
             let stream = if t.kind == TaskKind::Lm {
                 let task_id = tok.task_id(&t.name).unwrap_or(0) as i64;
-                let buf = crate::stream::TokenBuf::map(&path)
-                    .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+                let buf = crate::stream::TokenBuf::map(&path)?;
                 TaskStream::token_buf(buf, f.max_len() - 1, task_id, seed)
             } else {
                 let examples = self
@@ -348,8 +347,7 @@ impl TaskData {
             };
             let eval = Evaluator::new(model, tok, &self.heads[i], self.max_len(i, block))?;
             let scores = if t.kind == TaskKind::Lm {
-                let buf = crate::stream::TokenBuf::map(&path)
-                    .map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))?;
+                let buf = crate::stream::TokenBuf::map(&path)?;
                 eval.evaluate_lm_tokens(buf.as_slice(), limits.lm_tokens)?
             } else {
                 let mut examples = read_split(&path)?;

@@ -129,6 +129,23 @@ pub fn resolve_model_dir(path: &Path) -> Result<ModelDir> {
     )))
 }
 
+/// Sets the trunk variables of `vs` from the model folder `dir`
+/// ([`mtgpt_model::io::init_trunk`]) for a model whose tokenizer is `tok`, the folder's
+/// tokenizer with tokens appended: the rows of the tokens `tok` has and the folder's
+/// `tokenizer.json` lacks start as the mean of the pretrained rows.
+pub fn init_trunk_for(
+    vs: &tch::nn::VarStore,
+    dir: &Path,
+    tok: &TextTokenizer,
+) -> Result<mtgpt_model::io::InitReport> {
+    let fresh: Vec<i64> = tok
+        .ids_not_in(&dir.join("tokenizer.json"))?
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    Ok(mtgpt_model::io::init_trunk(vs, dir, &fresh)?)
+}
+
 /// The `tokenizer.json` of model folder `dir`, checked against the model's vocabulary of
 /// `vocab_size` rows (a tokenizer with more tokens than the embedding has rows is refused).
 pub fn load_tokenizer(dir: &Path, vocab_size: usize) -> Result<TextTokenizer> {

@@ -33,7 +33,7 @@ pub mod stream;
 pub use data::{Sample, ScoreLimits, SplitScores, TaskData, WorkDir, max_len};
 pub use error::{Error, Result};
 pub use evaluate::{Evaluator, Prediction, TaskScores, aggregate};
-pub use folder::{ModelDir, TaskHead, load_tokenizer, resolve_model_dir};
+pub use folder::{ModelDir, TaskHead, init_trunk_for, load_tokenizer, resolve_model_dir};
 pub use format::{Formatted, Target, TaskFormatter, span_text};
 pub use heads::{
     Head, HeadOutput, HeadSpec, MultiTaskModel, best_span, predict_classes, predict_tags,

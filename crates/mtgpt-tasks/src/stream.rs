@@ -63,30 +63,20 @@ impl std::fmt::Debug for TokenBuf {
 
 impl TokenBuf {
     /// Maps the token file `path` (little-endian `u32`s, as `prep` writes them); on a
-    /// big-endian machine it is read into memory instead.
-    pub fn map(path: &std::path::Path) -> std::io::Result<Self> {
-        let file = std::fs::File::open(path)?;
-        let len = file.metadata()?.len();
-        if len % 4 != 0 {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{len} bytes is not a whole number of u32 tokens (truncated file?)"),
-            ));
-        }
-        if cfg!(target_endian = "big") || len == 0 {
-            let bytes = std::fs::read(path)?;
-            return Ok(TokenBuf::Owned(
-                bytes
-                    .chunks_exact(4)
-                    .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-            ));
+    /// big-endian machine, or for an empty file, it is read into memory instead. A length that
+    /// is not a whole number of tokens is an error naming the file.
+    pub fn map(path: &std::path::Path) -> crate::error::Result<Self> {
+        let io = |e| crate::error::Error::Text(mtgpt_core::Error::io(path, e).into());
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        if cfg!(target_endian = "big") || len % 4 != 0 || len == 0 {
+            return Ok(TokenBuf::Owned(mtgpt_text::prep::read_token_file(path)?));
         }
         // SAFETY: prep writes a token file beside its final name and renames it over, so a
         // new preprocessing replaces the inode instead of changing this mapped one; nothing in
         // mtgpt truncates or writes a token file in place. (Another program that does would
         // break the mapping, as with any memory-mapped input.)
-        let map = unsafe { memmap2::Mmap::map(&file)? };
+        let map = unsafe { memmap2::Mmap::map(&file).map_err(io)? };
         Ok(TokenBuf::Mapped(map))
     }
 

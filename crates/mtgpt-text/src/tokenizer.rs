@@ -304,13 +304,19 @@ impl TextTokenizer {
 
     /// Loads a `tokenizer.json`; its sidecar is optional (without it: no pre-segmentation).
     pub fn load(path: &Path) -> Result<Self> {
+        let (text, inner) = Self::read_json(path)?;
+        let meta = Self::load_meta(path, &text)?;
+        Self::from_parts(inner, meta, path)
+    }
+
+    /// The text of the `tokenizer.json` at `path` and the Hugging Face tokenizer it holds.
+    fn read_json(path: &Path) -> Result<(String, tokenizers::Tokenizer)> {
         let text = std::fs::read_to_string(path).map_err(|e| mtgpt_core::Error::io(path, e))?;
-        let inner: tokenizers::Tokenizer = text.parse().map_err(|e| Error::Tokenizer {
+        let inner = text.parse().map_err(|e| Error::Tokenizer {
             path: path.to_path_buf(),
             reason: format!("not a valid tokenizer.json: {e}"),
         })?;
-        let meta = Self::load_meta(path, &text)?;
-        Self::from_parts(inner, meta, path)
+        Ok((text, inner))
     }
 
     /// The sidecar of `path` (`text` is the tokenizer file), or the settings of a tokenizer
@@ -342,11 +348,7 @@ impl TextTokenizer {
     /// tokenizer from elsewhere (GPT-2's byte-level BPE with only `<|endoftext|>`, a BERT-style
     /// WordPiece) becomes an mtgpt one; ids it has are never moved. Returns the tokens added.
     pub fn load_with_tokens(path: &Path, tasks: &[String]) -> Result<(Self, Vec<String>)> {
-        let text = std::fs::read_to_string(path).map_err(|e| mtgpt_core::Error::io(path, e))?;
-        let mut inner: tokenizers::Tokenizer = text.parse().map_err(|e| Error::Tokenizer {
-            path: path.to_path_buf(),
-            reason: format!("not a valid tokenizer.json: {e}"),
-        })?;
+        let (text, mut inner) = Self::read_json(path)?;
         let mut wanted: Vec<String> = [ENDOFTEXT, PAD, SEP, MASK]
             .iter()
             .map(|s| s.to_string())
@@ -376,11 +378,7 @@ impl TextTokenizer {
     /// Ids of this tokenizer's tokens that the `tokenizer.json` at `base` lacks (those
     /// [`TextTokenizer::load_with_tokens`] appended to it), ascending.
     pub fn ids_not_in(&self, base: &Path) -> Result<Vec<u32>> {
-        let text = std::fs::read_to_string(base).map_err(|e| mtgpt_core::Error::io(base, e))?;
-        let other: tokenizers::Tokenizer = text.parse().map_err(|e| Error::Tokenizer {
-            path: base.to_path_buf(),
-            reason: format!("not a valid tokenizer.json: {e}"),
-        })?;
+        let (_, other) = Self::read_json(base)?;
         let mut ids: Vec<u32> = self
             .inner
             .get_vocab(true)

@@ -55,13 +55,7 @@ pub fn new_model(
     let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();
     let model = MultiTaskModel::new(&data.model_cfg, &specs, device)?;
     if let Some(dir) = config.init.as_ref().filter(|_| !resuming) {
-        let fresh: Vec<i64> = data
-            .tok
-            .ids_not_in(&dir.join("tokenizer.json"))?
-            .into_iter()
-            .map(i64::from)
-            .collect();
-        let r = mtgpt_model::io::init_trunk(&model.vs, dir, &fresh)?;
+        let r = mtgpt_tasks::init_trunk_for(&model.vs, dir, &data.tok)?;
         tracing::info!(
             "trunk from {}: {} tensors, {} new token-embedding rows (mean-initialised), new heads",
             dir.display(),
