@@ -68,11 +68,7 @@ pub fn model(cmd: &ModelCommand) -> anyhow::Result<()> {
                         t.name
                     );
                 }
-                heads.push(mtgpt_tasks::TaskHead {
-                    name: t.name.clone(),
-                    kind: t.kind,
-                    labels,
-                });
+                heads.push(mtgpt_tasks::TaskHead::from_config(t, labels));
             }
             tch::manual_seed(config.seed as i64);
             let specs: Vec<_> = heads.iter().map(mtgpt_tasks::TaskHead::spec).collect();
@@ -126,6 +122,9 @@ pub struct GenerateArgs {
     /// Penalty for repeated tokens (> 1 discourages).
     #[arg(long, default_value_t = 1.0)]
     repetition_penalty: f64,
+    /// No n-gram of this many tokens twice in one output (0 = off).
+    #[arg(long, default_value_t = 0)]
+    no_repeat_ngram_size: usize,
     /// Beam search with this many beams.
     #[arg(long, default_value_t = 1)]
     num_beams: usize,
@@ -171,6 +170,8 @@ pub fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
         stop_tokens: stop,
         num_beams: a.num_beams,
         seed: a.seed,
+        no_repeat_ngram_size: a.no_repeat_ngram_size,
+        prefix_prompt: false,
     };
     let outs = generate(&m.gpt, &prompts, sp.pad as i64, &cfg)?;
     for (p, o) in a.prompt.iter().zip(outs) {

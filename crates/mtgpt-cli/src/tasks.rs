@@ -47,6 +47,17 @@ pub struct PredictArgs {
     /// Examples per forward pass.
     #[arg(long, default_value_t = 16)]
     batch: usize,
+    /// `generate` tasks: no n-gram of this size twice in an output (0 = off; default: the
+    /// task's `decode.no_repeat_ngram_size`, 3 unless set).
+    #[arg(long)]
+    no_repeat_ngram_size: Option<usize>,
+    /// `generate` tasks: penalty (≥ 1) for tokens already in the prompt or output (default:
+    /// the task's `decode.repetition_penalty`, 1 unless set).
+    #[arg(long)]
+    repetition_penalty: Option<f64>,
+    /// `generate` tasks: most new tokens (default: the task's `decode.max_new_tokens`).
+    #[arg(long)]
+    max_new_tokens: Option<usize>,
 }
 
 fn field<'v>(v: &'v Value, name: &str, file: &Path, line: usize) -> anyhow::Result<&'v str> {
@@ -151,6 +162,21 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
         .unwrap_or(block);
     let mut eval = Evaluator::new(&model, &tok, task, max_len)?;
     eval.batch = a.batch;
+    if let Some(n) = a.no_repeat_ngram_size {
+        eval.decode.no_repeat_ngram_size = n;
+    }
+    if let Some(p) = a.repetition_penalty {
+        if !(p.is_finite() && p >= 1.0) {
+            bail!("--repetition-penalty {p}: must be at least 1");
+        }
+        eval.decode.repetition_penalty = p;
+    }
+    if let Some(n) = a.max_new_tokens {
+        if n == 0 {
+            bail!("--max-new-tokens must be at least 1");
+        }
+        eval.decode.max_new_tokens = n;
+    }
     let mut rows = Vec::new();
     for (line, v) in mtgpt_text::jsonl::read_values(&a.input)? {
         let (ex, map) = parse_input(&v, task.kind, &norm, &a.input, line)?;

@@ -75,6 +75,9 @@ fn lm_batch(seed: u64) -> Batch {
         input_ids: ids,
         attention_mask: vec![1; b * t],
         targets: Targets::Tokens(targets),
+        input_len: vec![0; b],
+        prefix_attention: false,
+        lm_aux_weight: 0.0,
     }
 }
 
@@ -94,6 +97,9 @@ fn cls_batch(seed: u64) -> Batch {
         input_ids: ids,
         attention_mask: mask,
         targets: Targets::Classes((0..b as i64).map(|r| r % 3).collect()),
+        input_len: (0..b).map(|r| if r % 2 == 1 { 7 } else { t }).collect(),
+        prefix_attention: false,
+        lm_aux_weight: 0.0,
     }
 }
 
@@ -184,11 +190,15 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             name: "lm".into(),
             kind: TaskKind::Lm,
             labels: vec![],
+            attention: Default::default(),
+            decode: None,
         },
         TaskHead {
             name: "cls".into(),
             kind: TaskKind::Classify,
             labels: vec!["a".into(), "b".into(), "c".into()],
+            attention: Default::default(),
+            decode: None,
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();
@@ -275,11 +285,15 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             name: "lm".into(),
             kind: TaskKind::Lm,
             labels: vec![],
+            attention: Default::default(),
+            decode: None,
         },
         TaskHead {
             name: "cls".into(),
             kind: TaskKind::Classify,
             labels: vec!["a".into(), "b".into(), "c".into()],
+            attention: Default::default(),
+            decode: None,
         },
     ];
     small.save(dir.path(), &tasks, None).unwrap();
@@ -366,11 +380,15 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             name: "lm".into(),
             kind: TaskKind::Lm,
             labels: vec![],
+            attention: Default::default(),
+            decode: None,
         },
         TaskHead {
             name: "cls".into(),
             kind: TaskKind::Classify,
             labels: vec!["a".into(), "b".into(), "c".into()],
+            attention: Default::default(),
+            decode: None,
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();

@@ -718,6 +718,57 @@ pub struct TaskConfig {
     /// Extra examples written by the model itself (`classify` tasks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate_augment: Option<GenerateAugmentConfig>,
+    /// `"causal"` or `"prefix"` ([`crate::Attention`]); default [`crate::Attention::default_for`]
+    /// the kind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<crate::Attention>,
+    /// Weight of an auxiliary LM loss on the task's input text, added to the task loss
+    /// (Radford et al. 2018); 0 = none. Under prefix attention it costs a second, causal pass.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lm_aux_weight: f64,
+    /// How a `generate` task decodes when scored and predicted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<DecodeConfig>,
+}
+
+impl TaskConfig {
+    /// The attention mode in force: the configured one, else the kind's default (`lm` is
+    /// always causal).
+    pub fn attention(&self) -> crate::Attention {
+        match self.kind {
+            TaskKind::Lm => crate::Attention::Causal,
+            k => self
+                .attention
+                .unwrap_or_else(|| crate::Attention::default_for(k)),
+        }
+    }
+}
+
+fn is_zero(x: &f64) -> bool {
+    *x == 0.0
+}
+
+/// `decode = { ... }` in a `[[task]]` of kind `generate`: greedy decoding with loop guards,
+/// used by scoring, `mtgpt predict` and `mtgpt eval` (flags of `mtgpt generate` override).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DecodeConfig {
+    /// No n-gram of this size occurs twice in an output (0 = off).
+    pub no_repeat_ngram_size: usize,
+    /// > 1 discourages tokens already in the prompt or output (1 = off).
+    pub repetition_penalty: f64,
+    /// Most new tokens.
+    pub max_new_tokens: usize,
+}
+
+impl Default for DecodeConfig {
+    fn default() -> Self {
+        DecodeConfig {
+            no_repeat_ngram_size: 3,
+            repetition_penalty: 1.0,
+            max_new_tokens: 64,
+        }
+    }
 }
 
 /// `generate_augment = { ... }` in a `[[task]]`: after the LM phase and part of joint training,

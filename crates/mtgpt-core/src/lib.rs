@@ -30,14 +30,14 @@ pub mod seed;
 pub mod task;
 
 pub use config::{
-    AugmentConfig, CompressConfig, Config, ConfigFile, GenerateAugmentConfig, Importance,
-    ModelConfig, ModelSection, Precision, PreprocessConfig, Preset, PruneScope, SamplingConfig,
-    SamplingStrategy, Schedule, TaskConfig, TokenizerConfig, TokenizerKind, TrainConfig,
-    WeightingConfig, WeightingStrategy,
+    AugmentConfig, CompressConfig, Config, ConfigFile, DecodeConfig, GenerateAugmentConfig,
+    Importance, ModelConfig, ModelSection, Precision, PreprocessConfig, Preset, PruneScope,
+    SamplingConfig, SamplingStrategy, Schedule, TaskConfig, TokenizerConfig, TokenizerKind,
+    TrainConfig, WeightingConfig, WeightingStrategy,
 };
 pub use error::{Error, Result};
 pub use load::{init_folder, init_shape};
-pub use task::{Answer, Batch, Example, IGNORE_INDEX, Targets, TaskKind};
+pub use task::{Answer, Attention, Batch, Example, IGNORE_INDEX, Targets, TaskKind};
 
 /// Languages of the Snowball stemmers (rust-stemmers), as written in a task's `stem` key.
 pub const STEMMER_LANGUAGES: [&str; 18] = [

@@ -46,6 +46,48 @@ impl TaskKind {
     }
 }
 
+/// How a task's sequence attends to itself.
+///
+/// `Causal`: every position sees only itself and earlier positions (a plain GPT).
+/// `Prefix`: the task's input part is one block whose positions see each other both ways
+/// (classify: text and text pair; tagging: the sentence; extractive QA: question and
+/// context; generate: task token, source and separator), while generated/target positions
+/// stay causal and see the whole input (the prefix LM of UniLM and T5). `lm` is always causal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Attention {
+    /// Left to right only.
+    #[default]
+    Causal,
+    /// The input part both ways, the rest causal.
+    Prefix,
+}
+
+impl Attention {
+    /// The name used in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Attention::Causal => "causal",
+            Attention::Prefix => "prefix",
+        }
+    }
+
+    /// The mode a task of `kind` gets when its config does not say: prefix for every kind
+    /// that reads an input (measured on the demo, see the README), causal for `lm`.
+    pub fn default_for(kind: TaskKind) -> Attention {
+        match kind {
+            TaskKind::Lm => Attention::Causal,
+            _ => Attention::Prefix,
+        }
+    }
+}
+
+impl fmt::Display for Attention {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl fmt::Display for TaskKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -136,6 +178,13 @@ pub struct Batch {
     pub attention_mask: Vec<u8>,
     /// The supervision for this task kind.
     pub targets: Targets,
+    /// Per row, how many leading positions are the task's input (the task token included):
+    /// the bidirectional block under prefix attention and the text of the auxiliary LM loss.
+    pub input_len: Vec<usize>,
+    /// Whether the input part attends both ways ([`Attention::Prefix`]).
+    pub prefix_attention: bool,
+    /// Weight of the auxiliary LM loss on the input part (0 = none), added to the task loss.
+    pub lm_aux_weight: f64,
 }
 
 /// Supervision carried by a [`Batch`]; `IGNORE_INDEX` marks positions without a loss.
@@ -178,6 +227,16 @@ impl Batch {
         };
         if got != want {
             return Err(format!("targets have {got} values, expected {want}"));
+        }
+        if self.input_len.len() != self.batch_size
+            || self.input_len.iter().any(|&l| l > self.seq_len)
+        {
+            return Err(format!(
+                "input_len has {} values (expected {}), each at most {}",
+                self.input_len.len(),
+                self.batch_size,
+                self.seq_len
+            ));
         }
         Ok(())
     }
@@ -227,6 +286,9 @@ mod tests {
             input_ids: vec![0; 6],
             attention_mask: vec![1; 6],
             targets: Targets::Classes(vec![0, 1]),
+            input_len: vec![3, 2],
+            prefix_attention: false,
+            lm_aux_weight: 0.0,
         };
         assert!(b.check_shapes().is_ok());
         b.targets = Targets::Tokens(vec![0; 5]);

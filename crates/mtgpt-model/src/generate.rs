@@ -25,6 +25,12 @@ pub struct GenerateConfig {
     pub num_beams: usize,
     /// Seed for sampling.
     pub seed: u64,
+    /// No n-gram of this many tokens appears twice in one output (0 = off). Counted over the
+    /// generated tokens only, so an output may still copy phrases of its prompt.
+    pub no_repeat_ngram_size: usize,
+    /// The prompt is one bidirectional block (prefix attention, as the task was trained);
+    /// generated tokens stay causal.
+    pub prefix_prompt: bool,
 }
 
 impl Default for GenerateConfig {
@@ -39,6 +45,8 @@ impl Default for GenerateConfig {
             stop_tokens: Vec::new(),
             num_beams: 1,
             seed: 0,
+            no_repeat_ngram_size: 0,
+            prefix_prompt: false,
         }
     }
 }
@@ -83,6 +91,32 @@ fn penalize(logits: &Tensor, seen: &[i64], penalty: f64) -> Tensor {
     logits.scatter(0, &idx, &s)
 }
 
+/// The tokens that would complete an n-gram already in `out` (`n` tokens; 0 = none).
+pub fn banned_ngram_tokens(out: &[i64], n: usize) -> Vec<i64> {
+    if n == 0 || out.len() + 1 < n {
+        return Vec::new();
+    }
+    let tail = &out[out.len() + 1 - n..];
+    let mut banned: Vec<i64> = out
+        .windows(n)
+        .filter(|w| &w[..n - 1] == tail)
+        .map(|w| w[n - 1])
+        .collect();
+    banned.sort_unstable();
+    banned.dedup();
+    banned
+}
+
+/// `logits` `[vocab]` with the tokens of [`banned_ngram_tokens`] at -inf.
+fn ban_ngrams(logits: Tensor, out: &[i64], n: usize) -> Tensor {
+    let banned = banned_ngram_tokens(out, n);
+    if banned.is_empty() {
+        return logits;
+    }
+    let idx = Tensor::from_slice(&banned).to_device(logits.device());
+    logits.index_fill(0, &idx, f64::NEG_INFINITY)
+}
+
 /// Filters `logits` `[vocab]` by temperature, top-k and top-p (removed tokens get -inf).
 fn filter(logits: &Tensor, cfg: &GenerateConfig) -> Tensor {
     let mut l = logits / cfg.temperature;
@@ -111,8 +145,18 @@ fn filter(logits: &Tensor, cfg: &GenerateConfig) -> Tensor {
 
 /// Picks the next token of one row. Sampling draws from `rng` (seeded per call to
 /// [`generate`]), not libtorch's global generator, so it is reproducible whatever else runs.
-fn choose(logits: &Tensor, seen: &[i64], cfg: &GenerateConfig, rng: &mut impl rand::Rng) -> i64 {
-    let l = penalize(logits, seen, cfg.repetition_penalty);
+fn choose(
+    logits: &Tensor,
+    seen: &[i64],
+    out: &[i64],
+    cfg: &GenerateConfig,
+    rng: &mut impl rand::Rng,
+) -> i64 {
+    let l = ban_ngrams(
+        penalize(logits, seen, cfg.repetition_penalty),
+        out,
+        cfg.no_repeat_ngram_size,
+    );
     if cfg.greedy {
         return l.argmax(0, false).int64_value(&[]);
     }
@@ -180,8 +224,19 @@ pub fn generate(
             let padded = mask.contains(&0);
             let mut cache = KvCache::with_capacity(t + budget);
             let head = gpt.decode_head();
+            // Left padding: every prompt ends at position t, so one block end serves all rows.
+            let prefix = cfg
+                .prefix_prompt
+                .then(|| Tensor::full([b as i64], t as i64, (Kind::Int64, dev)));
             let hidden = gpt
-                .forward(&ids_t, padded.then_some(&mask_t), Some(&mut cache), false)?
+                .forward_full(
+                    &ids_t,
+                    padded.then_some(&mask_t),
+                    prefix.as_ref(),
+                    Some(&mut cache),
+                    false,
+                    false,
+                )?
                 .hidden;
             let mut logits = head
                 .logits(&hidden.narrow(1, t as i64 - 1, 1))
@@ -195,7 +250,7 @@ pub fn generate(
                     let tok = if done[r] {
                         pad_id
                     } else {
-                        choose(&logits.get(r as i64), &seen[r], cfg, &mut rng)
+                        choose(&logits.get(r as i64), &seen[r], &out[r], cfg, &mut rng)
                     };
                     if !done[r] {
                         out[r].push(tok);
@@ -229,7 +284,12 @@ fn beam_search(gpt: &Gpt, prompt: &[i64], cfg: &GenerateConfig) -> Result<Vec<i6
             let mut cache = KvCache::with_capacity(prompt.len() + budget);
             let head = gpt.decode_head();
             let ids = Tensor::from_slice(prompt).view([1, -1]).to_device(dev);
-            let hidden = gpt.forward(&ids, None, Some(&mut cache), false)?.hidden;
+            let prefix = cfg
+                .prefix_prompt
+                .then(|| Tensor::from_slice(&[prompt.len() as i64]).to_device(dev));
+            let hidden = gpt
+                .forward_full(&ids, None, prefix.as_ref(), Some(&mut cache), false, false)?
+                .hidden;
             let last = hidden.narrow(1, prompt.len() as i64 - 1, 1);
             let mut logp = head
                 .logits(&last)
@@ -242,10 +302,14 @@ fn beam_search(gpt: &Gpt, prompt: &[i64], cfg: &GenerateConfig) -> Result<Vec<i6
                 let v = logp.size()[1];
                 let scores = logp.copy();
                 for (i, (toks, s)) in beams.iter().enumerate() {
-                    let mut row = penalize(
-                        &scores.get(i as i64),
-                        &[prompt, toks].concat(),
-                        cfg.repetition_penalty,
+                    let mut row = ban_ngrams(
+                        penalize(
+                            &scores.get(i as i64),
+                            &[prompt, toks].concat(),
+                            cfg.repetition_penalty,
+                        ),
+                        toks,
+                        cfg.no_repeat_ngram_size,
                     );
                     row += *s;
                     scores.get(i as i64).copy_(&row);
@@ -356,6 +420,23 @@ mod tests {
         assert_eq!(kept(cfg(0, 1.0)), 4);
         let p = probs(&filter(&l, &cfg(0, 0.79)));
         assert!((p[0] - 0.625).abs() < 1e-5, "renormalized: {p:?}");
+    }
+
+    #[test]
+    fn banned_ngrams_are_the_ones_that_would_repeat() {
+        // "a b c a b" with n = 3: the tail "a b" was followed by "c".
+        assert_eq!(banned_ngram_tokens(&[1, 2, 3, 1, 2], 3), vec![3]);
+        assert_eq!(banned_ngram_tokens(&[1, 2, 3, 1, 2], 0), Vec::<i64>::new());
+        assert_eq!(banned_ngram_tokens(&[1, 2, 1], 1), vec![1, 2]);
+        assert_eq!(banned_ngram_tokens(&[5, 5], 2), vec![5]);
+        assert_eq!(banned_ngram_tokens(&[5], 3), Vec::<i64>::new());
+        let l = ban_ngrams(
+            Tensor::zeros([6], (Kind::Float, tch::Device::Cpu)),
+            &[1, 2, 3, 1, 2],
+            3,
+        );
+        let v: Vec<f32> = Vec::try_from(&l).unwrap();
+        assert!(v[3].is_infinite() && v.iter().filter(|x| x.is_finite()).count() == 5);
     }
 
     #[test]

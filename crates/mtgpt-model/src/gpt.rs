@@ -157,6 +157,23 @@ impl Gpt {
         &self,
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        train: bool,
+        keep_layers: bool,
+    ) -> Result<GptOutput> {
+        self.forward_full(input_ids, attention_mask, None, cache, train, keep_layers)
+    }
+
+    /// [`Gpt::forward_t`] with prefix attention: `prefix` (`[batch]` i64) gives, per row, the
+    /// end of a bidirectional block counted in positions of the whole sequence (cached and
+    /// new, padding included): positions before it see each other both ways, later positions
+    /// stay causal and see the whole block. Padding stays invisible. With a cache the block
+    /// must be in one call (it may not reach past the cached length unless nothing is cached).
+    pub fn forward_full(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        prefix: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
         train: bool,
         keep_layers: bool,
@@ -211,6 +228,25 @@ impl Gpt {
                 m.size()
             )));
         }
+        let prefix = match prefix {
+            Some(p) if p.size() != [b] => {
+                return Err(Error::Invalid(format!(
+                    "prefix is {:?}, expected [{b}]",
+                    p.size()
+                )));
+            }
+            Some(p) if past > 0 && p.max().int64_value(&[]) > past => {
+                return Err(Error::Invalid(format!(
+                    "a bidirectional prefix must be run in one call: it ends at {} but {past} \
+                     positions are cached already",
+                    p.max().int64_value(&[])
+                )));
+            }
+            // With a cache, a block that ended before the new positions changes nothing.
+            Some(_) if past > 0 => None,
+            Some(p) => Some(p.to_kind(Kind::Int64).to_device(dev)),
+            None => None,
+        };
         let new_mask = attention_mask.map(|m| m.to_kind(Kind::Int64).to_device(dev));
         // The mask over all positions (cached + new), only when something is padded.
         let past_mask = cache
@@ -235,19 +271,24 @@ impl Gpt {
                 .unsqueeze(0)
                 .expand([b, t], false),
         };
-        let mask = if has_padding {
-            let m = full_mask
-                .as_ref()
-                .map(|m| m.shallow_clone())
-                .unwrap_or_default();
+        let mask = if has_padding || prefix.is_some() {
             let total = past + t;
             let q_idx = Tensor::arange_start(past, total, (Kind::Int64, dev)).view([t, 1]);
             let k_idx = Tensor::arange(total, (Kind::Int64, dev)).view([1, total]);
-            let causal = k_idx.le_tensor(&q_idx); // [t, total]
-            let keys = m.gt(0).view([b, 1, 1, total]);
-            // A query always sees itself, so rows of padding queries are never empty (NaN).
-            let own = k_idx.eq_tensor(&q_idx);
-            AttnMask::Explicit(causal.logical_and(&keys).logical_or(&own))
+            let mut allowed = k_idx.le_tensor(&q_idx).view([1, 1, t, total]);
+            if let Some(p) = &prefix {
+                // Keys inside a row's block are visible to every query of that row (queries
+                // after the block see them causally anyway).
+                let in_block = k_idx.lt_tensor(&p.view([b, 1])).view([b, 1, 1, total]);
+                allowed = allowed.logical_or(&in_block);
+            }
+            if let Some(m) = &full_mask {
+                let keys = m.gt(0).view([b, 1, 1, total]);
+                // A query always sees itself, so rows of padding queries are never empty (NaN).
+                let own = k_idx.eq_tensor(&q_idx);
+                allowed = allowed.logical_and(&keys).logical_or(&own);
+            }
+            AttnMask::Explicit(allowed)
         } else if past == 0 {
             AttnMask::Causal
         } else if t == 1 {

@@ -345,3 +345,127 @@ fn bf16_training_lowers_the_loss_like_fp32() {
     assert!(b < 0.5 * bf16[0], "bf16 {} -> {}", bf16[0], b);
     assert!((a - b).abs() < 0.1 + 0.1 * a, "fp32 {a} vs bf16 {b}");
 }
+
+#[test]
+fn prefix_attention_sees_later_input_tokens_and_stays_exact_under_padding() {
+    let _serial = serial();
+    for precision in [Precision::Fp32, Precision::Bf16] {
+        tch::manual_seed(8);
+        let mut cfg = tiny();
+        cfg.precision = precision;
+        let m = Model::new(&cfg, Device::Cpu).unwrap();
+        let run = |x: &Tensor, mask: Option<&Tensor>, prefix: Option<i64>| {
+            let b = x.size()[0];
+            let p = prefix.map(|p| Tensor::full([b], p, (Kind::Int64, Device::Cpu)));
+            m.gpt
+                .forward_full(x, mask, p.as_ref(), None, false, false)
+                .unwrap()
+                .hidden
+        };
+        let a = ids(&[&[1, 2, 3, 4, 5, 6]]);
+        let b = ids(&[&[1, 2, 3, 9, 5, 6]]); // token 3 changed
+        // Causal: positions before the change do not move; prefix of 5: they do.
+        assert_eq!(
+            max_diff(
+                &run(&a, None, None).narrow(1, 0, 3),
+                &run(&b, None, None).narrow(1, 0, 3)
+            ),
+            0.0
+        );
+        let (pa, pb) = (run(&a, None, Some(5)), run(&b, None, Some(5)));
+        assert!(max_diff(&pa.narrow(1, 0, 1), &pb.narrow(1, 0, 1)) > 1e-4);
+        // A change after the block stays invisible to the block and to earlier positions.
+        let c = ids(&[&[1, 2, 3, 4, 5, 8]]);
+        assert_eq!(
+            max_diff(&pa.narrow(1, 0, 5), &run(&c, None, Some(5)).narrow(1, 0, 5)),
+            0.0
+        );
+        // A block of one position is causal attention.
+        assert!(max_diff(&run(&a, None, Some(1)), &run(&a, None, None)) < 1e-6);
+        // Right padding (block = the real tokens) and left padding (block ends at the end)
+        // leave the real positions as they are alone.
+        let tol = if precision == Precision::Bf16 {
+            0.05
+        } else {
+            1e-5
+        };
+        let alone = run(&ids(&[&[1, 2, 3, 4]]), None, Some(4));
+        let p = Tensor::from_slice(&[4i64, 6]);
+        let right = m
+            .gpt
+            .forward_full(
+                &ids(&[&[1, 2, 3, 4, 0, 0], &[1, 2, 3, 4, 5, 6]]),
+                Some(&ids(&[&[1, 1, 1, 1, 0, 0], &[1, 1, 1, 1, 1, 1]])),
+                Some(&p),
+                None,
+                false,
+                false,
+            )
+            .unwrap()
+            .hidden;
+        assert!(max_diff(&alone.get(0), &right.get(0).narrow(0, 0, 4)) < tol);
+        let left = run(
+            &ids(&[&[0, 0, 1, 2, 3, 4]]),
+            Some(&ids(&[&[0, 0, 1, 1, 1, 1]])),
+            Some(6),
+        );
+        assert!(max_diff(&alone.get(0), &left.get(0).narrow(0, 2, 4)) < tol);
+        assert_eq!(left.isnan().any().int64_value(&[]), 0);
+    }
+}
+
+#[test]
+fn prefix_with_a_cache_continues_the_full_forward_and_refuses_a_split_block() {
+    let _serial = serial();
+    let m = model(9);
+    let x = ids(&[&[1, 2, 3, 4, 5, 6, 7]]);
+    let p4 = Tensor::from_slice(&[4i64]);
+    let full = m
+        .gpt
+        .forward_full(&x, None, Some(&p4), None, false, false)
+        .unwrap()
+        .hidden;
+    let mut cache = KvCache::new();
+    let first = m
+        .gpt
+        .forward_full(
+            &x.narrow(1, 0, 4),
+            None,
+            Some(&p4),
+            Some(&mut cache),
+            false,
+            false,
+        )
+        .unwrap()
+        .hidden;
+    let rest = m
+        .gpt
+        .forward_full(
+            &x.narrow(1, 4, 3),
+            None,
+            Some(&p4),
+            Some(&mut cache),
+            false,
+            false,
+        )
+        .unwrap()
+        .hidden;
+    assert!(max_diff(&Tensor::cat(&[first, rest], 1), &full) < 1e-5);
+    let mut cache = KvCache::new();
+    m.gpt
+        .forward(&x.narrow(1, 0, 2), None, Some(&mut cache), false)
+        .unwrap();
+    let err = m
+        .gpt
+        .forward_full(
+            &x.narrow(1, 2, 2),
+            None,
+            Some(&p4),
+            Some(&mut cache),
+            false,
+            false,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("one call"), "{err}");
+}

@@ -129,11 +129,7 @@ impl TaskData {
                         t.name
                     ))
                 })?;
-                Ok(TaskHead {
-                    name: t.name.clone(),
-                    kind: t.kind,
-                    labels: info.labels.clone(),
-                })
+                Ok(TaskHead::from_config(t, info.labels.clone()))
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(TaskData {
@@ -243,7 +239,10 @@ impl TaskData {
             .zip(&self.heads)
             .enumerate()
             .map(|(i, (t, h))| {
-                TaskFormatter::new(tok, &t.name, t.kind, &h.labels, self.max_len(i, block))
+                Ok(
+                    TaskFormatter::new(tok, &t.name, t.kind, &h.labels, self.max_len(i, block))?
+                        .with_options(t.attention(), t.lm_aux_weight),
+                )
             })
             .collect()
     }

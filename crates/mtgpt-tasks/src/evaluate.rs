@@ -3,7 +3,8 @@ use crate::error::{Error, Result};
 use crate::folder::TaskHead;
 use crate::format::{Target, TaskFormatter, span_text};
 use crate::heads::{MultiTaskModel, best_span};
-use mtgpt_core::{Example, IGNORE_INDEX, TaskKind};
+use crate::viterbi::TagScheme;
+use mtgpt_core::{Attention, DecodeConfig, Example, IGNORE_INDEX, TaskKind};
 use mtgpt_metrics as metrics;
 use mtgpt_model::{GenerateConfig, generate};
 use mtgpt_text::TextTokenizer;
@@ -66,8 +67,12 @@ pub struct Evaluator<'a> {
     fmt: TaskFormatter<'a>,
     /// Examples per forward pass.
     pub batch: usize,
-    /// Longest generated output (`generate`).
-    pub max_new_tokens: usize,
+    /// How `generate` decodes (greedy; the task's settings unless changed).
+    pub decode: DecodeConfig,
+    /// `tagging`: decode the best tag path the scheme allows (BIO/BMES, [`TagScheme`])
+    /// instead of each word's most likely tag.
+    pub constrained: bool,
+    scheme: TagScheme,
 }
 
 fn has_cjk(s: &str) -> bool {
@@ -83,30 +88,42 @@ impl<'a> Evaluator<'a> {
         max_len: usize,
     ) -> Result<Self> {
         let max_len = max_len.min(model.gpt.config.block_size);
-        let fmt = TaskFormatter::new(tok, &task.name, task.kind, &task.labels, max_len)?;
+        let fmt = TaskFormatter::new(tok, &task.name, task.kind, &task.labels, max_len)?
+            .with_options(task.attention, 0.0);
         Ok(Evaluator {
             model,
             tok,
             task,
             fmt,
             batch: 16,
-            max_new_tokens: 64,
+            decode: task.decode(),
+            constrained: true,
+            scheme: TagScheme::new(&task.labels),
         })
     }
 
     /// Predictions for `examples` (their gold fields are not used, except a tagging example's
     /// tag count).
     pub fn predict(&self, examples: &[Example]) -> Result<Vec<Prediction>> {
+        self.predict_with(examples, self.constrained)
+    }
+
+    fn predict_with(&self, examples: &[Example], constrained: bool) -> Result<Vec<Prediction>> {
         tch::no_grad(|| {
             let mut out = Vec::with_capacity(examples.len());
             for (c, chunk) in examples.chunks(self.batch.max(1)).enumerate() {
-                out.extend(self.predict_chunk(chunk, c * self.batch)?);
+                out.extend(self.predict_chunk(chunk, c * self.batch, constrained)?);
             }
             Ok(out)
         })
     }
 
-    fn predict_chunk(&self, chunk: &[Example], offset: usize) -> Result<Vec<Prediction>> {
+    fn predict_chunk(
+        &self,
+        chunk: &[Example],
+        offset: usize,
+        constrained: bool,
+    ) -> Result<Vec<Prediction>> {
         if self.task.kind == TaskKind::Generate {
             return self.generate(chunk);
         }
@@ -187,6 +204,7 @@ impl<'a> Evaluator<'a> {
             }
             TaskKind::Tagging => {
                 let ids = logits.argmax(-1, false);
+                let logp = logits.log_softmax(-1, Kind::Float);
                 let fallback = if self.task.labels.iter().any(|l| l == "O") {
                     "O".to_string()
                 } else {
@@ -200,13 +218,28 @@ impl<'a> Evaluator<'a> {
                         let Target::Tags(tg) = &it.target else {
                             unreachable!()
                         };
-                        let row: Vec<i64> = Vec::try_from(&ids.get(r as i64))?;
-                        let mut tags: Vec<String> = tg
-                            .iter()
-                            .zip(&row)
-                            .filter(|(g, _)| **g != IGNORE_INDEX)
-                            .map(|(_, p)| self.task.labels[*p as usize].clone())
-                            .collect();
+                        let mut tags: Vec<String> = if constrained {
+                            // One row of label log-probabilities per labelled position.
+                            let at: Vec<i64> = (0..tg.len() as i64)
+                                .filter(|&p| tg[p as usize] != IGNORE_INDEX)
+                                .collect();
+                            let rows = logp
+                                .get(r as i64)
+                                .index_select(0, &Tensor::from_slice(&at).to_device(logp.device()));
+                            let rows: Vec<Vec<f32>> = Vec::try_from(&rows)?;
+                            self.scheme
+                                .decode(&rows)
+                                .into_iter()
+                                .map(|p| self.task.labels[p].clone())
+                                .collect()
+                        } else {
+                            let row: Vec<i64> = Vec::try_from(&ids.get(r as i64))?;
+                            tg.iter()
+                                .zip(&row)
+                                .filter(|(g, _)| **g != IGNORE_INDEX)
+                                .map(|(_, p)| self.task.labels[*p as usize].clone())
+                                .collect()
+                        };
                         let Example::Tagging { tokens, .. } = ex else {
                             unreachable!()
                         };
@@ -272,7 +305,7 @@ impl<'a> Evaluator<'a> {
         let task_id = self.tok.task_id(&self.task.name).unwrap_or(0) as i64;
         let block = self.model.gpt.config.block_size;
         let room = block
-            .saturating_sub(self.max_new_tokens.min(block / 2) + 2)
+            .saturating_sub(self.decode.max_new_tokens.min(block / 2) + 2)
             .max(1);
         let prompts: Vec<Vec<i64>> = chunk
             .iter()
@@ -296,9 +329,12 @@ impl<'a> Evaluator<'a> {
             })
             .collect::<Result<_>>()?;
         let cfg = GenerateConfig {
-            max_new_tokens: self.max_new_tokens,
+            max_new_tokens: self.decode.max_new_tokens,
             greedy: true,
             stop_tokens: vec![sp.endoftext as i64],
+            no_repeat_ngram_size: self.decode.no_repeat_ngram_size,
+            repetition_penalty: self.decode.repetition_penalty,
+            prefix_prompt: self.task.attention == Attention::Prefix,
             ..Default::default()
         };
         let outs = generate(&self.model.gpt, &prompts, sp.pad as i64, &cfg)?;
@@ -418,6 +454,19 @@ impl<'a> Evaluator<'a> {
                 let r = metrics::span_report(&pred, &gold).map_err(m)?;
                 out.insert("span_f1".into(), r.f1);
                 out.insert("token_accuracy".into(), r.token_accuracy);
+                if self.constrained {
+                    // What the constraint buys: the same model decoded word by word.
+                    let free: Vec<Vec<String>> = self
+                        .predict_with(examples, false)?
+                        .into_iter()
+                        .map(|p| match p {
+                            Prediction::Tags(t) => t,
+                            _ => Vec::new(),
+                        })
+                        .collect();
+                    let f = metrics::span_report(&free, &gold).map_err(m)?;
+                    out.insert("span_f1_argmax".into(), f.f1);
+                }
                 "span_f1"
             }
             TaskKind::Generate => {

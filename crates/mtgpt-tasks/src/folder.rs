@@ -3,7 +3,7 @@
 //! the resolved run config in `mtgpt.toml` when known, and `tokenizer.json`.
 use crate::error::{Error, Result};
 use crate::heads::{HeadSpec, MultiTaskModel};
-use mtgpt_core::{ModelConfig, TaskKind};
+use mtgpt_core::{Attention, DecodeConfig, ModelConfig, TaskConfig, TaskKind};
 use mtgpt_model::io::{load_weights, read_config, save_trunk, save_weights, write_text_atomically};
 use mtgpt_text::TextTokenizer;
 use serde::{Deserialize, Serialize};
@@ -25,9 +25,35 @@ pub struct TaskHead {
     /// Labels (classify) or tags (tagging), in id order; empty for other kinds.
     #[serde(default)]
     pub labels: Vec<String>,
+    /// How the task was trained to attend (folders written before the option are causal).
+    #[serde(default, skip_serializing_if = "is_causal")]
+    pub attention: Attention,
+    /// How a `generate` task decodes (`None`: [`DecodeConfig::default`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decode: Option<DecodeConfig>,
+}
+
+fn is_causal(a: &Attention) -> bool {
+    *a == Attention::Causal
 }
 
 impl TaskHead {
+    /// The head of config task `t` with its label set.
+    pub fn from_config(t: &TaskConfig, labels: Vec<String>) -> Self {
+        TaskHead {
+            name: t.name.clone(),
+            kind: t.kind,
+            labels,
+            attention: t.attention(),
+            decode: t.decode,
+        }
+    }
+
+    /// The decoding settings of a `generate` task.
+    pub fn decode(&self) -> DecodeConfig {
+        self.decode.unwrap_or_default()
+    }
+
     /// The head shape of this task.
     pub fn spec(&self) -> HeadSpec {
         HeadSpec {

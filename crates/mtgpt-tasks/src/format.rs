@@ -15,7 +15,7 @@
 //! the window are split into overlapping windows with a stride, and each window keeps the char
 //! offsets of its context tokens so predicted spans map back to the context text.
 use crate::error::{Error, Result};
-use mtgpt_core::{Batch, Example, IGNORE_INDEX, Targets, TaskKind};
+use mtgpt_core::{Attention, Batch, Example, IGNORE_INDEX, Targets, TaskKind};
 use mtgpt_text::TextTokenizer;
 use std::collections::HashMap;
 
@@ -26,6 +26,8 @@ pub struct Formatted {
     pub ids: Vec<i64>,
     /// The supervision of this sequence.
     pub target: Target,
+    /// How many leading positions are the input ([`Batch::input_len`]); 0 for `lm`.
+    pub input_len: usize,
 }
 
 impl Formatted {
@@ -40,6 +42,7 @@ impl Formatted {
         Formatted {
             ids,
             target: Target::Tokens(targets),
+            input_len: 0,
         }
     }
 }
@@ -78,6 +81,8 @@ pub struct TaskFormatter<'a> {
     max_len: usize,
     /// Context tokens shared by neighbouring QA windows.
     pub qa_stride: usize,
+    attention: Attention,
+    lm_aux_weight: f64,
 }
 
 fn ids(tok: &TextTokenizer, text: &str) -> Result<Vec<i64>> {
@@ -120,7 +125,27 @@ impl<'a> TaskFormatter<'a> {
                 .collect(),
             max_len,
             qa_stride: max_len / 4,
+            attention: Attention::Causal,
+            lm_aux_weight: 0.0,
         })
+    }
+
+    /// This formatter with the task's attention mode (forced causal for `lm`) and auxiliary
+    /// LM weight, which its batches carry ([`Batch::prefix_attention`],
+    /// [`Batch::lm_aux_weight`]).
+    pub fn with_options(mut self, attention: Attention, lm_aux_weight: f64) -> Self {
+        self.attention = if self.kind == TaskKind::Lm {
+            Attention::Causal
+        } else {
+            attention
+        };
+        self.lm_aux_weight = lm_aux_weight;
+        self
+    }
+
+    /// The attention mode of the batches.
+    pub fn attention(&self) -> Attention {
+        self.attention
     }
 
     /// The longest sequence this formatter makes.
@@ -140,7 +165,16 @@ impl<'a> TaskFormatter<'a> {
         let sp = self.tok.special();
         let (eot, sep) = (sp.endoftext as i64, sp.sep as i64);
         let room = self.max_len - 2; // task token + eot
-        let one = |ids: Vec<i64>, target: Target| Ok(vec![Formatted { ids, target }]);
+        // The input is the whole sequence except for generate (task, source, separator) and
+        // lm (none).
+        let one = |ids: Vec<i64>, target: Target, input: Option<usize>| {
+            let input_len = input.unwrap_or(ids.len());
+            Ok(vec![Formatted {
+                ids,
+                target,
+                input_len,
+            }])
+        };
         if ex.kind() != self.kind {
             return Err(Error::Invalid(format!(
                 "task `{}` is {}, got a {} example",
@@ -156,7 +190,7 @@ impl<'a> TaskFormatter<'a> {
                 seq.push(eot);
                 let mut targets: Vec<i64> = seq[1..].to_vec();
                 targets.push(IGNORE_INDEX);
-                one(seq, Target::Tokens(targets))
+                one(seq, Target::Tokens(targets), Some(0))
             }
             Example::Classify {
                 text,
@@ -183,7 +217,7 @@ impl<'a> TaskFormatter<'a> {
                     None => seq.extend(a.into_iter().take(room)),
                 }
                 seq.push(eot);
-                one(seq, Target::Class(self.label(label)?))
+                one(seq, Target::Class(self.label(label)?), None)
             }
             Example::Generate { source, target } => {
                 let mut src = ids(self.tok, source)?;
@@ -213,7 +247,7 @@ impl<'a> TaskFormatter<'a> {
                         }
                     })
                     .collect();
-                one(seq, Target::Tokens(targets))
+                one(seq, Target::Tokens(targets), Some(first_target))
             }
             Example::Tagging { tokens, tags } => {
                 let mut seq = vec![self.task_id];
@@ -250,7 +284,7 @@ impl<'a> TaskFormatter<'a> {
                 }
                 seq.push(eot);
                 targets.push(IGNORE_INDEX);
-                one(seq, Target::Tags(targets))
+                one(seq, Target::Tags(targets), None)
             }
             Example::ExtractiveQa {
                 context,
@@ -318,6 +352,7 @@ impl<'a> TaskFormatter<'a> {
                 _ => (0, 0),
             };
             out.push(Formatted {
+                input_len: seq.len(),
                 ids: seq,
                 target: Target::Span {
                     start,
@@ -399,6 +434,9 @@ impl<'a> TaskFormatter<'a> {
             input_ids,
             attention_mask,
             targets,
+            input_len: items.iter().map(|f| f.input_len.min(f.ids.len())).collect(),
+            prefix_attention: self.attention == Attention::Prefix,
+            lm_aux_weight: self.lm_aux_weight,
         };
         batch.check_shapes().map_err(Error::Invalid)?;
         Ok(batch)

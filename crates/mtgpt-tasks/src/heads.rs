@@ -23,8 +23,11 @@ pub enum Head {
 /// What a head returns for a batch.
 #[derive(Debug)]
 pub struct HeadOutput {
-    /// Mean loss over supervised positions / rows.
+    /// Mean loss over supervised positions / rows, plus `lm_aux_weight` × `aux_loss` when
+    /// the batch asks for the auxiliary LM loss.
     pub loss: Tensor,
+    /// The auxiliary LM loss on the input part (unweighted), when the batch asks for it.
+    pub aux_loss: Option<Tensor>,
     /// `lm`/`generate` `[B, T, V]`; `classify` `[B, C]`; `extractive_qa` `[B, T, 2]`
     /// (padding at -1e9); `tagging` `[B, T, K]`.
     pub logits: Tensor,
@@ -109,10 +112,46 @@ impl MultiTaskModel {
         let mask_v: Vec<i64> = batch.attention_mask.iter().map(|&m| m as i64).collect();
         let mask = to_tensor(&mask_v, &[b, t], dev);
         let padded = batch.attention_mask.contains(&0);
+        let input_len: Vec<i64> = batch.input_len.iter().map(|&l| l as i64).collect();
+        let input_len = to_tensor(&input_len, &[b], dev);
+        let prefix = (batch.prefix_attention && *kind != TaskKind::Lm).then_some(&input_len);
         let hidden = self
             .gpt
-            .forward(&ids, padded.then_some(&mask), None, train)?
+            .forward_full(&ids, padded.then_some(&mask), prefix, None, train, false)?
             .hidden;
+        // The auxiliary LM loss reads the input causally: from the same pass when it was
+        // causal, else from a second, causal one.
+        let aux_loss = if batch.lm_aux_weight > 0.0 && t > 1 {
+            let causal = match prefix {
+                Some(_) => {
+                    self.gpt
+                        .forward(&ids, padded.then_some(&mask), None, train)?
+                        .hidden
+                }
+                None => hidden.shallow_clone(),
+            };
+            let logits = self.gpt.logits(&causal.narrow(1, 0, t - 1));
+            // Position p predicts token p + 1 while p + 1 is still inside the input.
+            let next = Tensor::arange_start(1, t, (Kind::Int64, dev)).view([1, t - 1]);
+            let keep = next.lt_tensor(&input_len.view([b, 1]));
+            let targets = ids.narrow(1, 1, t - 1).where_self(
+                &keep,
+                &Tensor::full([b, t - 1], IGNORE_INDEX, (Kind::Int64, dev)),
+            );
+            let any = keep.any().int64_value(&[]) != 0;
+            any.then(|| {
+                let v = logits.size()[2];
+                logits.reshape([-1, v]).cross_entropy_loss::<Tensor>(
+                    &targets.reshape([-1]),
+                    None,
+                    Reduction::Mean,
+                    IGNORE_INDEX,
+                    0.0,
+                )
+            })
+        } else {
+            None
+        };
         let ce = |logits: &Tensor, targets: &Tensor| {
             let n = *logits.size().last().unwrap_or(&1);
             logits.reshape([-1, n]).cross_entropy_loss::<Tensor>(
@@ -129,11 +168,15 @@ impl MultiTaskModel {
                 batch.task
             ))
         };
-        Ok(match (head, &batch.targets) {
+        let out = match (head, &batch.targets) {
             (Head::Lm, Targets::Tokens(tg)) => {
                 let logits = self.gpt.logits(&hidden);
                 let loss = ce(&logits, &to_tensor(tg, &[b, t], dev));
-                HeadOutput { loss, logits }
+                HeadOutput {
+                    loss,
+                    aux_loss: None,
+                    logits,
+                }
             }
             (Head::Classify(lin), Targets::Classes(c)) => {
                 // The last real token of each row (right padding).
@@ -146,7 +189,11 @@ impl MultiTaskModel {
                     .forward(&pooled, self.gpt.config.precision)
                     .to_kind(Kind::Float);
                 let loss = ce(&logits, &to_tensor(c, &[b], dev));
-                HeadOutput { loss, logits }
+                HeadOutput {
+                    loss,
+                    aux_loss: None,
+                    logits,
+                }
             }
             (Head::Span(lin), Targets::Spans { start, end }) => {
                 let logits = lin
@@ -158,6 +205,7 @@ impl MultiTaskModel {
                 let e = ce(&logits.select(2, 1), &to_tensor(end, &[b], dev));
                 HeadOutput {
                     loss: (s + e) / 2.0,
+                    aux_loss: None,
                     logits,
                 }
             }
@@ -166,9 +214,21 @@ impl MultiTaskModel {
                     .forward(&hidden, self.gpt.config.precision)
                     .to_kind(Kind::Float);
                 let loss = ce(&logits, &to_tensor(tg, &[b, t], dev));
-                HeadOutput { loss, logits }
+                HeadOutput {
+                    loss,
+                    aux_loss: None,
+                    logits,
+                }
             }
             _ => return Err(mismatch()),
+        };
+        Ok(match aux_loss {
+            Some(aux) => HeadOutput {
+                loss: out.loss + &aux * batch.lm_aux_weight,
+                aux_loss: Some(aux),
+                logits: out.logits,
+            },
+            None => out,
         })
     }
 }

@@ -29,6 +29,7 @@ pub mod folder;
 pub mod format;
 pub mod heads;
 pub mod stream;
+pub mod viterbi;
 
 pub use data::{Sample, ScoreLimits, SplitScores, TaskData, WorkDir, max_len};
 pub use error::{Error, Result};
@@ -39,3 +40,4 @@ pub use heads::{
     Head, HeadOutput, HeadSpec, MultiTaskModel, best_span, predict_classes, predict_tags,
 };
 pub use stream::{StreamState, TaskStream, TokenBuf};
+pub use viterbi::TagScheme;

@@ -249,6 +249,7 @@ mod tests {
             .map(|i| Formatted {
                 ids: vec![i as i64],
                 target: Target::Class(0),
+                input_len: 1,
             })
             .collect()
     }

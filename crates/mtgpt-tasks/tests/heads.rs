@@ -222,6 +222,8 @@ fn span_head_finds_the_answer() {
         name: "qa".into(),
         kind: TaskKind::ExtractiveQa,
         labels: vec![],
+        attention: Default::default(),
+        decode: None,
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 40).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
@@ -283,9 +285,11 @@ fn generate_head_learns_to_copy() {
         name: "gen".into(),
         kind: TaskKind::Generate,
         labels: vec![],
+        attention: Default::default(),
+        decode: None,
     };
     let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
-    eval.max_new_tokens = 6;
+    eval.decode.max_new_tokens = 6;
     let mut rng = Rng8::seed_from_u64(94);
     let test: Vec<Example> = (0..30).map(|_| make(&mut rng)).collect();
     let scores = eval.evaluate(&test).unwrap();
@@ -349,6 +353,8 @@ fn model_folders_round_trip_heads_and_tasks() {
         name: "cls".into(),
         kind: TaskKind::Classify,
         labels: vec!["no".into(), "yes".into()],
+        attention: Default::default(),
+        decode: None,
     }];
     let dir = tempfile::tempdir().unwrap();
     m.save(dir.path(), &tasks, Some("name = \"x\"\n")).unwrap();

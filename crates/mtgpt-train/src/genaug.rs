@@ -104,6 +104,7 @@ pub fn generate_examples(
         seqs.push(Formatted {
             ids,
             target: Target::Tokens(targets),
+            input_len: 0,
         });
     }
     if seqs.is_empty() {

@@ -328,6 +328,44 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
                 "in [0, 1]",
             )?;
         }
+        if task.kind == TaskKind::Lm && task.attention == Some(crate::Attention::Prefix) {
+            return Err(err(
+                &key("attention"),
+                "\"prefix\"".into(),
+                "an lm task has no input part; it is always causal",
+            ));
+        }
+        if task.kind == TaskKind::Lm && task.lm_aux_weight != 0.0 {
+            return Err(err(
+                &key("lm_aux_weight"),
+                task.lm_aux_weight.to_string(),
+                "an lm task is language modelling already",
+            ));
+        }
+        finite_in(
+            &key("lm_aux_weight"),
+            task.lm_aux_weight,
+            0.0,
+            10.0,
+            "in [0, 10]",
+        )?;
+        if let Some(d) = &task.decode {
+            if task.kind != TaskKind::Generate {
+                return Err(err(
+                    &key("decode"),
+                    "{ .. }".into(),
+                    &format!("only generate tasks take it, this one is {}", task.kind),
+                ));
+            }
+            positive(&key("decode.max_new_tokens"), d.max_new_tokens)?;
+            finite_in(
+                &key("decode.repetition_penalty"),
+                d.repetition_penalty,
+                1.0,
+                10.0,
+                "in [1, 10]",
+            )?;
+        }
         if let Some(g) = &task.generate_augment {
             if task.kind != TaskKind::Classify {
                 return Err(err(

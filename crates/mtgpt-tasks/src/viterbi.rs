@@ -1,0 +1,150 @@
+//! Tag decoding that respects the tagging scheme: the best tag path under the per-word
+//! scores among paths that are valid BIO (no `I-X` after `O` or after another type) or
+//! BMES/BIOES (spans open with `B`, continue with `M`/`I`, close with `E`; `S` alone).
+//! Labels outside these schemes constrain nothing.
+
+/// A label as (scheme letter, entity type): `B-PER` → (`B`, `PER`), `O` → (`O`, ``).
+fn parse(label: &str) -> (char, &str) {
+    let mut chars = label.chars();
+    match (chars.next(), chars.next()) {
+        (Some(p @ ('B' | 'I' | 'M' | 'E' | 'S')), Some('-' | '_')) => (p, &label[2..]),
+        _ => ('O', ""),
+    }
+}
+
+/// Which label transitions a scheme allows, for a fixed label set.
+#[derive(Debug, Clone)]
+pub struct TagScheme {
+    /// `allowed[i][j]`: label `j` may follow label `i`.
+    allowed: Vec<Vec<bool>>,
+    /// Label `j` may start a sequence.
+    start: Vec<bool>,
+    /// Label `i` may end a sequence.
+    end: Vec<bool>,
+}
+
+impl TagScheme {
+    /// The constraints of `labels`: BMES/BIOES when some label starts with `E-` or `S-`
+    /// (open spans must close), else BIO.
+    pub fn new(labels: &[String]) -> Self {
+        let parsed: Vec<(char, &str)> = labels.iter().map(|l| parse(l)).collect();
+        let closing = parsed.iter().any(|(p, _)| matches!(p, 'E' | 'S'));
+        let inside = |p: char| matches!(p, 'I' | 'M' | 'E');
+        let open = |p: char| closing && matches!(p, 'B' | 'I' | 'M');
+        let follows = |prev: Option<(char, &str)>, next: (char, &str)| match prev {
+            None => !inside(next.0),
+            Some((pp, pt)) => {
+                if inside(next.0) {
+                    matches!(pp, 'B' | 'I' | 'M') && pt == next.1
+                } else {
+                    !open(pp)
+                }
+            }
+        };
+        TagScheme {
+            allowed: parsed
+                .iter()
+                .map(|&a| parsed.iter().map(|&b| follows(Some(a), b)).collect())
+                .collect(),
+            start: parsed.iter().map(|&b| follows(None, b)).collect(),
+            end: parsed.iter().map(|&(p, _)| !open(p)).collect(),
+        }
+    }
+
+    /// The best valid path under `scores` (one row of label log-probabilities per word);
+    /// plain argmax where no valid path exists (a label set that cannot satisfy itself).
+    pub fn decode(&self, scores: &[Vec<f32>]) -> Vec<usize> {
+        let k = self.start.len();
+        if scores.is_empty() || k == 0 {
+            return Vec::new();
+        }
+        let ninf = f32::NEG_INFINITY;
+        let mut best: Vec<f32> = (0..k)
+            .map(|j| if self.start[j] { scores[0][j] } else { ninf })
+            .collect();
+        let mut back: Vec<Vec<usize>> = Vec::with_capacity(scores.len());
+        for row in &scores[1..] {
+            let mut next = vec![ninf; k];
+            let mut from = vec![0usize; k];
+            for j in 0..k {
+                for i in 0..k {
+                    if self.allowed[i][j] && best[i] > ninf && best[i] + row[j] > next[j] {
+                        next[j] = best[i] + row[j];
+                        from[j] = i;
+                    }
+                }
+            }
+            back.push(from);
+            best = next;
+        }
+        let last = (0..k)
+            .filter(|&j| self.end[j] && best[j] > ninf)
+            .max_by(|&a, &b| best[a].total_cmp(&best[b]));
+        let Some(mut j) = last else {
+            return scores.iter().map(|r| argmax(r)).collect();
+        };
+        let mut path = vec![j];
+        for from in back.iter().rev() {
+            j = from[j];
+            path.push(j);
+        }
+        path.reverse();
+        path
+    }
+}
+
+fn argmax(row: &[f32]) -> usize {
+    (0..row.len())
+        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn bio_never_opens_with_inside_or_switches_type() {
+        let l = labels(&["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]);
+        let s = TagScheme::new(&l);
+        // Argmax would say O I-PER I-LOC: invalid twice.
+        let scores = vec![
+            vec![0.0, -9.0, -9.0, -9.0, -9.0],
+            vec![-2.0, -1.5, -0.1, -9.0, -9.0],
+            vec![-9.0, -9.0, -3.0, -9.0, -0.1],
+        ];
+        let path: Vec<&str> = s.decode(&scores).iter().map(|&i| l[i].as_str()).collect();
+        assert_eq!(path, ["O", "B-PER", "I-PER"]);
+        // Inside at the start is refused too.
+        let first = s.decode(&[vec![-1.0, -2.0, -0.1, -9.0, -9.0]]);
+        assert_eq!(l[first[0]], "O");
+    }
+
+    #[test]
+    fn bmes_closes_every_span() {
+        let l = labels(&["O", "B-X", "M-X", "E-X", "S-X"]);
+        let s = TagScheme::new(&l);
+        // Argmax: B-X O — a span that never closes.
+        let scores = vec![
+            vec![-3.0, -0.1, -9.0, -9.0, -5.0],
+            vec![-0.1, -9.0, -9.0, -1.0, -9.0],
+        ];
+        let path: Vec<&str> = s.decode(&scores).iter().map(|&i| l[i].as_str()).collect();
+        assert_eq!(path, ["B-X", "E-X"]);
+        // Ending on an open span is refused.
+        let one = s.decode(&[vec![-2.0, -0.1, -9.0, -9.0, -3.0]]);
+        assert_eq!(l[one[0]], "O");
+    }
+
+    #[test]
+    fn labels_outside_a_scheme_decode_as_argmax() {
+        let l = labels(&["NOUN", "VERB"]);
+        let scores = vec![vec![-0.1, -2.0], vec![-2.0, -0.1], vec![-0.2, -1.0]];
+        assert_eq!(TagScheme::new(&l).decode(&scores), vec![0, 1, 0]);
+        assert!(TagScheme::new(&l).decode(&[]).is_empty());
+    }
+}
