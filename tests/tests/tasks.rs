@@ -72,7 +72,7 @@ fn eval_scores_every_task_and_predict_answers_each_line() {
             "sentiment_zh",
             "spam_en",
             "ner_zh",
-            "qa_gen"
+            "poem_zh"
         ]
     );
     for t in tasks {

@@ -170,7 +170,7 @@ fn prep_on_the_demo_config_writes_the_cache() {
         "sentiment_zh",
         "spam_en",
         "ner_zh",
-        "qa_gen",
+        "poem_zh",
     ] {
         assert!(table.contains(task), "{table}");
     }

@@ -99,6 +99,44 @@ fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
     }
     assert!(report.contains("## Sample predictions"), "{report}");
     assert!(report.contains("## Stages"), "{report}");
+    // The classic baselines of every kind that has them, beside the model and in their table.
+    assert!(
+        report.contains("## Classic baselines (test split)"),
+        "{report}"
+    );
+    for (task, method) in [
+        ("lm_en", "trigram"),
+        ("sentiment_zh", "tfidf+logreg"),
+        ("spam_en", "tfidf+logreg"),
+        ("ner_zh", "most-frequent-tag"),
+        ("ner_zh", "crf"),
+        ("qa_gen", "nearest-source"),
+    ] {
+        assert!(
+            report.contains(&format!("| {task} | {method} | ")),
+            "{task} {method}: {report}"
+        );
+    }
+    let classic: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("classic_baselines.json")).unwrap())
+            .unwrap();
+    for b in classic.as_array().unwrap() {
+        let s = &b["scores"];
+        let v = s["metrics"][s["primary"].as_str().unwrap()]
+            .as_f64()
+            .unwrap();
+        assert!(v.is_finite() && v >= 0.0, "{b}");
+    }
+    // A row of the scores table names the best baseline and whether the model beats it.
+    let row = report
+        .lines()
+        .find(|l| l.starts_with("| ner_zh | tagging |"))
+        .unwrap();
+    assert!(
+        (row.contains("(crf)") || row.contains("(most-frequent-tag)"))
+            && (row.contains('✓') || row.contains('✗')),
+        "{row}"
+    );
     // Preprocessing happens once, in its own stage; every later stage reads prep/.
     let timings = |out: &std::path::Path| -> Vec<serde_json::Value> {
         let text = std::fs::read_to_string(out.join("stage_timings.json")).unwrap();
@@ -158,7 +196,7 @@ fn run_does_the_whole_pipeline_and_reuses_finished_stages() {
         .unwrap();
     assert_eq!(before, after);
     let second = timings(&out);
-    for name in ["preprocessing", "LM pretraining", "test-split"] {
+    for name in ["preprocessing", "LM pretraining", "test-split", "classic"] {
         assert_eq!(stage(&second, name)["reused"], true, "{name}: {second:?}");
     }
 

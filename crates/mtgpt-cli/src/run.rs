@@ -12,6 +12,10 @@ pub struct RunArgs {
     /// Also train every task alone with the same budget (single-task baselines).
     #[arg(long)]
     baselines: bool,
+    /// Skip the classic baselines (TF-IDF + logistic regression, CRF, retrieval, n-gram LM)
+    /// that are otherwise fitted in seconds and shown beside every task.
+    #[arg(long)]
+    no_classic: bool,
     /// With `model.init`: also train the same config from a random trunk with the same budget
     /// (into OUT/scratch/) and show its test scores beside the pretrained start's.
     #[arg(long)]
@@ -32,6 +36,7 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
     let (config, out) = a.target.load("")?;
     let mut opts = RunOptions::new(out);
     opts.baselines = a.baselines;
+    opts.classic = !a.no_classic;
     opts.scratch = a.scratch;
     opts.compress = !a.no_compress;
     opts.fresh = a.fresh;
@@ -46,8 +51,17 @@ pub fn run(a: &RunArgs) -> anyhow::Result<()> {
             .scratch
             .get(&s.task)
             .map_or(String::new(), |v| format!(" from_scratch={v:.4}"));
+        let classic: String = outcome
+            .classic
+            .iter()
+            .filter(|b| b.scores.task == s.task)
+            .filter_map(|b| {
+                let v = b.scores.metrics.get(&b.scores.primary)?;
+                Some(format!(" {}={v:.4}", b.method))
+            })
+            .collect();
         println!(
-            "{:<16} {:<14} {}={:.4}{scratch}",
+            "{:<16} {:<14} {}={:.4}{scratch}{classic}",
             s.task,
             s.kind.as_str(),
             s.primary,

@@ -226,6 +226,11 @@ pub struct EvalArgs {
     /// At most this many LM tokens per lm task.
     #[arg(long, default_value_t = 20000)]
     lm_tokens: usize,
+    /// Also fit the classic baselines of every task on its training split (TF-IDF + logistic
+    /// regression, most frequent tag, CRF, nearest-source retrieval, trigram LM; seconds) and
+    /// print their scores on the same split.
+    #[arg(long)]
+    classic: bool,
 }
 
 /// Scores every task of the config that the model serves on one split.
@@ -235,26 +240,34 @@ pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
     let (model, heads, tok) = load(&dir)?;
     let run_prep = crate::args::run_prep(&dir);
     let prepared = run_prep.as_ref().map(|(p, o)| (p.as_path(), o));
-    let scored = TaskData::for_model(&config, &heads, &dir.join("tokenizer.json"), prepared)
-        .and_then(|data| {
-            let limits = ScoreLimits {
-                max_examples: None,
-                lm_tokens: a.lm_tokens,
-                samples: 0,
-            };
-            data.score(&model, &tok, &a.split, &limits)
-        })
-        .with_context(|| format!("scoring {} on {}", dir.display(), a.config.config.display()))?;
+    let context = || format!("scoring {} on {}", dir.display(), a.config.config.display());
+    let data = TaskData::for_model(&config, &heads, &dir.join("tokenizer.json"), prepared)
+        .with_context(context)?;
+    let limits = ScoreLimits {
+        max_examples: None,
+        lm_tokens: a.lm_tokens,
+        samples: 0,
+    };
+    let scored = data
+        .score(&model, &tok, &a.split, &limits)
+        .with_context(context)?;
+    let classic = if a.classic {
+        mtgpt_baselines::run_all(&data, &a.split, a.lm_tokens)
+            .context("fitting the classic baselines")?
+    } else {
+        Vec::new()
+    };
     for t in &scored.missing {
         tracing::warn!("task `{t}` has no {} split", a.split);
     }
     let scores = scored.scores;
     let agg = aggregate(&scores);
     if a.json {
-        println!(
-            "{}",
-            json!({"split": a.split, "tasks": scores, "aggregate": agg})
-        );
+        let mut v = json!({"split": a.split, "tasks": scores, "aggregate": agg});
+        if a.classic {
+            v["classic"] = serde_json::to_value(&classic)?;
+        }
+        println!("{v}");
         return Ok(());
     }
     println!(
@@ -277,6 +290,27 @@ pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
     }
     if let Some(x) = agg {
         println!("aggregate (mean primary score of non-lm tasks): {x:.4}");
+    }
+    if a.classic {
+        println!(
+            "\nclassic baselines (fitted on the train split, scored on {}):",
+            a.split
+        );
+        for b in &classic {
+            let s = &b.scores;
+            let m: Vec<String> = s
+                .metrics
+                .iter()
+                .map(|(k, v)| format!("{k}={v:.4}"))
+                .collect();
+            println!(
+                "{:<16} {:<18} {:>6.1} s  {}",
+                s.task,
+                b.method,
+                b.seconds,
+                m.join(" ")
+            );
+        }
     }
     Ok(())
 }

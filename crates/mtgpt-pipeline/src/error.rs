@@ -22,6 +22,9 @@ pub enum Error {
     /// Compression.
     #[error(transparent)]
     Compress(#[from] mtgpt_compress::Error),
+    /// Classic baselines.
+    #[error(transparent)]
+    Baselines(#[from] mtgpt_baselines::Error),
     /// File I/O.
     #[error("{}: {source}", path.display())]
     Io {

@@ -23,6 +23,7 @@ pub mod stages;
 pub use error::{Error, Result};
 pub use stages::StageTiming;
 
+use mtgpt_baselines::BaselineScores;
 use mtgpt_core::{Config, TaskKind};
 use mtgpt_tasks::{MultiTaskModel, Sample, ScoreLimits, TaskData, TaskScores};
 use mtgpt_text::prep::PrepOptions;
@@ -41,6 +42,9 @@ pub struct RunOptions {
     pub out: PathBuf,
     /// Also train every task alone with the same budget (single-task baselines).
     pub baselines: bool,
+    /// Fit the classic baselines of every task (TF-IDF + logistic regression, CRF, ...;
+    /// seconds) and show them beside the model's scores.
+    pub classic: bool,
     /// Run the compression stage for the config's `[compress] methods`.
     pub compress: bool,
     /// With `model.init`: also run the same config from a random trunk (its own tokenizer, the
@@ -68,6 +72,7 @@ impl RunOptions {
         RunOptions {
             out: out.into(),
             baselines: false,
+            classic: true,
             compress: true,
             scratch: false,
             fresh: false,
@@ -103,6 +108,8 @@ pub struct RunOutcome {
     pub scores: Vec<TaskScores>,
     /// Primary test score of every task trained alone (with `baselines`).
     pub baselines: BTreeMap<String, f64>,
+    /// Test scores of the classic baselines (with `classic`).
+    pub classic: Vec<BaselineScores>,
     /// Primary test score of every task trained jointly from a random trunk (with `scratch`).
     pub scratch: BTreeMap<String, f64>,
     /// Compression reports, one per method.
@@ -149,6 +156,7 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunOutcome> {
         ));
     }
     let count = 5
+        + usize::from(opts.classic)
         + usize::from(opts.baselines)
         + usize::from(opts.scratch)
         + usize::from(!methods.is_empty());
@@ -178,6 +186,13 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunOutcome> {
     };
     p.stages.begin("test-split evaluation of every task");
     let joint = p.test(&train_fp, &best)?;
+    let classic = if opts.classic {
+        p.stages
+            .begin("classic baselines (TF-IDF + logistic regression, CRF, retrieval, n-gram)");
+        p.classic(&train_fp, &data)?
+    } else {
+        Vec::new()
+    };
     let baselines = if opts.baselines {
         p.stages.begin("single-task baselines");
         p.baselines(&train_fp, &data)?
@@ -212,6 +227,7 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunOutcome> {
         joint: &joint.scores,
         samples: &joint.samples,
         baselines: &baselines,
+        classic: &classic,
         scratch: &scratch,
         compressed: &compressed,
         images: &images,
@@ -224,6 +240,7 @@ pub fn run(config: &Config, opts: &RunOptions) -> Result<RunOutcome> {
         model: best,
         scores: joint.scores,
         baselines,
+        classic,
         scratch,
         compressed,
         seconds: p.stages.elapsed(),
@@ -396,6 +413,33 @@ impl Pipeline<'_> {
         self.stages.record("test", &fp)?;
         self.stages.end(false, prep_note(reused));
         Ok(s)
+    }
+
+    /// The classic baselines of every task, fitted on the prepared training splits and
+    /// scored on the test splits (`OUT/classic_baselines.json`).
+    fn classic(&mut self, train_fp: &str, data: &RunData) -> Result<Vec<BaselineScores>> {
+        let path = self.opts.out.join("classic_baselines.json");
+        let fp = digest(&[train_fp, "classic"]);
+        if self.stages.reusable("classic", &fp, &[&path])
+            && let Some(b) = read_json(&path)
+        {
+            eprintln!("      reusing {}", path.display());
+            self.stages
+                .end(true, "inputs unchanged: classic_baselines.json reused");
+            return Ok(b);
+        }
+        let found = mtgpt_baselines::run_all(&data.tasks, "test", 20_000)?;
+        let seconds: f64 = found.iter().map(|b| b.seconds).sum();
+        write_json(&path, &found)?;
+        self.stages.record("classic", &fp)?;
+        self.stages.end(
+            false,
+            format!(
+                "{} baselines fitted and scored in {seconds:.1} s",
+                found.len()
+            ),
+        );
+        Ok(found)
     }
 
     /// Stage 5, single-task baselines: every task trained alone on the same prepared data.

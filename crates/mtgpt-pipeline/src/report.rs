@@ -24,6 +24,8 @@ pub struct ReportInputs<'a> {
     pub samples: &'a [Sample],
     /// Primary scores of the single-task baselines (may be empty).
     pub baselines: &'a BTreeMap<String, f64>,
+    /// Test scores of the classic baselines (may be empty).
+    pub classic: &'a [mtgpt_baselines::BaselineScores],
     /// Primary scores of the same joint run from a random trunk (may be empty).
     pub scratch: &'a BTreeMap<String, f64>,
     /// Compression reports (may be empty).
@@ -36,6 +38,35 @@ pub struct ReportInputs<'a> {
 
 fn cell(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.4}"))
+}
+
+/// The best classic baseline of task `s` (lowest perplexity for `lm`, else highest primary
+/// score) with its method, and whether the model's `primary` beats it.
+fn classic_cell(
+    classic: &[mtgpt_baselines::BaselineScores],
+    s: &TaskScores,
+    primary: Option<f64>,
+) -> String {
+    let lower = s.kind == TaskKind::Lm;
+    let best = classic
+        .iter()
+        .filter(|b| b.scores.task == s.task)
+        .filter_map(|b| Some((b.method.as_str(), *b.scores.metrics.get(&b.scores.primary)?)))
+        .max_by(|a, b| {
+            if lower {
+                b.1.total_cmp(&a.1)
+            } else {
+                a.1.total_cmp(&b.1)
+            }
+        });
+    match (best, primary) {
+        (Some((method, v)), Some(p)) => {
+            let wins = if lower { p < v } else { p > v };
+            format!("{v:.4} ({method}) {}", if wins { "✓" } else { "✗" })
+        }
+        (Some((method, v)), None) => format!("{v:.4} ({method})"),
+        (None, _) => "-".into(),
+    }
 }
 
 /// Where the trunk started: a random initialisation, or the `model.init` folder (with what
@@ -111,6 +142,10 @@ pub fn markdown(r: &ReportInputs) -> String {
     let _ = writeln!(md, "## Test scores\n");
     let mut head = "| task | kind | metric | ".to_string();
     let mut rule = "| --- | --- | --- | ".to_string();
+    if !r.classic.is_empty() {
+        head += "best classic baseline | ";
+        rule += "--- | ";
+    }
     if !baselines.is_empty() {
         head += "single-task | ";
         rule += "--- | ";
@@ -139,6 +174,9 @@ pub fn markdown(r: &ReportInputs) -> String {
                 ""
             }
         );
+        if !r.classic.is_empty() {
+            let _ = write!(row, "{} | ", classic_cell(r.classic, s, primary));
+        }
         if !baselines.is_empty() {
             let _ = write!(row, "{} | ", cell(baselines.get(&s.task).copied()));
         }
@@ -169,6 +207,33 @@ pub fn markdown(r: &ReportInputs) -> String {
             md,
             "\nAggregate (mean primary score of the non-LM tasks): **{agg:.4}**."
         );
+    }
+    if !r.classic.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n✓ / ✗: the joint model beats / does not beat the best classic baseline of its task \
+             (fitted on the same prepared training split in seconds).\n\n## Classic baselines (test split)\n\n\
+             | task | baseline | metric | score | other metrics | seconds |\n| --- | --- | --- | --- | --- | --- |"
+        );
+        for b in r.classic {
+            let s = &b.scores;
+            let others: Vec<String> = s
+                .metrics
+                .iter()
+                .filter(|(k, _)| **k != s.primary)
+                .map(|(k, v)| format!("{k} {v:.4}"))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {:.1} |",
+                s.task,
+                b.method,
+                s.primary,
+                cell(s.metrics.get(&s.primary).copied()),
+                others.join(", "),
+                b.seconds
+            );
+        }
     }
     if summary["guard_events"].as_u64().unwrap_or(0) > 0 {
         let _ = writeln!(

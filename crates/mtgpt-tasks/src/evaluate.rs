@@ -357,180 +357,195 @@ impl<'a> Evaluator<'a> {
             )));
         }
         let preds = self.predict(examples)?;
-        let m = |e: metrics::Error| Error::Invalid(e.to_string());
-        let mut out = BTreeMap::new();
-        let primary = match self.task.kind {
-            TaskKind::Lm => {
-                let (mut sum, mut n) = (0.0, 0usize);
-                for p in &preds {
-                    if let Prediction::Lm { nll, tokens } = p {
-                        sum += nll * *tokens as f64;
-                        n += tokens;
-                    }
-                }
-                let loss = sum / n.max(1) as f64;
-                out.insert("loss".into(), loss);
-                out.insert("perplexity".into(), metrics::perplexity(loss));
-                "perplexity"
-            }
-            TaskKind::Classify => {
-                let pred: Vec<&str> = preds
-                    .iter()
-                    .map(|p| {
-                        if let Prediction::Class { label, .. } = p {
-                            label.as_str()
-                        } else {
-                            ""
-                        }
-                    })
-                    .collect();
-                let gold: Vec<&str> = examples
-                    .iter()
-                    .map(|e| {
-                        if let Example::Classify { label, .. } = e {
-                            label.as_str()
-                        } else {
-                            ""
-                        }
-                    })
-                    .collect();
-                out.insert(
-                    "accuracy".into(),
-                    metrics::accuracy(&pred, &gold).map_err(m)?,
-                );
-                out.insert(
-                    "macro_f1".into(),
-                    metrics::macro_f1(&pred, &gold).map_err(m)?,
-                );
-                "accuracy"
-            }
-            TaskKind::ExtractiveQa => {
-                let pred: Vec<&str> = preds
-                    .iter()
-                    .map(|p| {
-                        if let Prediction::Span { text, .. } = p {
-                            text.as_str()
-                        } else {
-                            ""
-                        }
-                    })
-                    .collect();
-                let gold: Vec<[&str; 1]> = examples
-                    .iter()
-                    .map(|e| {
-                        if let Example::ExtractiveQa { answer, .. } = e {
-                            [answer.text.as_str()]
-                        } else {
-                            [""]
-                        }
-                    })
-                    .collect();
-                let s = metrics::qa_scores(&pred, &gold).map_err(m)?;
-                out.insert("exact_match".into(), s.exact_match);
-                out.insert("f1".into(), s.f1);
-                "f1"
-            }
-            TaskKind::Tagging => {
-                let pred: Vec<Vec<String>> = preds
-                    .iter()
-                    .map(|p| {
-                        if let Prediction::Tags(t) = p {
-                            t.clone()
-                        } else {
-                            Vec::new()
-                        }
-                    })
-                    .collect();
-                let gold: Vec<Vec<String>> = examples
-                    .iter()
-                    .map(|e| {
-                        if let Example::Tagging { tags, .. } = e {
-                            tags.clone()
-                        } else {
-                            Vec::new()
-                        }
-                    })
-                    .collect();
-                let r = metrics::span_report(&pred, &gold).map_err(m)?;
-                out.insert("span_f1".into(), r.f1);
-                out.insert("token_accuracy".into(), r.token_accuracy);
-                if self.constrained {
-                    // What the constraint buys: the same model decoded word by word.
-                    let free: Vec<Vec<String>> = self
-                        .predict_with(examples, false)?
-                        .into_iter()
-                        .map(|p| match p {
-                            Prediction::Tags(t) => t,
-                            _ => Vec::new(),
-                        })
-                        .collect();
-                    let f = metrics::span_report(&free, &gold).map_err(m)?;
-                    out.insert("span_f1_argmax".into(), f.f1);
-                }
-                "span_f1"
-            }
-            TaskKind::Generate => {
-                let pred: Vec<&str> = preds
-                    .iter()
-                    .map(|p| {
-                        if let Prediction::Text(t) = p {
-                            t.as_str()
-                        } else {
-                            ""
-                        }
-                    })
-                    .collect();
-                let gold: Vec<&str> = examples
-                    .iter()
-                    .map(|e| {
-                        if let Example::Generate { target, .. } = e {
-                            target.as_str()
-                        } else {
-                            ""
-                        }
-                    })
-                    .collect();
-                let zh = gold.iter().any(|g| has_cjk(g));
-                let bleu = metrics::corpus_bleu(
-                    &pred,
-                    &gold,
-                    if zh {
-                        metrics::BleuTokenize::Zh
-                    } else {
-                        metrics::BleuTokenize::Mteval13a
-                    },
-                )
-                .map_err(m)?;
-                let rouge = metrics::rouge_corpus(
-                    &pred,
-                    &gold,
-                    if zh {
-                        metrics::RougeTokenize::Chars
-                    } else {
-                        metrics::RougeTokenize::Default
-                    },
-                )
-                .map_err(m)?;
-                let em = pred
-                    .iter()
-                    .zip(&gold)
-                    .filter(|(p, g)| metrics::exact_match(p, g))
-                    .count() as f64
-                    / pred.len() as f64;
-                out.insert("bleu".into(), bleu.score);
-                out.insert("rouge_l".into(), rouge.rouge_l.fmeasure);
-                out.insert("exact_match".into(), em);
-                "rouge_l"
-            }
-        };
-        Ok(TaskScores {
-            task: self.task.name.clone(),
-            kind: self.task.kind,
-            examples: examples.len(),
-            metrics: out,
-            primary: primary.into(),
-        })
+        let mut scores = score_predictions(&self.task.name, self.task.kind, examples, &preds)?;
+        if self.task.kind == TaskKind::Tagging && self.constrained {
+            // What the constraint buys: the same model decoded word by word.
+            let free = self.predict_with(examples, false)?;
+            let f = score_predictions(&self.task.name, self.task.kind, examples, &free)?;
+            scores
+                .metrics
+                .insert("span_f1_argmax".into(), f.metrics["span_f1"]);
+        }
+        Ok(scores)
     }
+}
+
+/// The scores of predictions `preds` of task `task` (kind `kind`) against the gold fields of
+/// `examples` (one prediction per example): the metrics every model and every baseline of a
+/// task kind is scored by.
+pub fn score_predictions(
+    task: &str,
+    kind: TaskKind,
+    examples: &[Example],
+    preds: &[Prediction],
+) -> Result<TaskScores> {
+    if examples.is_empty() || preds.len() != examples.len() {
+        return Err(Error::Invalid(format!(
+            "task `{task}`: {} predictions for {} examples",
+            preds.len(),
+            examples.len()
+        )));
+    }
+    let m = |e: metrics::Error| Error::Invalid(e.to_string());
+    let mut out = BTreeMap::new();
+    let primary = match kind {
+        TaskKind::Lm => {
+            let (mut sum, mut n) = (0.0, 0usize);
+            for p in preds {
+                if let Prediction::Lm { nll, tokens } = p {
+                    sum += nll * *tokens as f64;
+                    n += tokens;
+                }
+            }
+            let loss = sum / n.max(1) as f64;
+            out.insert("loss".into(), loss);
+            out.insert("perplexity".into(), metrics::perplexity(loss));
+            "perplexity"
+        }
+        TaskKind::Classify => {
+            let pred: Vec<&str> = preds
+                .iter()
+                .map(|p| {
+                    if let Prediction::Class { label, .. } = p {
+                        label.as_str()
+                    } else {
+                        ""
+                    }
+                })
+                .collect();
+            let gold: Vec<&str> = examples
+                .iter()
+                .map(|e| {
+                    if let Example::Classify { label, .. } = e {
+                        label.as_str()
+                    } else {
+                        ""
+                    }
+                })
+                .collect();
+            out.insert(
+                "accuracy".into(),
+                metrics::accuracy(&pred, &gold).map_err(m)?,
+            );
+            out.insert(
+                "macro_f1".into(),
+                metrics::macro_f1(&pred, &gold).map_err(m)?,
+            );
+            "accuracy"
+        }
+        TaskKind::ExtractiveQa => {
+            let pred: Vec<&str> = preds
+                .iter()
+                .map(|p| {
+                    if let Prediction::Span { text, .. } = p {
+                        text.as_str()
+                    } else {
+                        ""
+                    }
+                })
+                .collect();
+            let gold: Vec<[&str; 1]> = examples
+                .iter()
+                .map(|e| {
+                    if let Example::ExtractiveQa { answer, .. } = e {
+                        [answer.text.as_str()]
+                    } else {
+                        [""]
+                    }
+                })
+                .collect();
+            let s = metrics::qa_scores(&pred, &gold).map_err(m)?;
+            out.insert("exact_match".into(), s.exact_match);
+            out.insert("f1".into(), s.f1);
+            "f1"
+        }
+        TaskKind::Tagging => {
+            let pred: Vec<Vec<String>> = preds
+                .iter()
+                .map(|p| {
+                    if let Prediction::Tags(t) = p {
+                        t.clone()
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            let gold: Vec<Vec<String>> = examples
+                .iter()
+                .map(|e| {
+                    if let Example::Tagging { tags, .. } = e {
+                        tags.clone()
+                    } else {
+                        Vec::new()
+                    }
+                })
+                .collect();
+            let r = metrics::span_report(&pred, &gold).map_err(m)?;
+            out.insert("span_f1".into(), r.f1);
+            out.insert("token_accuracy".into(), r.token_accuracy);
+            "span_f1"
+        }
+        TaskKind::Generate => {
+            let pred: Vec<&str> = preds
+                .iter()
+                .map(|p| {
+                    if let Prediction::Text(t) = p {
+                        t.as_str()
+                    } else {
+                        ""
+                    }
+                })
+                .collect();
+            let gold: Vec<&str> = examples
+                .iter()
+                .map(|e| {
+                    if let Example::Generate { target, .. } = e {
+                        target.as_str()
+                    } else {
+                        ""
+                    }
+                })
+                .collect();
+            let zh = gold.iter().any(|g| has_cjk(g));
+            let bleu = metrics::corpus_bleu(
+                &pred,
+                &gold,
+                if zh {
+                    metrics::BleuTokenize::Zh
+                } else {
+                    metrics::BleuTokenize::Mteval13a
+                },
+            )
+            .map_err(m)?;
+            let rouge = metrics::rouge_corpus(
+                &pred,
+                &gold,
+                if zh {
+                    metrics::RougeTokenize::Chars
+                } else {
+                    metrics::RougeTokenize::Default
+                },
+            )
+            .map_err(m)?;
+            let em = pred
+                .iter()
+                .zip(&gold)
+                .filter(|(p, g)| metrics::exact_match(p, g))
+                .count() as f64
+                / pred.len() as f64;
+            out.insert("bleu".into(), bleu.score);
+            out.insert("rouge_l".into(), rouge.rouge_l.fmeasure);
+            out.insert("exact_match".into(), em);
+            "rouge_l"
+        }
+    };
+    Ok(TaskScores {
+        task: task.to_string(),
+        kind,
+        examples: examples.len(),
+        metrics: out,
+        primary: primary.into(),
+    })
 }
 
 impl Evaluator<'_> {

@@ -381,3 +381,113 @@ fn model_folders_round_trip_heads_and_tasks() {
         .to_string();
     assert!(e.contains("heads.cls.score"), "{e}");
 }
+
+/// Token accuracy of a tagging model whose tag of each letter is whether the *next* letter is
+/// an `a` (right context only).
+fn right_context_accuracy(attention: mtgpt_core::Attention) -> f64 {
+    let labels = vec!["P".to_string(), "Q".to_string()];
+    let f = TaskFormatter::new(&TOK, "tag", TaskKind::Tagging, &labels, 32)
+        .unwrap()
+        .with_options(attention, 0.0);
+    let m = model("tag", TaskKind::Tagging, 2);
+    let make = |rng: &mut Rng8| {
+        let s = letters(rng, 8, b"ab");
+        let tokens: Vec<String> = s.chars().map(String::from).collect();
+        let tags = (0..tokens.len())
+            .map(|i| {
+                if tokens.get(i + 1).is_some_and(|t| t == "a") {
+                    "P".to_string()
+                } else {
+                    "Q".to_string()
+                }
+            })
+            .collect();
+        Example::Tagging { tokens, tags }
+    };
+    train(&m, &f, 300, make);
+    let head = mtgpt_tasks::TaskHead {
+        name: "tag".into(),
+        kind: TaskKind::Tagging,
+        labels,
+        attention,
+        decode: None,
+    };
+    let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
+    let mut rng = Rng8::seed_from_u64(95);
+    let test: Vec<Example> = (0..40).map(|_| make(&mut rng)).collect();
+    eval.evaluate(&test).unwrap().metrics["token_accuracy"]
+}
+
+#[test]
+fn prefix_attention_lets_a_tag_read_the_next_word() {
+    let _serial = serial();
+    let prefix = right_context_accuracy(mtgpt_core::Attention::Prefix);
+    let causal = right_context_accuracy(mtgpt_core::Attention::Causal);
+    assert!(prefix >= 0.97, "prefix: {prefix}");
+    // Causal attention cannot see the next letter: a coin flip on every tag but the last.
+    assert!(causal <= 0.75, "causal: {causal}");
+}
+
+#[test]
+fn formatters_mark_the_input_part_and_the_aux_lm_loss_is_exact() {
+    let _serial = serial();
+    let labels = vec!["no".to_string(), "yes".to_string()];
+    let m = model("cls", TaskKind::Classify, 2);
+    let items: Vec<_> = ["abc", "abcdefg"]
+        .iter()
+        .enumerate()
+        .flat_map(|(i, t)| {
+            let ex = Example::Classify {
+                text: t.to_string(),
+                text_pair: None,
+                label: "yes".into(),
+            };
+            TaskFormatter::new(&TOK, "cls", TaskKind::Classify, &labels, 32)
+                .unwrap()
+                .format(&ex, i)
+                .unwrap()
+        })
+        .collect();
+    // A classify input is the whole sequence: task token, text, end.
+    assert_eq!(
+        items.iter().map(|f| f.input_len).collect::<Vec<_>>(),
+        [5, 9]
+    );
+    for attention in [mtgpt_core::Attention::Causal, mtgpt_core::Attention::Prefix] {
+        let plain = TaskFormatter::new(&TOK, "cls", TaskKind::Classify, &labels, 32)
+            .unwrap()
+            .with_options(attention, 0.0);
+        let aux = TaskFormatter::new(&TOK, "cls", TaskKind::Classify, &labels, 32)
+            .unwrap()
+            .with_options(attention, 0.5);
+        let (b0, b1) = (plain.collate(&items).unwrap(), aux.collate(&items).unwrap());
+        assert_eq!(
+            b1.prefix_attention,
+            attention == mtgpt_core::Attention::Prefix
+        );
+        let task = m.forward(&b0, false).unwrap();
+        let with = m.forward(&b1, false).unwrap();
+        assert!(task.aux_loss.is_none());
+        // The auxiliary loss is the causal LM loss of the (right-padded) inputs.
+        let ids = tch::Tensor::from_slice(&b1.input_ids).view([2, b1.seq_len as i64]);
+        let mask: Vec<i64> = b1.attention_mask.iter().map(|&x| x as i64).collect();
+        let mask = tch::Tensor::from_slice(&mask).view([2, b1.seq_len as i64]);
+        let lm = m.gpt.lm_loss(&ids, Some(&mask), false).unwrap();
+        let aux = with.aux_loss.unwrap();
+        assert!((aux.double_value(&[]) - lm.double_value(&[])).abs() < 1e-5);
+        let total = with.loss.double_value(&[]);
+        let want = task.loss.double_value(&[]) + 0.5 * lm.double_value(&[]);
+        assert!((total - want).abs() < 1e-5, "{total} vs {want}");
+    }
+    // Generate: the input is task token, source and separator; lm has none.
+    let g = TaskFormatter::new(&TOK, "gen", TaskKind::Generate, &[], 32).unwrap();
+    let ex = Example::Generate {
+        source: "abc".into(),
+        target: "de".into(),
+    };
+    assert_eq!(g.format(&ex, 0).unwrap()[0].input_len, 5);
+    let l = TaskFormatter::new(&TOK, "lm", TaskKind::Lm, &[], 32)
+        .unwrap()
+        .with_options(mtgpt_core::Attention::Prefix, 0.0);
+    assert_eq!(l.attention(), mtgpt_core::Attention::Causal);
+}
