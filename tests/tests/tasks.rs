@@ -154,6 +154,33 @@ fn eval_scores_every_task_and_predict_answers_each_line() {
         input.to_str().unwrap(),
     ]);
     assert!(stderr(&o).contains("no task `nope`"), "{}", stderr(&o));
+
+    // Generation flags of predict: the loop guards and the budget, checked at the door.
+    std::fs::write(&input, "{\"source\":\"滿目江山四望幽\"}\n").unwrap();
+    let poem = |extra: &[&str]| {
+        let mut args = vec![
+            "predict",
+            "--model",
+            &model,
+            "--task",
+            "poem_zh",
+            "--input",
+            input.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        mtgpt(&args)
+    };
+    let o = poem(&["--no-repeat-ngram-size", "1", "--max-new-tokens", "6"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let row: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert!(row["prediction"].is_string(), "{row}");
+    let o = poem(&["--repetition-penalty", "0.5"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("must be at least 1"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 /// What a new user runs into: a task file saved with a byte-order mark, a classify task whose

@@ -1,5 +1,5 @@
 //! `classify`: TF-IDF + multinomial logistic regression ([`linfa_logistic`]).
-use crate::BaselineScores;
+use crate::scores::BaselineScores;
 use crate::error::{Result, fit_error};
 use crate::text::TfIdf;
 use linfa::DatasetBase;

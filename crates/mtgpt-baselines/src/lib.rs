@@ -14,29 +14,19 @@ mod classify;
 mod error;
 mod ngram;
 mod retrieval;
+mod scores;
 mod tagging;
 mod text;
 
 pub use error::{Error, Result};
 pub use ngram::TrigramLm;
+pub use scores::BaselineScores;
 pub use tagging::{CrfTagger, MostFrequentTag};
 pub use text::{TfIdf, analyze};
 
 use mtgpt_core::TaskKind;
-use mtgpt_tasks::{TaskData, TaskScores};
-use serde::{Deserialize, Serialize};
+use mtgpt_tasks::TaskData;
 use std::time::Instant;
-
-/// One baseline's scores on one task.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BaselineScores {
-    /// What the baseline is (`tfidf+logreg`, `crf`, ...).
-    pub method: String,
-    /// Training and prediction time.
-    pub seconds: f64,
-    /// The scores, with the same metric names as the model's.
-    pub scores: TaskScores,
-}
 
 /// Runs every baseline of every task of `data` that has `split`, in config order (tasks of
 /// kinds without a baseline are skipped). LM tasks are scored on their first `lm_tokens`

@@ -1,6 +1,6 @@
 //! `generate`: answer with the target of the training example whose source is most similar
 //! (TF-IDF cosine) — what a model that only memorised its training pairs would say.
-use crate::BaselineScores;
+use crate::scores::BaselineScores;
 use crate::error::Result;
 use crate::text::TfIdf;
 use mtgpt_core::Example;

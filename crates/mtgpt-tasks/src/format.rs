@@ -134,10 +134,11 @@ impl<'a> TaskFormatter<'a> {
     /// LM weight, which its batches carry ([`Batch::prefix_attention`],
     /// [`Batch::lm_aux_weight`]).
     pub fn with_options(mut self, attention: Attention, lm_aux_weight: f64) -> Self {
-        self.attention = if self.kind == TaskKind::Lm {
-            Attention::Causal
-        } else {
-            attention
+        self.attention = match (self.kind, attention) {
+            (TaskKind::Lm, _) => Attention::Causal,
+            // Only tagging reads a repeated input; elsewhere it is plain causal attention.
+            (k, Attention::Repeat) if k != TaskKind::Tagging => Attention::Causal,
+            (_, a) => a,
         };
         self.lm_aux_weight = lm_aux_weight;
         self
@@ -250,8 +251,13 @@ impl<'a> TaskFormatter<'a> {
                 one(seq, Target::Tokens(targets), Some(first_target))
             }
             Example::Tagging { tokens, tags } => {
-                let mut seq = vec![self.task_id];
-                let mut targets = vec![IGNORE_INDEX];
+                // `repeat`: the sentence twice, `task s sep s eot`, tags on the second copy,
+                // whose every token has read the whole first one (right context on a causal
+                // trunk); each copy gets half the room.
+                let repeat = self.attention == Attention::Repeat;
+                let budget = if repeat { (room - 1) / 2 } else { room };
+                let mut body: Vec<i64> = Vec::new();
+                let mut labels: Vec<i64> = Vec::new();
                 let mut prev: Option<&str> = None;
                 for (word, tag) in tokens.iter().zip(tags) {
                     // Latin words after Latin words get their space back, as in running text.
@@ -262,7 +268,7 @@ impl<'a> TaskFormatter<'a> {
                         word.clone()
                     };
                     let piece = ids(self.tok, &text)?;
-                    if seq.len() + piece.len() > room + 1 {
+                    if body.len() + piece.len() > budget {
                         break;
                     }
                     // The label goes on the word's first sub-token that is not just the
@@ -273,8 +279,8 @@ impl<'a> TaskFormatter<'a> {
                         0
                     };
                     for (k, id) in piece.iter().enumerate() {
-                        seq.push(*id);
-                        targets.push(if k == first {
+                        body.push(*id);
+                        labels.push(if k == first {
                             self.label(tag)?
                         } else {
                             IGNORE_INDEX
@@ -282,6 +288,15 @@ impl<'a> TaskFormatter<'a> {
                     }
                     prev = Some(word);
                 }
+                let mut seq = vec![self.task_id];
+                let mut targets = vec![IGNORE_INDEX];
+                if repeat {
+                    seq.extend(&body);
+                    seq.push(sep);
+                    targets.extend(std::iter::repeat_n(IGNORE_INDEX, body.len() + 1));
+                }
+                seq.extend(&body);
+                targets.extend(labels);
                 seq.push(eot);
                 targets.push(IGNORE_INDEX);
                 one(seq, Target::Tags(targets), None)

@@ -67,9 +67,9 @@ impl TagScheme {
             let mut next = vec![ninf; k];
             let mut from = vec![0usize; k];
             for j in 0..k {
-                for i in 0..k {
-                    if self.allowed[i][j] && best[i] > ninf && best[i] + row[j] > next[j] {
-                        next[j] = best[i] + row[j];
+                for (i, &b) in best.iter().enumerate() {
+                    if self.allowed[i][j] && b > ninf && b + row[j] > next[j] {
+                        next[j] = b + row[j];
                         from[j] = i;
                     }
                 }

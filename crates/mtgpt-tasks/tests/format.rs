@@ -140,6 +140,67 @@ fn tagging_labels_the_first_sub_token_of_each_word() {
 }
 
 #[test]
+fn repeated_tagging_input_labels_the_second_copy() {
+    let f = fmt(
+        "tag",
+        TaskKind::Tagging,
+        &["O", "B-PER", "I-PER", "B-LOC"],
+        64,
+    )
+    .with_options(mtgpt_core::Attention::Repeat, 0.0);
+    let tokens: Vec<String> = ["Xiaoming", "lives", "in", "Beijing"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let tags: Vec<String> = ["B-PER", "O", "O", "B-LOC"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let out = f.format(&Example::Tagging { tokens, tags }, 0).unwrap();
+    assert_eq!(
+        decode(&out[0].ids),
+        "<|task:tag|>Xiaoming lives in Beijing<|sep|>Xiaoming lives in Beijing<|endoftext|>"
+    );
+    let Target::Tags(t) = &out[0].target else {
+        panic!()
+    };
+    let sep = out[0]
+        .ids
+        .iter()
+        .position(|&i| i == TOK.special().sep as i64)
+        .unwrap();
+    assert!(
+        t[..=sep].iter().all(|&x| x == IGNORE_INDEX),
+        "first copy unlabelled"
+    );
+    let labelled: Vec<i64> = t.iter().copied().filter(|&x| x != IGNORE_INDEX).collect();
+    assert_eq!(labelled, vec![1, 0, 0, 3]);
+    // Both copies fit in half the room each: a long sentence is cut the same in both.
+    let long: Vec<String> = (0..40).map(|i| format!("w{i}")).collect();
+    let f =
+        fmt("tag", TaskKind::Tagging, &["O"], 32).with_options(mtgpt_core::Attention::Repeat, 0.0);
+    let out = f
+        .format(
+            &Example::Tagging {
+                tags: vec!["O".into(); long.len()],
+                tokens: long,
+            },
+            0,
+        )
+        .unwrap();
+    assert!(out[0].ids.len() <= 32);
+    let sep = out[0]
+        .ids
+        .iter()
+        .position(|&i| i == TOK.special().sep as i64)
+        .unwrap();
+    assert_eq!(
+        out[0].ids[1..sep],
+        out[0].ids[sep + 1..out[0].ids.len() - 1]
+    );
+}
+
+#[test]
 fn long_qa_contexts_are_windowed_and_answers_map_back() {
     for (context, answer) in [
         (

@@ -386,7 +386,7 @@ fn model_folders_round_trip_heads_and_tasks() {
 /// an `a` (right context only).
 fn right_context_accuracy(attention: mtgpt_core::Attention) -> f64 {
     let labels = vec!["P".to_string(), "Q".to_string()];
-    let f = TaskFormatter::new(&TOK, "tag", TaskKind::Tagging, &labels, 32)
+    let f = TaskFormatter::new(&TOK, "tag", TaskKind::Tagging, &labels, 48)
         .unwrap()
         .with_options(attention, 0.0);
     let m = model("tag", TaskKind::Tagging, 2);
@@ -412,18 +412,20 @@ fn right_context_accuracy(attention: mtgpt_core::Attention) -> f64 {
         attention,
         decode: None,
     };
-    let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
+    let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 48).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
     let test: Vec<Example> = (0..40).map(|_| make(&mut rng)).collect();
     eval.evaluate(&test).unwrap().metrics["token_accuracy"]
 }
 
 #[test]
-fn prefix_attention_lets_a_tag_read_the_next_word() {
+fn prefix_attention_and_a_repeated_input_let_a_tag_read_the_next_word() {
     let _serial = serial();
     let prefix = right_context_accuracy(mtgpt_core::Attention::Prefix);
+    let repeat = right_context_accuracy(mtgpt_core::Attention::Repeat);
     let causal = right_context_accuracy(mtgpt_core::Attention::Causal);
     assert!(prefix >= 0.97, "prefix: {prefix}");
+    assert!(repeat >= 0.97, "repeat: {repeat}");
     // Causal attention cannot see the next letter: a coin flip on every tag but the last.
     assert!(causal <= 0.75, "causal: {causal}");
 }

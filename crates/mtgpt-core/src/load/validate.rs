@@ -335,6 +335,16 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
                 "an lm task has no input part; it is always causal",
             ));
         }
+        if task.kind != TaskKind::Tagging && task.attention == Some(crate::Attention::Repeat) {
+            return Err(err(
+                &key("attention"),
+                "\"repeat\"".into(),
+                &format!(
+                    "only tagging tasks read a repeated input; this one is {}",
+                    task.kind
+                ),
+            ));
+        }
         if task.kind == TaskKind::Lm && task.lm_aux_weight != 0.0 {
             return Err(err(
                 &key("lm_aux_weight"),
