@@ -212,7 +212,7 @@ pub fn markdown(r: &ReportInputs) -> String {
         let _ = writeln!(
             md,
             "\n✓ / ✗: the joint model beats / does not beat the best classic baseline of its task \
-             (fitted on the same prepared training split in seconds).\n\n## Classic baselines (test split)\n\n\
+             (fitted on the same prepared training split; seconds each in the table below).\n\n## Classic baselines (test split)\n\n\
              | task | baseline | metric | score | other metrics | seconds |\n| --- | --- | --- | --- | --- | --- |"
         );
         for b in r.classic {
