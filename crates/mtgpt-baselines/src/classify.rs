@@ -1,6 +1,6 @@
 //! `classify`: TF-IDF + multinomial logistic regression ([`linfa_logistic`]).
-use crate::scores::BaselineScores;
 use crate::error::{Result, fit_error};
+use crate::scores::BaselineScores;
 use crate::text::TfIdf;
 use linfa::DatasetBase;
 use linfa::traits::{Fit, Predict};

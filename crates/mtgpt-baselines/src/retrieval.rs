@@ -1,7 +1,7 @@
 //! `generate`: answer with the target of the training example whose source is most similar
 //! (TF-IDF cosine) — what a model that only memorised its training pairs would say.
-use crate::scores::BaselineScores;
 use crate::error::Result;
+use crate::scores::BaselineScores;
 use crate::text::TfIdf;
 use mtgpt_core::Example;
 use mtgpt_tasks::{Prediction, TaskHead, score_predictions};

@@ -1,8 +1,8 @@
 //! `tagging`: the most frequent training tag of each token, and a linear-chain CRF
 //! ([`crfs`], a Rust port of CRFsuite; L-BFGS with L1 + L2 penalties) on a ±2-token window of
 //! token identities.
-use crate::scores::BaselineScores;
 use crate::error::{Result, fit_error};
+use crate::scores::BaselineScores;
 use crfs::train::{Lbfgs, Trainer};
 use crfs::{Attribute, Model};
 use mtgpt_core::Example;
