@@ -3,7 +3,7 @@ use crate::error::{Error, Result};
 use crate::folder::TaskHead;
 use crate::format::{Target, TaskFormatter, span_text};
 use crate::heads::{MultiTaskModel, best_span};
-use crate::viterbi::TagScheme;
+use crate::viterbi::{TagScheme, argmax_path};
 use mtgpt_core::{Attention, DecodeConfig, Example, IGNORE_INDEX, TaskKind};
 use mtgpt_metrics as metrics;
 use mtgpt_model::{GenerateConfig, generate};
@@ -105,14 +105,20 @@ impl<'a> Evaluator<'a> {
     /// Predictions for `examples` (their gold fields are not used, except a tagging example's
     /// tag count).
     pub fn predict(&self, examples: &[Example]) -> Result<Vec<Prediction>> {
-        self.predict_with(examples, self.constrained)
+        self.predict_with(examples, None)
     }
 
-    fn predict_with(&self, examples: &[Example], constrained: bool) -> Result<Vec<Prediction>> {
+    /// [`Evaluator::predict`]; a tagging task also puts each word's most likely tag (argmax,
+    /// from the same forward pass) into `argmax` when given.
+    fn predict_with(
+        &self,
+        examples: &[Example],
+        mut argmax: Option<&mut Vec<Prediction>>,
+    ) -> Result<Vec<Prediction>> {
         tch::no_grad(|| {
             let mut out = Vec::with_capacity(examples.len());
             for (c, chunk) in examples.chunks(self.batch.max(1)).enumerate() {
-                out.extend(self.predict_chunk(chunk, c * self.batch, constrained)?);
+                out.extend(self.predict_chunk(chunk, c * self.batch, argmax.as_deref_mut())?);
             }
             Ok(out)
         })
@@ -122,7 +128,7 @@ impl<'a> Evaluator<'a> {
         &self,
         chunk: &[Example],
         offset: usize,
-        constrained: bool,
+        mut argmax: Option<&mut Vec<Prediction>>,
     ) -> Result<Vec<Prediction>> {
         if self.task.kind == TaskKind::Generate {
             return self.generate(chunk);
@@ -203,50 +209,51 @@ impl<'a> Evaluator<'a> {
                     .collect()
             }
             TaskKind::Tagging => {
-                let ids = logits.argmax(-1, false);
                 let logp = logits.log_softmax(-1, Kind::Float);
                 let fallback = if self.task.labels.iter().any(|l| l == "O") {
                     "O".to_string()
                 } else {
                     self.task.labels[0].clone()
                 };
-                items
-                    .iter()
-                    .zip(chunk)
-                    .enumerate()
-                    .map(|(r, (it, ex))| {
-                        let Target::Tags(tg) = &it.target else {
-                            unreachable!()
-                        };
-                        let mut tags: Vec<String> = if constrained {
-                            // One row of label log-probabilities per labelled position.
-                            let at: Vec<i64> = (0..tg.len() as i64)
-                                .filter(|&p| tg[p as usize] != IGNORE_INDEX)
-                                .collect();
-                            let rows = logp
-                                .get(r as i64)
-                                .index_select(0, &Tensor::from_slice(&at).to_device(logp.device()));
-                            let rows: Vec<Vec<f32>> = Vec::try_from(&rows)?;
-                            self.scheme
-                                .decode(&rows)
-                                .into_iter()
-                                .map(|p| self.task.labels[p].clone())
-                                .collect()
-                        } else {
-                            let row: Vec<i64> = Vec::try_from(&ids.get(r as i64))?;
-                            tg.iter()
-                                .zip(&row)
-                                .filter(|(g, _)| **g != IGNORE_INDEX)
-                                .map(|(_, p)| self.task.labels[*p as usize].clone())
-                                .collect()
-                        };
-                        let Example::Tagging { tokens, .. } = ex else {
-                            unreachable!()
-                        };
-                        tags.resize(tokens.len(), fallback.clone()); // words cut by max_len
-                        Ok(Prediction::Tags(tags))
-                    })
-                    .collect()
+                let mut out = Vec::with_capacity(chunk.len());
+                for (r, (it, ex)) in items.iter().zip(chunk).enumerate() {
+                    let Target::Tags(tg) = &it.target else {
+                        unreachable!()
+                    };
+                    let Example::Tagging { tokens, .. } = ex else {
+                        unreachable!()
+                    };
+                    // One row of label log-probabilities per labelled position.
+                    let at: Vec<i64> = (0..tg.len() as i64)
+                        .filter(|&p| tg[p as usize] != IGNORE_INDEX)
+                        .collect();
+                    let rows = logp
+                        .get(r as i64)
+                        .index_select(0, &Tensor::from_slice(&at).to_device(logp.device()));
+                    let rows: Vec<Vec<f32>> = Vec::try_from(&rows)?;
+                    // Words cut by max_len get the fallback tag.
+                    let tags = |path: Vec<usize>| {
+                        let mut t: Vec<String> = path
+                            .into_iter()
+                            .map(|p| self.task.labels[p].clone())
+                            .collect();
+                        t.resize(tokens.len(), fallback.clone());
+                        Prediction::Tags(t)
+                    };
+                    let free = tags(argmax_path(&rows));
+                    if self.constrained {
+                        out.push(tags(self.scheme.decode(&rows)));
+                        if let Some(a) = argmax.as_deref_mut() {
+                            a.push(free);
+                        }
+                    } else {
+                        if let Some(a) = argmax.as_deref_mut() {
+                            a.push(free.clone());
+                        }
+                        out.push(free);
+                    }
+                }
+                Ok(out)
             }
             TaskKind::ExtractiveQa => {
                 // The best-scoring span over all windows of each example.
@@ -356,11 +363,11 @@ impl<'a> Evaluator<'a> {
                 self.task.name
             )));
         }
-        let preds = self.predict(examples)?;
+        let mut free = Vec::new();
+        let preds = self.predict_with(examples, Some(&mut free))?;
         let mut scores = score_predictions(&self.task.name, self.task.kind, examples, &preds)?;
         if self.task.kind == TaskKind::Tagging && self.constrained {
             // What the constraint buys: the same model decoded word by word.
-            let free = self.predict_with(examples, false)?;
             let f = score_predictions(&self.task.name, self.task.kind, examples, &free)?;
             scores
                 .metrics

@@ -81,7 +81,7 @@ impl TagScheme {
             .filter(|&j| self.end[j] && best[j] > ninf)
             .max_by(|&a, &b| best[a].total_cmp(&best[b]));
         let Some(mut j) = last else {
-            return scores.iter().map(|r| argmax(r)).collect();
+            return argmax_path(scores);
         };
         let mut path = vec![j];
         for from in back.iter().rev() {
@@ -93,10 +93,17 @@ impl TagScheme {
     }
 }
 
-fn argmax(row: &[f32]) -> usize {
-    (0..row.len())
-        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-        .unwrap_or(0)
+/// Each row's most likely label, ignoring the scheme (the first of equal ones, as libtorch's
+/// argmax: bf16 logits tie often).
+pub(crate) fn argmax_path(scores: &[Vec<f32>]) -> Vec<usize> {
+    scores
+        .iter()
+        .map(|row| {
+            (0..row.len())
+                .max_by(|&a, &b| row[a].total_cmp(&row[b]).then(b.cmp(&a)))
+                .unwrap_or(0)
+        })
+        .collect()
 }
 
 #[cfg(test)]
