@@ -208,6 +208,16 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every metric of `s` as `name=0.1234 …`.
+fn metrics_line(s: &mtgpt_tasks::TaskScores) -> String {
+    let m: Vec<String> = s
+        .metrics
+        .iter()
+        .map(|(k, v)| format!("{k}={v:.4}"))
+        .collect();
+    m.join(" ")
+}
+
 /// `mtgpt eval`.
 #[derive(Args, Debug)]
 pub struct EvalArgs {
@@ -275,17 +285,12 @@ pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
         "task", "kind", "examples", a.split
     );
     for s in &scores {
-        let m: Vec<String> = s
-            .metrics
-            .iter()
-            .map(|(k, v)| format!("{k}={v:.4}"))
-            .collect();
         println!(
             "{:<16} {:<14} {:>8}  {}",
             s.task,
             s.kind.as_str(),
             s.examples,
-            m.join(" ")
+            metrics_line(s)
         );
     }
     if let Some(x) = agg {
@@ -297,18 +302,12 @@ pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
             a.split
         );
         for b in &classic {
-            let s = &b.scores;
-            let m: Vec<String> = s
-                .metrics
-                .iter()
-                .map(|(k, v)| format!("{k}={v:.4}"))
-                .collect();
             println!(
                 "{:<16} {:<18} {:>6.1} s  {}",
-                s.task,
+                b.scores.task,
                 b.method,
                 b.seconds,
-                m.join(" ")
+                metrics_line(&b.scores)
             );
         }
     }

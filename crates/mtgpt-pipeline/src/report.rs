@@ -36,6 +36,17 @@ pub struct ReportInputs<'a> {
     pub stages: &'a [StageTiming],
 }
 
+/// Every metric of `s` but its primary one, as `name 0.1234, …`.
+fn other_metrics(s: &TaskScores) -> String {
+    let others: Vec<String> = s
+        .metrics
+        .iter()
+        .filter(|(k, _)| **k != s.primary)
+        .map(|(k, v)| format!("{k} {v:.4}"))
+        .collect();
+    others.join(", ")
+}
+
 fn cell(x: Option<f64>) -> String {
     x.map_or("-".into(), |v| format!("{v:.4}"))
 }
@@ -193,13 +204,7 @@ pub fn markdown(r: &ReportInputs) -> String {
                 .and_then(|x| x.metrics.get(&x.primary).copied());
             let _ = write!(row, " {} |", cell(v));
         }
-        let others: Vec<String> = s
-            .metrics
-            .iter()
-            .filter(|(k, _)| **k != s.primary)
-            .map(|(k, v)| format!("{k} {v:.4}"))
-            .collect();
-        let _ = writeln!(row, " {} |", others.join(", "));
+        let _ = writeln!(row, " {} |", other_metrics(s));
         md.push_str(&row);
     }
     if let Some(agg) = aggregate(joint) {
@@ -217,12 +222,6 @@ pub fn markdown(r: &ReportInputs) -> String {
         );
         for b in r.classic {
             let s = &b.scores;
-            let others: Vec<String> = s
-                .metrics
-                .iter()
-                .filter(|(k, _)| **k != s.primary)
-                .map(|(k, v)| format!("{k} {v:.4}"))
-                .collect();
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} | {:.1} |",
@@ -230,7 +229,7 @@ pub fn markdown(r: &ReportInputs) -> String {
                 b.method,
                 s.primary,
                 cell(s.metrics.get(&s.primary).copied()),
-                others.join(", "),
+                other_metrics(s),
                 b.seconds
             );
         }
