@@ -179,6 +179,8 @@ impl Distiller<'_> {
         let m: Vec<i64> = batch.attention_mask.iter().map(|&x| x as i64).collect();
         let mask = Tensor::from_slice(&m).view([b, n]).to_device(dev);
         let padded = batch.attention_mask.contains(&0);
+        self.teacher.select_task(&batch.task)?;
+        self.student.select_task(&batch.task)?;
         let t = tch::no_grad(|| {
             self.teacher
                 .gpt

@@ -97,10 +97,12 @@ pub fn measure_speed(
         .min()
         .unwrap_or(64);
     let mut prompt: Vec<i64> = Vec::new();
+    let mut prompt_task = data.config.tasks.first().map(|t| t.name.clone());
     for (i, t) in data.config.tasks.iter().enumerate() {
         if t.kind == TaskKind::Lm
             && let Some(file) = data.split_file(i, split)
         {
+            prompt_task = Some(t.name.clone());
             let toks = mtgpt_text::prep::read_token_file(&file)?;
             prompt.push(tok.task_id(&t.name).unwrap_or(0) as i64);
             prompt.extend(toks.iter().take(7).map(|&x| x as i64));
@@ -132,6 +134,9 @@ pub fn measure_speed(
     let mut samples: Vec<(Vec<f64>, Vec<f64>, Vec<f64>)> = vec![Default::default(); models.len()];
     for round in 0..=runs.max(1) {
         for (i, m) in models.iter().enumerate() {
+            if let Some(t) = &prompt_task {
+                m.select_task(t)?;
+            }
             let t0 = Instant::now();
             let out = tch::no_grad(|| {
                 generate(

@@ -3,6 +3,7 @@
 //! Two layers, as in candle: [`ConfigFile`] is exactly what the file says, with defaults and
 //! `deny_unknown_fields`; [`Config`] is the validated runtime config made from it by
 //! [`Config::load`] / [`Config::from_toml_str`], with the model preset resolved.
+use crate::adapters::{AdapterConfig, TrunkTraining};
 use crate::task::TaskKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -31,9 +32,16 @@ pub struct ConfigFile {
     /// Compression after training.
     #[serde(default)]
     pub compress: CompressConfig,
+    /// Low-rank adapters on the trunk.
+    #[serde(default, skip_serializing_if = "adapters_off")]
+    pub adapters: AdapterConfig,
     /// The tasks, one `[[task]]` table each.
     #[serde(default, rename = "task")]
     pub tasks: Vec<TaskConfig>,
+}
+
+fn adapters_off(a: &AdapterConfig) -> bool {
+    *a == AdapterConfig::default()
 }
 
 fn default_seed() -> u64 {
@@ -588,6 +596,12 @@ pub struct TrainConfig {
     /// as a fraction of `lr`; heads and loss weights train at `lr`. Below 1 keeps a pretrained
     /// trunk (`model.init`) close to where it started while new heads learn fast.
     pub trunk_lr_factor: f64,
+    /// `full` (every trunk weight trains) or `frozen` (the trunk stays as it started; with
+    /// `[adapters]` only the adapters, the heads and `trunk_trainable` train).
+    pub trunk: TrunkTraining,
+    /// Trunk parameters that train although `trunk = "frozen"`: every one whose name
+    /// (`transformer.h.0.ln_1.weight`) contains one of these strings.
+    pub trunk_trainable: Vec<String>,
     /// Final learning rate as a share of `lr`.
     pub min_lr_ratio: f64,
     /// Linear warmup steps.
@@ -638,6 +652,8 @@ impl Default for TrainConfig {
             lr: 3e-4,
             min_lr_ratio: 0.1,
             trunk_lr_factor: 1.0,
+            trunk: TrunkTraining::Full,
+            trunk_trainable: Vec::new(),
             warmup_steps: 100,
             schedule: Schedule::Cosine,
             weight_decay: 0.1,
@@ -904,6 +920,8 @@ pub struct Config {
     pub train: TrainConfig,
     /// Compression settings.
     pub compress: CompressConfig,
+    /// Adapter settings.
+    pub adapters: AdapterConfig,
     /// Tasks in file order.
     pub tasks: Vec<TaskConfig>,
     /// The file it was read from, if any.
@@ -927,6 +945,7 @@ impl Config {
             preprocess: file.preprocess,
             train: file.train,
             compress: file.compress,
+            adapters: file.adapters,
             tasks: file.tasks,
             source,
         }
@@ -946,6 +965,7 @@ impl Config {
             preprocess: self.preprocess.clone(),
             train: self.train.clone(),
             compress: self.compress.clone(),
+            adapters: self.adapters.clone(),
             tasks: self.tasks.clone(),
         }
     }

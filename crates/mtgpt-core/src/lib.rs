@@ -23,12 +23,14 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod adapters;
 pub mod config;
 pub mod error;
 mod load;
 pub mod seed;
 pub mod task;
 
+pub use adapters::{ADAPTER_TARGETS, AdapterConfig, AdapterMode, TrunkTraining};
 pub use config::{
     AugmentConfig, CompressConfig, Config, ConfigFile, DecodeConfig, GenerateAugmentConfig,
     Importance, ModelConfig, ModelSection, Precision, PreprocessConfig, Preset, PruneScope,

@@ -10,6 +10,7 @@ pub use cache::KvCache;
 
 use crate::error::{Error, Result};
 use crate::layers::{Embedding, LayerNorm, Linear};
+use crate::lora::{AdapterLayout, AdapterRows, LoraSet};
 use block::AttnMask;
 use mtgpt_core::{ModelConfig, Precision};
 use tch::{Device, Kind, Tensor, nn};
@@ -37,6 +38,10 @@ pub struct Gpt {
     pub blocks: Vec<Block>,
     /// Final norm.
     pub ln_f: LayerNorm,
+    /// The adapters on the block layers, when there are any ([`Gpt::add_adapters`]).
+    pub adapters: Option<AdapterLayout>,
+    /// Which adapter each row of the next passes goes through ([`Gpt::select_adapters`]).
+    active: std::sync::Mutex<Vec<AdapterRows>>,
 }
 
 /// The tied LM head for decoding: a `[d_model, vocab]` contiguous copy of the token embedding
@@ -126,7 +131,92 @@ impl Gpt {
             wpe: Embedding::new(&t / "wpe", c.block_size as i64, d, std),
             blocks,
             ln_f: LayerNorm::new(&t / "ln_f", d, c.layer_norm_eps),
+            adapters: None,
+            active: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// Puts fresh adapters (`B = 0`: the model is unchanged until they train) on the layers
+    /// `layout.targets` names, their weights under `p / "adapters" / <stack>`
+    /// (`adapters.task.h.0.attn.c_attn.lora_a`, `[n, in, r]`). A trunk has one layout.
+    pub fn add_adapters(&mut self, p: &nn::Path, layout: &AdapterLayout) -> Result<()> {
+        if self.adapters.is_some() {
+            return Err(Error::Invalid("the trunk has adapters already".into()));
+        }
+        let cfg = layout.config();
+        cfg.check()
+            .map_err(|(k, why)| Error::Invalid(format!("{k}: {why}")))?;
+        if layout.mode.per_task() && layout.tasks.is_empty() {
+            return Err(Error::Invalid(
+                "per-task adapters need at least one task".into(),
+            ));
+        }
+        let stacks = layout.stacks();
+        let (r, scale, drop) = (layout.rank as i64, layout.scale(), layout.dropout);
+        for (name, lin) in self.linears_mut() {
+            if !cfg.targets_layer(&name) {
+                continue;
+            }
+            let (d_in, d_out) = (lin.weight.size()[0], lin.weight.size()[1]);
+            let rest = name.trim_start_matches("transformer.");
+            for &(stack, n) in &stacks {
+                let mut q = p / "adapters" / stack;
+                for part in rest.split('.') {
+                    q = &q / part;
+                }
+                lin.lora
+                    .push(LoraSet::new(q, n, d_in, d_out, r, scale, drop));
+            }
+        }
+        self.adapters = Some(layout.clone());
+        self.select_adapters(Vec::new());
+        Ok(())
+    }
+
+    /// Sets which adapter of each stack the rows of the following passes use (one entry per
+    /// stack of [`AdapterLayout::stacks`]; see [`AdapterLayout::rows_for`]).
+    pub fn select_adapters(&self, rows: Vec<AdapterRows>) {
+        *self.active.lock().unwrap_or_else(|p| p.into_inner()) = rows;
+    }
+
+    /// Selects task `name`'s adapters for every row (no-op for a trunk without adapters).
+    pub fn select_task(&self, name: &str) -> Result<()> {
+        if let Some(layout) = &self.adapters {
+            self.select_adapters(layout.rows_for(name).map_err(Error::Invalid)?);
+        }
+        Ok(())
+    }
+
+    /// Adds task `name`'s adapter updates into the layers' weights and drops every adapter:
+    /// the trunk then computes what it computed with that task's adapters selected, at the
+    /// cost of a plain trunk (PEFT's `merge_and_unload`).
+    pub fn fold_adapters(&mut self, name: &str) -> Result<()> {
+        let Some(layout) = self.adapters.clone() else {
+            return Err(Error::Invalid("the trunk has no adapters to fold".into()));
+        };
+        let rows = layout.rows_for(name).map_err(Error::Invalid)?;
+        for (_, lin) in self.linears_mut() {
+            let sets = std::mem::take(&mut lin.lora);
+            for (set, r) in sets.iter().zip(&rows) {
+                let AdapterRows::All(k) = r else { continue };
+                let delta = set.delta_weight(*k);
+                tch::no_grad(|| {
+                    let _ = lin.weight.g_add_(&delta);
+                });
+            }
+        }
+        self.adapters = None;
+        self.select_adapters(Vec::new());
+        Ok(())
+    }
+
+    /// The adapter stacks of every layer that has them: `(layer name, stacks)`.
+    pub fn adapter_layers(&self) -> Vec<(String, &[LoraSet])> {
+        self.linears()
+            .into_iter()
+            .filter(|(_, l)| !l.lora.is_empty())
+            .map(|(n, l)| (n, l.lora.as_slice()))
+            .collect()
     }
 
     /// The device the weights live on.
@@ -308,6 +398,29 @@ impl Gpt {
         }
         let p = c.precision;
         let drop = if train { c.dropout } else { 0.0 };
+        let adapters: Vec<AdapterRows> = self
+            .active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(AdapterRows::shallow_clone)
+            .collect();
+        if let Some(layout) = &self.adapters
+            && adapters.len() != layout.stacks().len()
+        {
+            return Err(Error::Invalid(
+                "the trunk has adapters but none is selected (select the task's first)".into(),
+            ));
+        }
+        if let Some(AdapterRows::Rows(r)) =
+            adapters.iter().find(|a| matches!(a, AdapterRows::Rows(_)))
+            && r.size() != [b]
+        {
+            return Err(Error::Invalid(format!(
+                "adapter rows are {:?}, the batch has {b} rows",
+                r.size()
+            )));
+        }
         let mut x = dropout(
             self.wte.forward(input_ids)? + self.wpe.forward(&positions)?,
             drop,
@@ -321,12 +434,20 @@ impl Gpt {
             let slot = cache
                 .as_deref_mut()
                 .map(|c| (&mut c.layers[i], past, max_len, c.capacity));
-            let a = block
-                .attn
-                .forward(&block.ln_1.forward(&x), &mask, slot, drop, p);
+            let a = block.attn.forward(
+                &block.ln_1.forward(&x),
+                &mask,
+                slot,
+                drop,
+                p,
+                &adapters,
+                train,
+            );
             // Not `+=`: LayerNorm saved `x` for backward, so it must not change in place.
             x = &x + dropout(float(a), drop);
-            let m = block.mlp.forward(&block.ln_2.forward(&x), p);
+            let m = block
+                .mlp
+                .forward(&block.ln_2.forward(&x), p, &adapters, train);
             x = &x + dropout(float(m), drop);
             if keep_layers {
                 layers.push(x.shallow_clone());

@@ -120,6 +120,9 @@ pub struct Linear {
     pub bias: Tensor,
     /// The int8 form `[out, in]` the forward pass uses when set.
     pub int8: Option<Int8Weight>,
+    /// Low-rank adapter stacks on this layer (shared first, then per task), see
+    /// [`crate::lora`]; empty when it has none.
+    pub lora: Vec<crate::lora::LoraSet>,
     /// Weight and bias already cast to the compute dtype, while a
     /// [`crate::Gpt::with_compute_copies`] scope runs (decoding in bf16 then reads 2 bytes per
     /// weight instead of casting 4-byte masters every step).
@@ -140,6 +143,7 @@ impl Linear {
             ),
             bias: p.zeros("bias", &[d_out]),
             int8: None,
+            lora: Vec::new(),
             copies: std::sync::Mutex::new(None),
         }
     }
@@ -173,6 +177,24 @@ impl Linear {
         let q = Int8Weight::quantize(&self.weight.tr());
         tch::no_grad(|| self.weight.copy_(&q.dequantize().tr()));
         self.int8 = Some(q);
+    }
+
+    /// [`Linear::forward`] plus the update of each adapter stack for the rows `rows` selects
+    /// (one entry per stack in [`Linear::lora`]); `train` turns adapter dropout on.
+    ///
+    /// # Shapes: `[batch, .., in]` → `[batch, .., out]`, in the compute dtype of `precision`.
+    pub fn forward_adapted(
+        &self,
+        x: &Tensor,
+        precision: Precision,
+        rows: &[crate::lora::AdapterRows],
+        train: bool,
+    ) -> Tensor {
+        let y = self.forward(x, precision);
+        self.lora
+            .iter()
+            .zip(rows)
+            .fold(y, |y, (set, r)| y + set.delta(x, r, precision, train))
     }
 
     /// # Shapes: `[.., in]` → `[.., out]`, in the compute dtype of `precision`.

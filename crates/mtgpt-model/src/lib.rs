@@ -24,6 +24,8 @@ pub mod generate;
 pub mod gpt;
 pub mod io;
 pub mod layers;
+pub mod lora;
+pub mod peft;
 pub mod perf;
 
 pub use error::{Error, Result};
@@ -31,6 +33,7 @@ pub use generate::{GenerateConfig, generate};
 pub use gpt::{Block, CausalSelfAttention, DecodeHead, Gpt, GptOutput, KvCache, Mlp};
 pub use io::Model;
 pub use layers::{Embedding, Int8Weight, LayerNorm, Linear};
+pub use lora::{AdapterLayout, AdapterRows, LoraSet};
 
 /// The libtorch version this crate was compiled against, read from its headers at build time.
 pub const LIBTORCH_VERSION: &str = env!("MTGPT_LIBTORCH_VERSION");

@@ -344,6 +344,7 @@ impl<'a> Evaluator<'a> {
             prefix_prompt: self.task.attention == Attention::Prefix,
             ..Default::default()
         };
+        self.model.select_task(&self.task.name)?;
         let outs = generate(&self.model.gpt, &prompts, sp.pad as i64, &cfg)?;
         outs.into_iter()
             .map(|o| {

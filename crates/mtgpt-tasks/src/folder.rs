@@ -73,6 +73,7 @@ impl MultiTaskModel {
     pub fn save(&self, dir: &Path, tasks: &[TaskHead], run_config: Option<&str>) -> Result<()> {
         save_trunk(&self.vs, &self.gpt.config, dir)?;
         save_weights(&self.vs, &dir.join(HEADS), "heads.")?;
+        mtgpt_model::peft::save_adapters(&self.gpt, dir)?;
         let text =
             serde_json::to_string_pretty(tasks).map_err(|e| Error::Invalid(e.to_string()))?;
         write_text(&dir.join(TASKS), &(text + "\n"))?;
@@ -99,6 +100,7 @@ impl MultiTaskModel {
         // Dense, sparse (pruned) or int8 trunks alike.
         mtgpt_model::compact::load_trunk(&mut model.gpt, &model.vs, dir)?;
         load_weights(&model.vs, &dir.join(HEADS), "heads.")?;
+        mtgpt_model::peft::load_adapters(&mut model.gpt, &model.vs.root(), dir)?;
         Ok((model, tasks))
     }
 }

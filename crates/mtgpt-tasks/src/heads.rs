@@ -2,8 +2,9 @@
 //! [`MultiTaskModel`]: the trunk plus named heads whose parameters live apart under
 //! `heads.<task>.*`.
 use crate::error::{Error, Result};
+use mtgpt_core::AdapterConfig;
 use mtgpt_core::{Batch, IGNORE_INDEX, ModelConfig, Targets, TaskKind};
-use mtgpt_model::{Gpt, Linear};
+use mtgpt_model::{AdapterLayout, Gpt, Linear};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Reduction, Tensor, nn};
 
@@ -99,9 +100,34 @@ impl MultiTaskModel {
         }
     }
 
+    /// Puts adapters on the trunk as `[adapters]` says, per task for `tasks` (the heads'
+    /// task names); their weights join the variable store under `adapters.*`.
+    pub fn add_adapters(&mut self, config: &AdapterConfig) -> Result<()> {
+        let tasks: Vec<String> = self.heads.keys().cloned().collect();
+        let layout = AdapterLayout::new(config, &tasks);
+        self.gpt.add_adapters(&self.vs.root(), &layout)?;
+        Ok(())
+    }
+
+    /// Makes every following trunk pass (generation, embeddings, logits) go through task
+    /// `task`'s adapters; no-op on a trunk without adapters. [`MultiTaskModel::forward`]
+    /// selects the batch's task itself.
+    pub fn select_task(&self, task: &str) -> Result<()> {
+        Ok(self.gpt.select_task(task)?)
+    }
+
+    /// Trainable parameters (elements): `(trainable, all)`.
+    pub fn parameter_counts(&self) -> (i64, i64) {
+        self.vs.variables().values().fold((0, 0), |(t, a), v| {
+            let n = v.numel() as i64;
+            (t + if v.requires_grad() { n } else { 0 }, a + n)
+        })
+    }
+
     /// Runs the trunk and the batch's head. `train` turns dropout on.
     pub fn forward(&self, batch: &Batch, train: bool) -> Result<HeadOutput> {
         batch.check_shapes().map_err(Error::Invalid)?;
+        self.gpt.select_task(&batch.task)?;
         let (kind, head) = self
             .heads
             .get(&batch.task)

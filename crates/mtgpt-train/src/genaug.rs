@@ -149,6 +149,7 @@ pub fn generate_examples(
     let mut candidates = Vec::new();
     let labels = &head.labels;
     let mut round = 0u64;
+    generator.select_task(&head.name)?;
     while candidates.len() < cfg.n {
         let want = (cfg.n - candidates.len()).min(32);
         let chosen: Vec<&String> = (0..want)

@@ -40,7 +40,12 @@ impl AdamW {
     /// An optimizer over every trainable variable of `vs` (sorted by name, so the order is
     /// stable across runs and resumes).
     pub fn new(vs: &nn::VarStore, beta1: f64, beta2: f64, eps: f64, weight_decay: f64) -> Self {
-        let mut vars: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        // Frozen variables get no moments (with a frozen trunk, most of the memory).
+        let mut vars: Vec<(String, Tensor)> = vs
+            .variables()
+            .into_iter()
+            .filter(|(_, v)| v.requires_grad())
+            .collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
         let slots = vars
             .into_iter()
@@ -77,6 +82,11 @@ impl AdamW {
         for s in self.slots.iter_mut().filter(|s| s.name.starts_with(prefix)) {
             s.lr_scale = factor;
         }
+    }
+
+    /// Elements of optimizer state (both moments of every parameter it steps).
+    pub fn state_elements(&self) -> i64 {
+        self.slots.iter().map(|s| 2 * s.var.numel() as i64).sum()
     }
 
     /// Steps taken.

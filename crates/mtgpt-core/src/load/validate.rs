@@ -115,6 +115,22 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
         1.0,
         "in [0, 1] (0 freezes the trunk's updates)",
     )?;
+    if let Err((key, reason)) = c.adapters.check() {
+        let value = match key.as_str() {
+            "adapters.rank" => c.adapters.rank.to_string(),
+            "adapters.alpha" => c.adapters.alpha.to_string(),
+            "adapters.dropout" => c.adapters.dropout.to_string(),
+            _ => format!("{:?}", c.adapters.targets),
+        };
+        return Err(err(&key, value, &reason));
+    }
+    if !t.trunk_trainable.is_empty() && t.trunk == crate::TrunkTraining::Full {
+        return Err(err(
+            "train.trunk_trainable",
+            format!("{:?}", t.trunk_trainable),
+            "only applies with train.trunk = \"frozen\" (a full trunk trains every weight)",
+        ));
+    }
     finite_in(
         "train.weight_decay",
         t.weight_decay,

@@ -1,6 +1,7 @@
 //! The parts of one transformer block: causal self-attention and the MLP.
 use super::cache::{KvSlot, append_kv};
 use crate::layers::{LayerNorm, Linear};
+use crate::lora::AdapterRows;
 use mtgpt_core::Precision;
 use tch::{Kind, Tensor};
 
@@ -85,11 +86,13 @@ impl CausalSelfAttention {
         cache: Option<(&mut KvSlot, i64, i64, i64)>,
         dropout: f64,
         precision: Precision,
+        adapters: &[AdapterRows],
+        train: bool,
     ) -> Tensor {
         let (b, t, _) = x.size3().unwrap_or((0, 0, 0));
         let hd = self.head_dim;
         let inner = self.n_head * hd;
-        let qkv = self.c_attn.forward(x, precision);
+        let qkv = self.c_attn.forward_adapted(x, precision, adapters, train);
         let heads = |z: Tensor| z.view([b, t, self.n_head, hd]).transpose(1, 2);
         let parts = qkv.split(inner, -1);
         let (q, mut k, mut v) = (
@@ -117,7 +120,7 @@ impl CausalSelfAttention {
             Tensor::scaled_dot_product_attention(&q, &k, &v, m, dropout, causal, None, false)
         };
         let y = y.transpose(1, 2).contiguous().view([b, t, inner]);
-        self.c_proj.forward(&y, precision)
+        self.c_proj.forward_adapted(&y, precision, adapters, train)
     }
 }
 
@@ -134,9 +137,18 @@ impl CausalSelfAttention {
 }
 
 impl Mlp {
-    pub(super) fn forward(&self, x: &Tensor, precision: Precision) -> Tensor {
+    pub(super) fn forward(
+        &self,
+        x: &Tensor,
+        precision: Precision,
+        adapters: &[AdapterRows],
+        train: bool,
+    ) -> Tensor {
         // GPT-2's tanh approximation of GELU ("gelu_new").
-        let h = self.c_fc.forward(x, precision).gelu("tanh");
-        self.c_proj.forward(&h, precision)
+        let h = self
+            .c_fc
+            .forward_adapted(x, precision, adapters, train)
+            .gelu("tanh");
+        self.c_proj.forward_adapted(&h, precision, adapters, train)
     }
 }

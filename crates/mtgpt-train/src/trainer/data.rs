@@ -2,7 +2,7 @@
 //! head per task and the training stream of every task.
 use super::options::TrainOptions;
 use crate::error::{Error, Result};
-use mtgpt_core::{Config, Example, ModelConfig, TaskKind};
+use mtgpt_core::{Config, Example, ModelConfig, TaskKind, TrunkTraining};
 use mtgpt_tasks::data::format_all;
 use mtgpt_tasks::{
     HeadSpec, MultiTaskModel, StreamState, TaskData, TaskFormatter, TaskHead, TaskStream,
@@ -53,7 +53,19 @@ pub fn new_model(
     resuming: bool,
 ) -> Result<MultiTaskModel> {
     let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();
-    let model = MultiTaskModel::new(&data.model_cfg, &specs, device)?;
+    let mut model = MultiTaskModel::new(&data.model_cfg, &specs, device)?;
+    if config.adapters.mode.enabled() {
+        model.add_adapters(&config.adapters)?;
+    }
+    if config.train.trunk == TrunkTraining::Frozen {
+        for (name, t) in model.vs.variables() {
+            if name.starts_with("transformer.")
+                && !mtgpt_core::adapters::trunk_trainable(&name, &config.train.trunk_trainable)
+            {
+                let _ = t.set_requires_grad(false);
+            }
+        }
+    }
     if let Some(dir) = config.init.as_ref().filter(|_| !resuming) {
         let r = mtgpt_tasks::init_trunk_for(&model.vs, dir, &data.tok)?;
         tracing::info!(
@@ -61,6 +73,13 @@ pub fn new_model(
             dir.display(),
             r.tensors,
             r.new_rows
+        );
+    }
+    let (trainable, all) = model.parameter_counts();
+    if trainable < all {
+        tracing::info!(
+            "{trainable} of {all} parameters train ({:.2} %)",
+            100.0 * trainable as f64 / all.max(1) as f64
         );
     }
     Ok(model)
