@@ -91,3 +91,38 @@ pub fn mtgpt_ok(args: &[&str]) -> String {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("UTF-8 temp path")
 }
+
+/// The Python reference venv's interpreter (torch, transformers, peft), made once per test
+/// process by `scripts/setup-pyref.sh`.
+pub fn pyref_python() -> &'static Path {
+    static PY: OnceLock<PathBuf> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("bash")
+            .arg(repo_root().join("scripts/setup-pyref.sh"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "scripts/setup-pyref.sh failed (it installs torch, transformers and peft from PyPI): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        PathBuf::from(text.lines().last().expect("the python path").trim())
+    })
+}
+
+/// Runs `tests/hf/SCRIPT ARGS` in the reference venv; its stdout, trimmed (a failure shows
+/// the script's stderr).
+pub fn pyref(script: &str, args: &[&str]) -> String {
+    let out = Command::new(pyref_python())
+        .arg(repo_root().join("tests/hf").join(script))
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "{script} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

@@ -7,42 +7,12 @@
 //! equal transformers' on the same ids, the LM loss falls when the trunk trains, the fine-tuned
 //! trunk exports back and transformers' `GPT2LMHeadModel` reads it with our logits, and greedy
 //! generation on the imported folder equals transformers' token for token.
-use mtgpt_e2e::{mtgpt, mtgpt_ok, mtgpt_stdin, repo_root, stderr};
+use mtgpt_e2e::{mtgpt, mtgpt_ok, mtgpt_stdin, pyref, stderr};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
-
-/// The reference venv's python (made once per test process by scripts/setup-pyref.sh).
-fn python() -> &'static Path {
-    static PY: OnceLock<PathBuf> = OnceLock::new();
-    PY.get_or_init(|| {
-        let out = Command::new("bash")
-            .arg(repo_root().join("scripts/setup-pyref.sh"))
-            .output()
-            .expect("bash runs");
-        assert!(
-            out.status.success(),
-            "scripts/setup-pyref.sh failed (it installs torch and transformers from PyPI): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = String::from_utf8_lossy(&out.stdout);
-        PathBuf::from(text.lines().last().expect("the python path").trim())
-    })
-}
 
 /// `gpt2_ref.py ARGS` in the reference venv; its stdout, trimmed.
 fn reference(args: &[&str]) -> String {
-    let out = Command::new(python())
-        .arg(repo_root().join("tests/hf/gpt2_ref.py"))
-        .args(args)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "gpt2_ref.py {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    pyref("gpt2_ref.py", args)
 }
 
 use mtgpt_e2e::path_str as s;

@@ -1,5 +1,6 @@
 //! `mtgpt`: the command-line front end. Thin by design: parse arguments, load the config,
 //! call library functions, map errors to an exit code.
+mod adapters;
 mod args;
 mod compress;
 mod info;
@@ -81,6 +82,9 @@ enum Command {
     Eval(tasks::EvalArgs),
     /// Compress a model: prune, prune-structured, int8 or distill, with a size/speed/score report.
     Compress(compress::CompressArgs),
+    /// LoRA adapters of a model folder: list, import from PEFT, merge, fold into the trunk.
+    #[command(subcommand)]
+    Adapters(adapters::AdaptersCommand),
     /// Measure training and decoding speed on random data.
     #[command(subcommand)]
     Bench(model::BenchCommand),
@@ -170,6 +174,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => tasks::predict(&args),
         Command::Eval(args) => tasks::eval(&args),
         Command::Compress(args) => compress::compress(&args),
+        Command::Adapters(cmd) => adapters::adapters(&cmd),
     }
 }
 

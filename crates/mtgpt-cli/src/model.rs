@@ -10,9 +10,9 @@ use tch::{Device, Tensor};
 
 /// A trunk folder and its tokenizer (checked against the vocabulary); a run folder stands
 /// for its `best/` or `model/`.
-fn load(path: &Path) -> anyhow::Result<(Model, TextTokenizer)> {
+fn load(path: &Path, task: Option<&str>) -> anyhow::Result<(Model, TextTokenizer)> {
     let dir = crate::args::model_dir(path)?;
-    let model = Model::load(&dir, crate::args::device())?;
+    let model = Model::load_for_task(&dir, crate::args::device(), task)?;
     let tok = mtgpt_tasks::load_tokenizer(&dir, model.gpt.config.vocab_size)?;
     Ok((model, tok))
 }
@@ -101,6 +101,9 @@ pub struct GenerateArgs {
     /// Model folder (weights, config.json, tokenizer.json).
     #[arg(long)]
     model: PathBuf,
+    /// With per-task adapters: the task whose adapter the trunk goes through.
+    #[arg(long)]
+    task: Option<String>,
     /// The prompt (repeat for a batch).
     #[arg(long, required = true)]
     prompt: Vec<String>,
@@ -142,7 +145,7 @@ pub struct GenerateArgs {
 
 /// Generates from prompts and prints prompt + continuation, one block per prompt.
 pub fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
-    let (m, tok) = load(&a.model)?;
+    let (m, tok) = load(&a.model, a.task.as_deref())?;
     let sp = tok.special();
     let mut stop = vec![sp.endoftext as i64];
     for s in &a.stop {
@@ -203,9 +206,17 @@ pub struct ExportArgs {
 /// Writes a Hugging Face GPT-2 folder.
 pub fn export(a: &ExportArgs) -> anyhow::Result<()> {
     let dir = crate::args::model_dir(&a.model)?;
-    let m = Model::load(&dir, Device::Cpu)?;
+    let mut m = Model::load(&dir, Device::Cpu)?;
     m.save(&a.out)?;
     mtgpt_model::io::copy_tokenizer(&dir, &a.out)?;
+    // Adapters go along in PEFT's layout, on the base trunk just written.
+    if mtgpt_model::peft::load_adapters(&mut m.gpt, &m.vs.root(), &dir)? {
+        mtgpt_model::peft::save_adapters(&m.gpt, &a.out)?;
+        tracing::info!(
+            "adapters in {}: load one with peft.PeftModel.from_pretrained(base, DIR)",
+            a.out.join(mtgpt_model::peft::ADAPTERS).display()
+        );
+    }
     tracing::info!(
         "{} → {} ({}: load with transformers.GPT2LMHeadModel.from_pretrained)",
         dir.display(),
@@ -279,6 +290,9 @@ pub struct EmbedArgs {
     /// Model folder.
     #[arg(long)]
     model: PathBuf,
+    /// With per-task adapters: the task whose adapter the trunk goes through.
+    #[arg(long)]
+    task: Option<String>,
     /// JSONL with a `text` field per line (`-` reads standard input).
     #[arg(long)]
     input: PathBuf,
@@ -295,7 +309,7 @@ pub struct EmbedArgs {
 
 /// Writes `{"text": ..., "embedding": [...]}` per input line.
 pub fn embed(a: &EmbedArgs) -> anyhow::Result<()> {
-    let (m, tok) = load(&a.model)?;
+    let (m, tok) = load(&a.model, a.task.as_deref())?;
     let n_layer = m.gpt.config.n_layer;
     if a.layer.is_some_and(|l| l > n_layer) {
         bail!(
@@ -355,6 +369,9 @@ pub struct LogitsArgs {
     /// Model folder.
     #[arg(long)]
     model: PathBuf,
+    /// With per-task adapters: the task whose adapter the trunk goes through.
+    #[arg(long)]
+    task: Option<String>,
     /// Token ids, comma-separated.
     #[arg(long, value_delimiter = ',', required = true)]
     ids: Vec<i64>,
@@ -362,7 +379,11 @@ pub struct LogitsArgs {
 
 /// Prints the logits of one sequence as JSON `[[f32; vocab]; seq]`.
 pub fn logits(a: &LogitsArgs) -> anyhow::Result<()> {
-    let m = Model::load(&crate::args::model_dir(&a.model)?, Device::Cpu)?;
+    let m = Model::load_for_task(
+        &crate::args::model_dir(&a.model)?,
+        Device::Cpu,
+        a.task.as_deref(),
+    )?;
     let ids = Tensor::from_slice(&a.ids).view([1, -1]);
     let l = tch::no_grad(|| -> anyhow::Result<Tensor> {
         Ok(m.gpt

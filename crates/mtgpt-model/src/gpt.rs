@@ -195,6 +195,11 @@ impl Gpt {
             return Err(Error::Invalid("the trunk has no adapters to fold".into()));
         };
         let rows = layout.rows_for(name).map_err(Error::Invalid)?;
+        if self.is_int8() {
+            return Err(Error::Invalid(
+                "cannot fold adapters into an int8 trunk; fold first, then quantize".into(),
+            ));
+        }
         for (_, lin) in self.linears_mut() {
             let sets = std::mem::take(&mut lin.lora);
             for (set, r) in sets.iter().zip(&rows) {

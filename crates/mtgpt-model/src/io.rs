@@ -59,6 +59,31 @@ impl Model {
     }
 }
 
+impl Model {
+    /// [`Model::load`] plus the folder's adapters (see [`crate::peft`]), with task `task`'s
+    /// selected. Without `task`, a shared adapter is selected; per-task adapters then need a
+    /// task (an error says which there are). A folder without adapters ignores `task`.
+    pub fn load_for_task(dir: &Path, device: Device, task: Option<&str>) -> Result<Self> {
+        let mut m = Model::load(dir, device)?;
+        if !crate::peft::load_adapters(&mut m.gpt, &m.vs.root(), dir)? {
+            return Ok(m);
+        }
+        let layout = m.gpt.adapters.clone().expect("just loaded");
+        match task {
+            Some(t) => m.gpt.select_task(t)?,
+            None if !layout.mode.per_task() => m.gpt.select_task(crate::lora::SHARED)?,
+            None => {
+                return Err(Error::Invalid(format!(
+                    "{} has an adapter per task ({}): pass --task NAME to pick one",
+                    dir.display(),
+                    layout.tasks.join(", ")
+                )));
+            }
+        }
+        Ok(m)
+    }
+}
+
 /// Writes the trunk (`transformer.*` variables of `vs`) as `dir/model.safetensors` and its
 /// GPT-2 `config.json`.
 pub fn save_trunk(vs: &nn::VarStore, config: &ModelConfig, dir: &Path) -> Result<()> {

@@ -25,6 +25,7 @@ pub mod gpt;
 pub mod io;
 pub mod layers;
 pub mod lora;
+pub mod merge;
 pub mod peft;
 pub mod perf;
 
