@@ -528,6 +528,10 @@ pub struct SamplingConfig {
     pub cap: usize,
     /// `true`: every batch mixes tasks; `false`: one task per step.
     pub mixed_batches: bool,
+    /// Mixed batches: `true` runs all of a step's rows through **one** trunk pass (each row
+    /// through its own task's adapter; rows padded to the longest), `false` one pass per task
+    /// group (less padding).
+    pub one_pass: bool,
 }
 
 impl Default for SamplingConfig {
@@ -538,6 +542,7 @@ impl Default for SamplingConfig {
             end_temperature: 1.0,
             cap: 20000,
             mixed_batches: false,
+            one_pass: false,
         }
     }
 }

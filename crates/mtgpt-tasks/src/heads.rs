@@ -126,12 +126,104 @@ impl MultiTaskModel {
 
     /// Runs the trunk and the batch's head. `train` turns dropout on.
     pub fn forward(&self, batch: &Batch, train: bool) -> Result<HeadOutput> {
-        batch.check_shapes().map_err(Error::Invalid)?;
-        self.gpt.select_task(&batch.task)?;
-        let (kind, head) = self
-            .heads
-            .get(&batch.task)
-            .ok_or_else(|| Error::Invalid(format!("no head for task `{}`", batch.task)))?;
+        let mut out = self.forward_mixed(std::slice::from_ref(batch), train)?;
+        Ok(out.remove(0))
+    }
+
+    /// Runs several batches (of one task each, e.g. the task groups of a mixed step) through
+    /// **one** trunk pass — rows stacked and right-padded to the longest, every row through
+    /// its own task's adapter and with its own task's attention — then each batch's head on
+    /// its rows. The outputs equal [`MultiTaskModel::forward`] on each batch up to float
+    /// rounding (padding is exact). An auxiliary LM loss under prefix attention still takes a
+    /// second, causal pass over its batch.
+    pub fn forward_mixed(&self, batches: &[Batch], train: bool) -> Result<Vec<HeadOutput>> {
+        let Some(first) = batches.first() else {
+            return Ok(Vec::new());
+        };
+        let dev = self.gpt.device();
+        let mut kinds = Vec::with_capacity(batches.len());
+        for batch in batches {
+            batch.check_shapes().map_err(Error::Invalid)?;
+            let (kind, _) = self
+                .heads
+                .get(&batch.task)
+                .ok_or_else(|| Error::Invalid(format!("no head for task `{}`", batch.task)))?;
+            kinds.push(*kind);
+        }
+        // Stack the rows, right-padded to the longest batch.
+        let t_max = batches.iter().map(|b| b.seq_len).max().unwrap_or(1);
+        let rows: usize = batches.iter().map(|b| b.batch_size).sum();
+        let (mut ids, mut mask) = (vec![0i64; rows * t_max], vec![0i64; rows * t_max]);
+        let mut prefix_len = vec![0i64; rows];
+        let mut any_prefix = false;
+        let mut names: Vec<&str> = Vec::with_capacity(rows);
+        let mut r0 = 0;
+        for (batch, kind) in batches.iter().zip(&kinds) {
+            let prefix = batch.prefix_attention && *kind != TaskKind::Lm;
+            any_prefix |= prefix;
+            for r in 0..batch.batch_size {
+                let (src, dst) = (r * batch.seq_len, (r0 + r) * t_max);
+                ids[dst..dst + batch.seq_len]
+                    .copy_from_slice(&batch.input_ids[src..src + batch.seq_len]);
+                for (m, &x) in mask[dst..dst + batch.seq_len]
+                    .iter_mut()
+                    .zip(&batch.attention_mask[src..src + batch.seq_len])
+                {
+                    *m = x as i64;
+                }
+                if prefix {
+                    prefix_len[r0 + r] = batch.input_len[r] as i64;
+                }
+                names.push(batch.task.as_str());
+            }
+            r0 += batch.batch_size;
+        }
+        let (b, t) = (rows as i64, t_max as i64);
+        let ids_t = to_tensor(&ids, &[b, t], dev);
+        let mask_t = to_tensor(&mask, &[b, t], dev);
+        let padded = mask.contains(&0);
+        let prefix_t = any_prefix.then(|| to_tensor(&prefix_len, &[b], dev));
+        match &self.gpt.adapters {
+            Some(layout) if batches.iter().any(|x| x.task != first.task) => self
+                .gpt
+                .select_adapters(layout.rows_per_example(&names, dev).map_err(Error::Invalid)?),
+            _ => self.gpt.select_task(&first.task)?,
+        }
+        let hidden = self
+            .gpt
+            .forward_full(
+                &ids_t,
+                padded.then_some(&mask_t),
+                prefix_t.as_ref(),
+                None,
+                train,
+                false,
+            )?
+            .hidden;
+        let mut outs = Vec::with_capacity(batches.len());
+        let mut r0 = 0i64;
+        for (batch, kind) in batches.iter().zip(&kinds) {
+            let (bg, tg) = (batch.batch_size as i64, batch.seq_len as i64);
+            let h = if batches.len() == 1 {
+                hidden.shallow_clone()
+            } else {
+                hidden.narrow(0, r0, bg).narrow(1, 0, tg)
+            };
+            r0 += bg;
+            outs.push(self.head_forward(batch, *kind, h, train)?);
+        }
+        Ok(outs)
+    }
+
+    /// The loss and logits of `batch`'s head on its trunk output `hidden` `[B, T, d]`.
+    fn head_forward(
+        &self,
+        batch: &Batch,
+        kind: TaskKind,
+        hidden: Tensor,
+        train: bool,
+    ) -> Result<HeadOutput> {
+        let head = &self.heads[&batch.task].1;
         let dev = self.gpt.device();
         let (b, t) = (batch.batch_size as i64, batch.seq_len as i64);
         let ids = to_tensor(&batch.input_ids, &[b, t], dev);
@@ -140,21 +232,17 @@ impl MultiTaskModel {
         let padded = batch.attention_mask.contains(&0);
         let input_len: Vec<i64> = batch.input_len.iter().map(|&l| l as i64).collect();
         let input_len = to_tensor(&input_len, &[b], dev);
-        let prefix = (batch.prefix_attention && *kind != TaskKind::Lm).then_some(&input_len);
-        let hidden = self
-            .gpt
-            .forward_full(&ids, padded.then_some(&mask), prefix, None, train, false)?
-            .hidden;
+        let prefix = batch.prefix_attention && kind != TaskKind::Lm;
         // The auxiliary LM loss reads the input causally: from the same pass when it was
         // causal, else from a second, causal one.
         let aux_loss = if batch.lm_aux_weight > 0.0 && t > 1 {
-            let causal = match prefix {
-                Some(_) => {
-                    self.gpt
-                        .forward(&ids, padded.then_some(&mask), None, train)?
-                        .hidden
-                }
-                None => hidden.shallow_clone(),
+            let causal = if prefix {
+                self.gpt.select_task(&batch.task)?;
+                self.gpt
+                    .forward(&ids, padded.then_some(&mask), None, train)?
+                    .hidden
+            } else {
+                hidden.shallow_clone()
             };
             let logits = self.gpt.logits(&causal.narrow(1, 0, t - 1));
             // Position p predicts token p + 1 while p + 1 is still inside the input.

@@ -493,3 +493,113 @@ fn formatters_mark_the_input_part_and_the_aux_lm_loss_is_exact() {
         .with_options(mtgpt_core::Attention::Prefix, 0.0);
     assert_eq!(l.attention(), mtgpt_core::Attention::Causal);
 }
+
+#[test]
+fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
+    let _serial = serial();
+    use mtgpt_core::{AdapterConfig, AdapterMode, Attention};
+    let mut rng = Rng8::seed_from_u64(7);
+    let labels = vec!["no".to_string(), "yes".to_string()];
+    let tags = vec!["O".to_string(), "B-UP".to_string()];
+    let cls = TaskFormatter::new(&TOK, "cls", TaskKind::Classify, &labels, 40)
+        .unwrap()
+        .with_options(Attention::Prefix, 0.5);
+    let tag = TaskFormatter::new(&TOK, "tag", TaskKind::Tagging, &tags, 40).unwrap();
+    let lm = TaskFormatter::new(&TOK, "lm", TaskKind::Lm, &[], 40).unwrap();
+    let gen_f = TaskFormatter::new(&TOK, "gen", TaskKind::Generate, &[], 40)
+        .unwrap()
+        .with_options(Attention::Prefix, 0.0);
+    let mut batches = Vec::new();
+    let items: Vec<_> = (0..3)
+        .flat_map(|i| {
+            let n = 3 + 4 * i;
+            let ex = Example::Classify {
+                text: letters(&mut rng, n, LOWER),
+                text_pair: None,
+                label: "yes".into(),
+            };
+            cls.format(&ex, i).unwrap()
+        })
+        .collect();
+    batches.push(cls.collate(&items).unwrap());
+    let items: Vec<_> = (0..2)
+        .flat_map(|i| {
+            let tokens: Vec<String> = (0..5 + i).map(|_| letters(&mut rng, 1, UPPER)).collect();
+            let t = vec!["B-UP".to_string(); tokens.len()];
+            tag.format(&Example::Tagging { tokens, tags: t }, i).unwrap()
+        })
+        .collect();
+    batches.push(tag.collate(&items).unwrap());
+    let text = letters(&mut rng, 30, LOWER);
+    let items: Vec<_> = lm
+        .format(&Example::Lm { text }, 0)
+        .unwrap()
+        .into_iter()
+        .take(2)
+        .collect();
+    batches.push(lm.collate(&items).unwrap());
+    let items: Vec<_> = (0..2)
+        .flat_map(|i| {
+            let ex = Example::Generate {
+                source: letters(&mut rng, 4 + i, LOWER),
+                target: letters(&mut rng, 3, LOWER),
+            };
+            gen_f.format(&ex, i).unwrap()
+        })
+        .collect();
+    batches.push(gen_f.collate(&items).unwrap());
+    assert!(batches.iter().map(|b| b.seq_len).collect::<std::collections::HashSet<_>>().len() > 1);
+
+    for adapters in [false, true] {
+        tch::manual_seed(3);
+        let config = ModelConfig {
+            n_layer: 2,
+            n_head: 2,
+            d_model: 32,
+            d_ff: 64,
+            block_size: 48,
+            vocab_size: TOK.vocab_size(),
+            dropout: 0.0,
+            layer_norm_eps: 1e-5,
+            precision: Precision::Fp32,
+            layer_heads: Vec::new(),
+            layer_d_ff: Vec::new(),
+        };
+        let specs: Vec<HeadSpec> = [
+            ("cls", TaskKind::Classify, 2),
+            ("tag", TaskKind::Tagging, 2),
+            ("lm", TaskKind::Lm, 0),
+            ("gen", TaskKind::Generate, 0),
+        ]
+        .iter()
+        .map(|&(n, k, l)| HeadSpec {
+            name: n.into(),
+            kind: k,
+            num_labels: l,
+        })
+        .collect();
+        let mut m = MultiTaskModel::new(&config, &specs, Device::Cpu).unwrap();
+        if adapters {
+            let c = AdapterConfig {
+                mode: AdapterMode::Both,
+                rank: 2,
+                ..Default::default()
+            };
+            m.add_adapters(&c).unwrap();
+            tch::no_grad(|| {
+                for (_, sets) in m.gpt.adapter_layers() {
+                    for s in sets {
+                        let _ = s.b.shallow_clone().copy_(&s.b.randn_like());
+                    }
+                }
+            });
+        }
+        let mixed = tch::no_grad(|| m.forward_mixed(&batches, false).unwrap());
+        for (b, got) in batches.iter().zip(&mixed) {
+            let alone = tch::no_grad(|| m.forward(b, false).unwrap());
+            let dl = (got.loss.double_value(&[]) - alone.loss.double_value(&[])).abs();
+            let dx = (&got.logits - &alone.logits).abs().max().double_value(&[]);
+            assert!(dl < 1e-5 && dx < 1e-4, "{} (adapters {adapters}): loss {dl}, logits {dx}", b.task);
+        }
+    }
+}

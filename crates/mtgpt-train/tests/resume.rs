@@ -20,6 +20,17 @@ fn config(dir: &Path, steps: usize) -> Config {
 /// The tiny two-task config; `train_extra` goes into `[train]`, `cls_extra` into the
 /// classification task.
 fn config_with(dir: &Path, steps: usize, train_extra: &str, cls_extra: &str) -> Config {
+    config_set(dir, steps, train_extra, cls_extra, &[])
+}
+
+/// [`config_with`] with `--set` overrides.
+fn config_set(
+    dir: &Path,
+    steps: usize,
+    train_extra: &str,
+    cls_extra: &str,
+    overrides: &[String],
+) -> Config {
     let d = dir.display();
     let lm: String = (0..80)
         .map(|i| format!("the cat sat on the mat number {i}\n"))
@@ -69,7 +80,7 @@ train = "{d}/cls.jsonl"
 {cls_extra}
 "#
     );
-    Config::from_toml_str(&toml, Path::new("resume.toml"), &[]).unwrap()
+    Config::from_toml_str(&toml, Path::new("resume.toml"), overrides).unwrap()
 }
 
 #[test]
@@ -306,4 +317,71 @@ fn transfer_trains_each_task_alone_and_jointly() {
         .collect();
     assert!(!joint_tasks.is_empty());
     assert!(joint_tasks.iter().all(|t| t == "cls"), "{joint_tasks:?}");
+}
+
+/// Per-step task losses of a run's `metrics.jsonl`.
+fn step_losses(run: &Path) -> Vec<f64> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("losses").cloned())
+        .flat_map(|l| {
+            l.as_object()
+                .unwrap()
+                .values()
+                .filter_map(|x| x.as_f64())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn frozen_trunk_with_per_task_adapters_learns_in_one_pass_and_resumes_exactly() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let extra = r#"trunk = "frozen"
+sampling = { mixed_batches = true, one_pass = true }
+weighting = { strategy = "static" }
+[adapters]
+mode = "both"
+rank = 4
+alpha = 8"#;
+    let cfg = config_with(dir.path(), 60, extra, "");
+    let a = dir.path().join("a");
+    let summary = train(&cfg, &TrainOptions::new(&a)).unwrap();
+    let cls = summary.final_scores.iter().find(|s| s.task == "cls").unwrap();
+    assert!(cls.metrics["accuracy"] >= 0.9, "{:?}", cls.metrics);
+    // The trunk did not move; the adapters did.
+    let read = |p: &Path| -> std::collections::HashMap<String, tch::Tensor> {
+        tch::Tensor::read_safetensors(p).unwrap().into_iter().collect()
+    };
+    let first = read(&a.join("checkpoints/step-00000032/weights.safetensors"));
+    let last = read(&latest_checkpoint(&a.join("checkpoints")).unwrap().join("weights.safetensors"));
+    let (mut trunk, mut moved) = (0, 0);
+    for (name, t) in &first {
+        let same = t.equal(&last[name]);
+        if name.starts_with("transformer.") {
+            assert!(same, "{name} moved although the trunk is frozen");
+            trunk += 1;
+        } else if name.starts_with("adapters.") && !same {
+            moved += 1;
+        }
+    }
+    assert!(trunk > 0 && moved > 0, "{trunk} trunk tensors, {moved} adapters moved");
+    assert!(a.join("model/adapters/cls/adapter_model.safetensors").exists());
+    assert_resume_is_exact(&cfg, &a, &dir.path().join("b"));
+
+    // One pass over the mixed batch trains as one pass per task (no dropout: same draws).
+    let no_drop = ["model.dropout=0.0".to_string()];
+    let one = config_set(dir.path(), 12, extra, "", &no_drop);
+    let per_task = config_set(dir.path(), 12, &extra.replace("one_pass = true", "one_pass = false"), "", &no_drop);
+    let (x, y) = (dir.path().join("x"), dir.path().join("y"));
+    train(&one, &TrainOptions::new(&x)).unwrap();
+    train(&per_task, &TrainOptions::new(&y)).unwrap();
+    let (lx, ly) = (step_losses(&x), step_losses(&y));
+    assert!(!lx.is_empty() && lx.len() == ly.len());
+    for (p, q) in lx.iter().zip(&ly) {
+        assert!((p - q).abs() < 1e-3 * q.abs().max(1.0), "{lx:?} vs {ly:?}");
+    }
 }

@@ -110,7 +110,60 @@ pub(crate) fn run_step(
     let mut task_grads: Vec<Vec<Tensor>> = Vec::new();
     let mut task_losses = Vec::new();
     let mut tokens = 0;
-    for &(task, n) in plan {
+    if c.sampling.one_pass && plan.len() > 1 && !use_pcgrad {
+        // Every group's rows in one trunk pass, one backward.
+        let mut sums = vec![0.0; plan.len()];
+        for _ in 0..c.grad_accum {
+            let mut batches = Vec::with_capacity(plan.len());
+            let mut scale = Vec::with_capacity(plan.len());
+            for &(task, n) in plan {
+                let mine = shard(n, rank, size);
+                let part = mine.len() as f64 / n.max(1) as f64;
+                let mut items = runs[task].stream.next_batch(n);
+                if size > 1 {
+                    items = items.drain(mine.clone()).collect();
+                    if items.is_empty() {
+                        scale.push(None);
+                        continue;
+                    }
+                }
+                let batch = formatters[task].collate(&items)?;
+                tokens += batch.attention_mask.iter().filter(|&&m| m == 1).count();
+                batches.push(batch);
+                scale.push(Some(part));
+            }
+            let outs = model.forward_mixed(&batches, true)?;
+            let mut outs = outs.into_iter();
+            let mut total_loss: Option<Tensor> = None;
+            for (g, (&(task, n), part)) in plan.iter().zip(&scale).enumerate() {
+                let Some(part) = part else { continue };
+                let out = outs.next().expect("one output per batch");
+                let share = n as f64 / total.max(1) as f64;
+                let loss = if inject_nan {
+                    out.loss * f64::NAN
+                } else {
+                    out.loss
+                };
+                sums[g] += loss.double_value(&[]) * part;
+                let weighted = weighting.combine(task, &loss)?
+                    * (share / c.grad_accum as f64 * part * size as f64);
+                total_loss = Some(match total_loss {
+                    Some(t) => t + weighted,
+                    None => weighted,
+                });
+            }
+            if let Some(l) = total_loss {
+                l.backward();
+            }
+        }
+        for (g, &(task, _)) in plan.iter().enumerate() {
+            task_losses.push((task, sums[g] / c.grad_accum as f64));
+        }
+    }
+    for &(task, n) in plan
+        .iter()
+        .filter(|_| !(c.sampling.one_pass && plan.len() > 1 && !use_pcgrad))
+    {
         let share = n as f64 / total.max(1) as f64;
         let mut sum = 0.0;
         // Every rank draws the whole group and trains on its own slice; the slice's loss is
