@@ -253,6 +253,10 @@ pub fn train(a: &TrainArgs) -> anyhow::Result<()> {
         },
         out.join("model").display()
     );
+    println!(
+        "trained_parameters={} parameters={} optimizer_state_bytes={}",
+        s.parameters, s.all_parameters, s.optimizer_state_bytes
+    );
     if s.guard_events > 0 {
         println!(
             "divergence_guard_events={} lr_scale={}",

@@ -296,8 +296,23 @@ pub fn write_report(out: &Path, config: &Config, summary: &TrainSummary) -> Resu
     let m = &config.model;
     let _ = writeln!(
         md,
-        "| model | {} layers, {} heads, d_model {}, context {}, {} parameters ({:?}) |",
-        m.n_layer, m.n_head, m.d_model, m.block_size, summary.parameters, m.precision
+        "| model | {} layers, {} heads, d_model {}, context {}, {} parameters{} ({:?}) |",
+        m.n_layer,
+        m.n_head,
+        m.d_model,
+        m.block_size,
+        summary.all_parameters.max(summary.parameters),
+        if summary.parameters < summary.all_parameters {
+            format!(
+                ", {} trained ({:.2} %; optimizer state {:.1} MB)",
+                summary.parameters,
+                100.0 * summary.parameters as f64 / summary.all_parameters as f64,
+                summary.optimizer_state_bytes as f64 / 1e6
+            )
+        } else {
+            String::new()
+        },
+        m.precision
     );
     let _ = writeln!(
         md,

@@ -498,6 +498,8 @@ impl<'a> Session<'a> {
                 .filter(|t| t.requires_grad())
                 .map(|t| t.numel() as i64)
                 .sum(),
+            all_parameters: self.all_vars.iter().map(|t| t.numel() as i64).sum(),
+            optimizer_state_bytes: 4 * self.opt.state_elements(),
         })
     }
 }

@@ -28,8 +28,12 @@ pub struct TrainSummary {
     pub lr_scale: f64,
     /// Generated-example augmentation done in this invocation.
     pub augmented: Vec<AugmentOutcome>,
-    /// Parameters of the trained model.
+    /// Parameters that trained (with a frozen trunk, adapters and heads).
     pub parameters: i64,
+    /// Every parameter of the model, frozen ones included.
+    pub all_parameters: i64,
+    /// Bytes of optimizer state (AdamW's two moments of every trained parameter).
+    pub optimizer_state_bytes: i64,
 }
 
 /// The log of a run. Ranks other than 0 (`writer` false) write and say nothing.

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Adapter training against full fine-tuning on the demo (issue #14), in one run: the demo
+# config (configs/demo.toml, from the shipped base models/base-tiny) trained for the same
+# wall-clock budget twice — (1) as the demo does, every trunk weight training, and (2) with
+# the trunk frozen and one LoRA adapter per task (rank 4 on c_attn and mlp.c_fc, LayerNorms
+# trainable, mixed batches in one trunk pass, lr 1e-3) — then both scored on the test split.
+# Prints trainable parameters, optimizer state, peak RSS (/usr/bin/time -v), step time, each
+# task's test score, and the ratios adapters / full.
+# Usage: scripts/bench-adapters.sh [SECONDS]   (training budget per run, default 600)
+# Run it alone: a build or test suite beside it skews the times.
+set -euo pipefail
+export RUST_BACKTRACE=0
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+secs=${1:-600}
+source scripts/lib.sh
+build_mtgpt
+[ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian/Ubuntu: apt-get install time)" >&2; exit 1; }
+work=runs/bench-adapters
+mkdir -p "$work"
+common=(--config configs/demo.toml --no-progress --set "train.max_seconds=$secs")
+adapters=(
+  --set adapters.mode=per_task --set adapters.rank=4 --set adapters.alpha=8
+  --set 'adapters.targets=["c_attn","mlp.c_fc"]'
+  --set train.trunk=frozen --set 'train.trunk_trainable=["ln_"]'
+  --set train.sampling.mixed_batches=true --set train.sampling.one_pass=true
+  --set train.lr=1e-3
+)
+for variant in full adapters; do
+  extra=()
+  [ "$variant" = adapters ] && extra=("${adapters[@]}")
+  echo "== $variant: training for ${secs} s"
+  /usr/bin/time -v -o "$work/$variant.time" "$bin" -q train "${common[@]}" "${extra[@]}" \
+    --out "$work/$variant" > "$work/$variant.train.txt"
+  "$bin" -q eval --model "$work/$variant" --config configs/demo.toml --split test --json \
+    > "$work/$variant.eval.json"
+done
+python3 - "$work" <<'PY'
+import json, re, sys
+work = sys.argv[1]
+def train_line(v, key):
+    text = open(f"{work}/{v}.train.txt").read()
+    return float(re.search(rf"\b{key}=([0-9.]+)", text).group(1))
+def rss_mb(v):
+    text = open(f"{work}/{v}.time").read()
+    return int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", text).group(1)) / 1024
+def scores(v):
+    data = json.load(open(f"{work}/{v}.eval.json"))
+    return {r["task"]: (r["primary"], r["metrics"][r["primary"]]) for r in data["tasks"]}
+rows = {}
+for v in ("full", "adapters"):
+    steps = train_line(v, "steps")
+    secs = train_line(v, "seconds")
+    rows[v] = dict(
+        trained=train_line(v, "trained_parameters"), params=train_line(v, "parameters"),
+        opt=train_line(v, "optimizer_state_bytes") / 1e6, rss=rss_mb(v), steps=steps,
+        step_ms=1000 * secs / max(steps, 1), scores=scores(v))
+f, a = rows["full"], rows["adapters"]
+print(f"{'':28} {'full fine-tuning':>18} {'adapters (frozen)':>18} {'adapters / full':>16}")
+print(f"{'trained parameters':28} {f['trained']:>18,.0f} {a['trained']:>18,.0f} {a['trained']/f['trained']:>16.4f}")
+print(f"{'  share of all parameters':28} {100*f['trained']/f['params']:>17.2f}% {100*a['trained']/a['params']:>17.2f}%")
+print(f"{'optimizer state (MB)':28} {f['opt']:>18.2f} {a['opt']:>18.2f} {a['opt']/f['opt']:>16.4f}")
+print(f"{'peak RSS (MB)':28} {f['rss']:>18.0f} {a['rss']:>18.0f} {a['rss']/f['rss']:>16.2f}")
+print(f"{'optimizer steps':28} {f['steps']:>18.0f} {a['steps']:>18.0f}")
+print(f"{'time per step (ms)':28} {f['step_ms']:>18.1f} {a['step_ms']:>18.1f} {a['step_ms']/f['step_ms']:>16.2f}")
+for task, (key, fv) in f["scores"].items():
+    av = a["scores"][task][1]
+    print(f"{task + ' ' + key:28} {fv:>18.4f} {av:>18.4f} {av - fv:>+16.4f}")
+print(f"optimizer_state_ratio={f['opt']/a['opt']:.1f} trained_share={a['trained']/a['params']:.4f}")
+PY
