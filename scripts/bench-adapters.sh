@@ -5,13 +5,18 @@
 # the trunk frozen and one LoRA adapter per task (rank 4 on c_attn and mlp.c_fc, LayerNorms
 # trainable, mixed batches in one trunk pass, lr 1e-3) — then both scored on the test split.
 # Prints trainable parameters, optimizer state, peak RSS (/usr/bin/time -v), step time, each
-# task's test score, and the ratios adapters / full.
-# Usage: scripts/bench-adapters.sh [SECONDS]   (training budget per run, default 600)
+# task's test score, and the ratios adapters / full. Then sentiment_zh's adapter is folded
+# into the trunk (`mtgpt adapters fold`): its predictions on the test split against the
+# adapter model's, and `mtgpt predict` times (median of 3) of the folded, adapter and full
+# models.
+# Usage: scripts/bench-adapters.sh [SECONDS] [--reuse]   (training budget per run, default
+# 600; --reuse scores runs already in runs/bench-adapters instead of training again)
 # Run it alone: a build or test suite beside it skews the times.
 set -euo pipefail
 export RUST_BACKTRACE=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs=${1:-600}
+reuse=${2:-}
 source scripts/lib.sh
 build_mtgpt
 [ -x /usr/bin/time ] || { echo "needs /usr/bin/time (Debian/Ubuntu: apt-get install time)" >&2; exit 1; }
@@ -28,11 +33,23 @@ adapters=(
 for variant in full adapters; do
   extra=()
   [ "$variant" = adapters ] && extra=("${adapters[@]}")
-  echo "== $variant: training for ${secs} s"
-  /usr/bin/time -v -o "$work/$variant.time" "$bin" -q train "${common[@]}" "${extra[@]}" \
-    --out "$work/$variant" > "$work/$variant.train.txt"
+  if [ "$reuse" != --reuse ] || [ ! -f "$work/$variant.time" ]; then
+    echo "== $variant: training for ${secs} s"
+    /usr/bin/time -v -o "$work/$variant.time" "$bin" -q train "${common[@]}" "${extra[@]}" \
+      --out "$work/$variant" > "$work/$variant.train.txt"
+  fi
   "$bin" -q eval --model "$work/$variant" --config configs/demo.toml --split test --json \
     > "$work/$variant.eval.json"
+done
+echo "== folding sentiment_zh's adapter into the trunk"
+rm -rf "$work/folded"
+"$bin" -q adapters fold --model "$work/adapters" --task sentiment_zh --out "$work/folded"
+for m in adapters folded full; do
+  for i in 1 2 3; do
+    /usr/bin/time -f %e -o "$work/$m.t$i" "$bin" -q predict --model "$work/$m" --task sentiment_zh \
+      --input data/sentiment_zh/test.jsonl > "$work/$m.pred.jsonl"
+  done
+  cat "$work/$m".t[123] | sort -n | sed -n 2p > "$work/$m.predict_s"
 done
 python3 - "$work" <<'PY'
 import json, re, sys
@@ -65,5 +82,12 @@ print(f"{'time per step (ms)':28} {f['step_ms']:>18.1f} {a['step_ms']:>18.1f} {a
 for task, (key, fv) in f["scores"].items():
     av = a["scores"][task][1]
     print(f"{task + ' ' + key:28} {fv:>18.4f} {av:>18.4f} {av - fv:>+16.4f}")
+def preds(m):
+    return [__import__("json").loads(l)["prediction"] for l in open(f"{work}/{m}.pred.jsonl")]
+pa, pf = preds("adapters"), preds("folded")
+same = sum(x == y for x, y in zip(pa, pf))
+t = {m: float(open(f"{work}/{m}.predict_s").read()) for m in ("adapters", "folded", "full")}
+print(f"folded sentiment_zh adapter: {same}/{len(pa)} test predictions equal to the adapter model's")
+print(f"predict sentiment_zh test (s, median of 3): adapters {t['adapters']:.2f}  folded {t['folded']:.2f}  full model {t['full']:.2f}  folded/full {t['folded']/t['full']:.2f}")
 print(f"optimizer_state_ratio={f['opt']/a['opt']:.1f} trained_share={a['trained']/a['params']:.4f}")
 PY

@@ -281,17 +281,52 @@ fn adapters_interchange_with_python_peft() {
     // the adapters on the compressed base).
     let input = dir.join("in.jsonl");
     std::fs::write(&input, "{\"text\": \"今天天气很好，我们去公园 3\"}\n").unwrap();
-    let out = mtgpt_ok(&["-q", "predict", "--model", s(&run), "--task", "cls", "--input", s(&input)]);
+    let out = mtgpt_ok(&[
+        "-q",
+        "predict",
+        "--model",
+        s(&run),
+        "--task",
+        "cls",
+        "--input",
+        s(&input),
+    ]);
     assert!(out.contains("\"prediction\""), "{out}");
-    let out = mtgpt_ok(&["-q", "eval", "--model", s(&run), "--config", s(&c), "--split", "valid"]);
+    let out = mtgpt_ok(&[
+        "-q",
+        "eval",
+        "--model",
+        s(&run),
+        "--config",
+        s(&c),
+        "--split",
+        "valid",
+    ]);
     assert!(out.contains("cls"), "{out}");
     for method in ["int8", "prune"] {
         let small = dir.join(format!("small-{method}"));
         mtgpt_ok(&[
-            "-q", "compress", "--model", s(&run), "--config", s(&c), "--method", method,
-            "--split", "valid", "--speed-runs", "0", "--out", s(&small),
+            "-q",
+            "compress",
+            "--model",
+            s(&run),
+            "--config",
+            s(&c),
+            "--method",
+            method,
+            "--split",
+            "valid",
+            "--speed-runs",
+            "0",
+            "--out",
+            s(&small),
         ]);
-        assert!(small.join("adapters/cls/adapter_model.safetensors").exists(), "{method}");
+        assert!(
+            small
+                .join("adapters/cls/adapter_model.safetensors")
+                .exists(),
+            "{method}"
+        );
         let o = mtgpt(&["logits", "--model", s(&small), "--task", "lm", "--ids", IDS]);
         assert!(o.status.success(), "{method}: {}", stderr(&o));
     }

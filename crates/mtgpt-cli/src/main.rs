@@ -6,6 +6,7 @@ mod compress;
 mod info;
 mod model;
 mod run;
+mod serve;
 mod tasks;
 mod text;
 mod train;
@@ -82,6 +83,8 @@ enum Command {
     Eval(tasks::EvalArgs),
     /// Compress a model: prune, prune-structured, int8 or distill, with a size/speed/score report.
     Compress(compress::CompressArgs),
+    /// Serve a model over HTTP: every task, OpenAI-compatible completions, dynamic batching.
+    Serve(serve::ServeArgs),
     /// LoRA adapters of a model folder: list, import from PEFT, merge, fold into the trunk.
     #[command(subcommand)]
     Adapters(adapters::AdaptersCommand),
@@ -175,6 +178,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => tasks::eval(&args),
         Command::Compress(args) => compress::compress(&args),
         Command::Adapters(cmd) => adapters::adapters(&cmd),
+        Command::Serve(args) => serve::serve(&args),
     }
 }
 

@@ -2,13 +2,13 @@
 use crate::args::ConfigArgs;
 use anyhow::{Context as _, bail};
 use clap::Args;
-use mtgpt_core::{Answer, Config, Example, TaskKind};
+use mtgpt_core::{Config, Example};
 use mtgpt_tasks::{
-    Evaluator, MultiTaskModel, Prediction, ScoreLimits, TaskData, TaskHead, aggregate,
+    Evaluator, MultiTaskModel, ScoreLimits, TaskData, TaskHead, aggregate, parse_input,
+    with_prediction,
 };
-use mtgpt_text::jsonl::required_str;
 use mtgpt_text::{Normalizer, TextTokenizer};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -60,87 +60,6 @@ pub struct PredictArgs {
     max_new_tokens: Option<usize>,
 }
 
-fn field<'v>(v: &'v Value, name: &str, file: &Path, line: usize) -> anyhow::Result<&'v str> {
-    Ok(required_str(v, name, file, line)?)
-}
-
-/// One input line → (the JSON as given, a normalized example with placeholder gold fields,
-/// the normalizer's char map of a QA context).
-fn parse_input(
-    v: &Value,
-    kind: TaskKind,
-    norm: &Normalizer,
-    file: &Path,
-    line: usize,
-) -> anyhow::Result<(Example, Option<mtgpt_text::Normalized>)> {
-    let n = |s: &str| norm.normalize(s);
-    Ok(match kind {
-        TaskKind::Lm => (
-            Example::Lm {
-                text: n(field(v, "text", file, line)?),
-            },
-            None,
-        ),
-        TaskKind::Classify => {
-            let text_pair = v.get("text_pair").and_then(Value::as_str).map(n);
-            (
-                Example::Classify {
-                    text: n(field(v, "text", file, line)?),
-                    text_pair,
-                    label: String::new(),
-                },
-                None,
-            )
-        }
-        TaskKind::Generate => (
-            Example::Generate {
-                source: n(field(v, "source", file, line)?),
-                target: String::new(),
-            },
-            None,
-        ),
-        TaskKind::ExtractiveQa => {
-            let ctx = norm.normalize_with_offsets(field(v, "context", file, line)?);
-            let ex = Example::ExtractiveQa {
-                context: ctx.text.clone(),
-                question: n(field(v, "question", file, line)?),
-                answer: Answer {
-                    text: String::new(),
-                    start: 0,
-                },
-            };
-            (ex, Some(ctx))
-        }
-        TaskKind::Tagging => {
-            let tokens: Vec<String> = match v.get("tokens") {
-                Some(Value::Array(a)) if !a.is_empty() => a
-                    .iter()
-                    .enumerate()
-                    .map(|(i, t)| {
-                        t.as_str().map(str::to_string).with_context(|| {
-                            format!(
-                                "{}:{line}: field `tokens[{i}]`: expected a string",
-                                file.display()
-                            )
-                        })
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-                _ => bail!(
-                    "{}:{line}: field `tokens`: missing or not a non-empty array of strings",
-                    file.display()
-                ),
-            };
-            (
-                Example::Tagging {
-                    tags: vec![String::new(); tokens.len()],
-                    tokens,
-                },
-                None,
-            )
-        }
-    })
-}
-
 /// Writes the input lines with a `prediction` field added.
 pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
     let dir = crate::args::model_dir(&a.model)?;
@@ -179,29 +98,14 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
     }
     let mut rows = Vec::new();
     for (line, v) in mtgpt_text::jsonl::read_values(&a.input)? {
-        let (ex, map) = parse_input(&v, task.kind, &norm, &a.input, line)?;
-        rows.push((v, ex, map));
+        let input = parse_input(&v, task.kind, &norm, &a.input, line)?;
+        rows.push((v, input));
     }
-    let examples: Vec<Example> = rows.iter().map(|r| r.1.clone()).collect();
+    let examples: Vec<Example> = rows.iter().map(|r| r.1.example.clone()).collect();
     let preds = eval.predict(&examples)?;
     let mut out = BufWriter::new(std::io::stdout().lock());
-    for ((mut v, _, map), p) in rows.into_iter().zip(preds) {
-        let pred = match (&p, map) {
-            // Report the answer's start in the context as given, not the normalized one.
-            (
-                Prediction::Span {
-                    text,
-                    start: Some(s),
-                },
-                Some(m),
-            ) => {
-                let (orig, _) = m.original_range(*s, s + text.chars().count());
-                json!({"text": text, "start": orig})
-            }
-            _ => serde_json::to_value(&p)?,
-        };
-        v["prediction"] = pred;
-        serde_json::to_writer(&mut out, &v)?;
+    for ((v, input), p) in rows.into_iter().zip(preds) {
+        serde_json::to_writer(&mut out, &with_prediction(v, &input, &p)?)?;
         out.write_all(b"\n")?;
     }
     out.flush()?;

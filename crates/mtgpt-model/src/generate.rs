@@ -143,8 +143,8 @@ fn filter(logits: &Tensor, cfg: &GenerateConfig) -> Tensor {
     l
 }
 
-/// Picks the next token of one row. Sampling draws from `rng` (seeded per call to
-/// [`generate`]), not libtorch's global generator, so it is reproducible whatever else runs.
+/// Picks the next token of one row. Sampling draws from `rng` (the row's own, seeded by its
+/// config), not libtorch's global generator, so it is reproducible whatever else runs.
 fn choose(
     logits: &Tensor,
     seen: &[i64],
@@ -186,31 +186,82 @@ pub fn generate(
     cfg: &GenerateConfig,
 ) -> Result<Vec<Vec<i64>>> {
     cfg.check()?;
-    if prompts.is_empty() {
-        return Ok(Vec::new());
-    }
-    if prompts.iter().any(Vec::is_empty) {
-        return Err(Error::Invalid(
-            "every prompt needs at least one token".into(),
-        ));
-    }
     if cfg.num_beams > 1 {
+        if prompts.iter().any(Vec::is_empty) {
+            return Err(Error::Invalid(
+                "every prompt needs at least one token".into(),
+            ));
+        }
         return prompts.iter().map(|p| beam_search(gpt, p, cfg)).collect();
     }
-    let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed);
+    // Row r samples from its own stream, seeded `cfg.seed + r`.
+    let cfgs: Vec<GenerateConfig> = (0..prompts.len())
+        .map(|r| GenerateConfig {
+            seed: cfg.seed.wrapping_add(r as u64),
+            ..cfg.clone()
+        })
+        .collect();
+    let rows: Vec<RowRequest<'_>> = prompts
+        .iter()
+        .zip(&cfgs)
+        .map(|(p, c)| RowRequest { prompt: p, cfg: c })
+        .collect();
+    generate_rows(gpt, &rows, pad_id, &mut |_, _| true)
+}
+
+/// One row of [`generate_rows`]: a prompt and how its tokens are chosen.
+#[derive(Debug, Clone, Copy)]
+pub struct RowRequest<'a> {
+    /// The prompt's token ids (at least one).
+    pub prompt: &'a [i64],
+    /// The row's own settings: sampling, stop tokens, budget, seed, prefix prompt (beam
+    /// search is not available per row).
+    pub cfg: &'a GenerateConfig,
+}
+
+/// Decodes several rows in one batch, each with its own settings and random stream, so a
+/// request decodes the same whether it is batched with others or alone (up to float
+/// rounding). Prompts are left-padded with `pad_id`; a row's budget is its `max_new_tokens`,
+/// cut where the batch would pass the context. `on_token(row, token)` is called for every
+/// new token as it is chosen (streaming); returning `false` stops that row there (a client
+/// that went away). Returns each row's new tokens.
+pub fn generate_rows(
+    gpt: &Gpt,
+    rows: &[RowRequest<'_>],
+    pad_id: i64,
+    on_token: &mut dyn FnMut(usize, i64) -> bool,
+) -> Result<Vec<Vec<i64>>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    for r in rows {
+        r.cfg.check()?;
+        if r.prompt.is_empty() {
+            return Err(Error::Invalid(
+                "every prompt needs at least one token".into(),
+            ));
+        }
+    }
+    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = rows
+        .iter()
+        .map(|r| <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(r.cfg.seed))
+        .collect();
     gpt.with_compute_copies(|| {
         tch::no_grad(|| {
             let dev = gpt.device();
-            let b = prompts.len();
-            let t = prompts.iter().map(Vec::len).max().unwrap_or(1);
-            let budget = cfg
-                .max_new_tokens
-                .min(gpt.config.block_size.saturating_sub(t));
+            let b = rows.len();
+            let t = rows.iter().map(|r| r.prompt.len()).max().unwrap_or(1);
+            let room = gpt.config.block_size.saturating_sub(t);
+            let budgets: Vec<usize> = rows
+                .iter()
+                .map(|r| r.cfg.max_new_tokens.min(room))
+                .collect();
+            let budget = budgets.iter().copied().max().unwrap_or(0);
             let mut ids = vec![pad_id; b * t];
             let mut mask = vec![0i64; b * t];
-            for (r, p) in prompts.iter().enumerate() {
-                let off = t - p.len();
-                ids[r * t + off..(r + 1) * t].copy_from_slice(p);
+            for (r, row) in rows.iter().enumerate() {
+                let off = t - row.prompt.len();
+                ids[r * t + off..(r + 1) * t].copy_from_slice(row.prompt);
                 mask[r * t + off..(r + 1) * t]
                     .iter_mut()
                     .for_each(|m| *m = 1);
@@ -224,10 +275,15 @@ pub fn generate(
             let padded = mask.contains(&0);
             let mut cache = KvCache::with_capacity(t + budget);
             let head = gpt.decode_head();
-            // Left padding: every prompt ends at position t, so one block end serves all rows.
-            let prefix = cfg
-                .prefix_prompt
-                .then(|| Tensor::full([b as i64], t as i64, (Kind::Int64, dev)));
+            // Left padding: every prompt ends at position t, so a row's block ends there (or
+            // at 0: causal).
+            let prefix = rows.iter().any(|r| r.cfg.prefix_prompt).then(|| {
+                let ends: Vec<i64> = rows
+                    .iter()
+                    .map(|r| if r.cfg.prefix_prompt { t as i64 } else { 0 })
+                    .collect();
+                Tensor::from_slice(&ends).to_device(dev)
+            });
             let hidden = gpt
                 .forward_full(
                     &ids_t,
@@ -241,21 +297,33 @@ pub fn generate(
             let mut logits = head
                 .logits(&hidden.narrow(1, t as i64 - 1, 1))
                 .squeeze_dim(1);
-            let mut seen: Vec<Vec<i64>> = prompts.to_vec();
+            let mut seen: Vec<Vec<i64>> = rows.iter().map(|r| r.prompt.to_vec()).collect();
             let mut out: Vec<Vec<i64>> = vec![Vec::new(); b];
-            let mut done = vec![false; b];
+            let mut done: Vec<bool> = budgets.iter().map(|&n| n == 0).collect();
             for _ in 0..budget {
+                if done.iter().all(|&d| d) {
+                    break;
+                }
                 let mut next = Vec::with_capacity(b);
                 for r in 0..b {
                     let tok = if done[r] {
                         pad_id
                     } else {
-                        choose(&logits.get(r as i64), &seen[r], &out[r], cfg, &mut rng)
+                        choose(
+                            &logits.get(r as i64),
+                            &seen[r],
+                            &out[r],
+                            rows[r].cfg,
+                            &mut rngs[r],
+                        )
                     };
                     if !done[r] {
                         out[r].push(tok);
                         seen[r].push(tok);
-                        done[r] = cfg.stop_tokens.contains(&tok);
+                        let go_on = on_token(r, tok);
+                        done[r] = !go_on
+                            || rows[r].cfg.stop_tokens.contains(&tok)
+                            || out[r].len() >= budgets[r];
                     }
                     next.push(tok);
                 }

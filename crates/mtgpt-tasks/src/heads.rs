@@ -184,9 +184,13 @@ impl MultiTaskModel {
         let padded = mask.contains(&0);
         let prefix_t = any_prefix.then(|| to_tensor(&prefix_len, &[b], dev));
         match &self.gpt.adapters {
-            Some(layout) if batches.iter().any(|x| x.task != first.task) => self
-                .gpt
-                .select_adapters(layout.rows_per_example(&names, dev).map_err(Error::Invalid)?),
+            Some(layout) if batches.iter().any(|x| x.task != first.task) => {
+                self.gpt.select_adapters(
+                    layout
+                        .rows_per_example(&names, dev)
+                        .map_err(Error::Invalid)?,
+                )
+            }
             _ => self.gpt.select_task(&first.task)?,
         }
         let hidden = self

@@ -28,6 +28,7 @@ pub mod evaluate;
 pub mod folder;
 pub mod format;
 pub mod heads;
+pub mod inputs;
 pub mod stream;
 pub mod viterbi;
 
@@ -39,5 +40,6 @@ pub use format::{Formatted, Target, TaskFormatter, span_text};
 pub use heads::{
     Head, HeadOutput, HeadSpec, MultiTaskModel, best_span, predict_classes, predict_tags,
 };
+pub use inputs::{Input, parse_input, with_prediction};
 pub use stream::{StreamState, TaskStream, TokenBuf};
 pub use viterbi::TagScheme;

@@ -526,7 +526,8 @@ fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
         .flat_map(|i| {
             let tokens: Vec<String> = (0..5 + i).map(|_| letters(&mut rng, 1, UPPER)).collect();
             let t = vec!["B-UP".to_string(); tokens.len()];
-            tag.format(&Example::Tagging { tokens, tags: t }, i).unwrap()
+            tag.format(&Example::Tagging { tokens, tags: t }, i)
+                .unwrap()
         })
         .collect();
     batches.push(tag.collate(&items).unwrap());
@@ -548,7 +549,14 @@ fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
         })
         .collect();
     batches.push(gen_f.collate(&items).unwrap());
-    assert!(batches.iter().map(|b| b.seq_len).collect::<std::collections::HashSet<_>>().len() > 1);
+    assert!(
+        batches
+            .iter()
+            .map(|b| b.seq_len)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+            > 1
+    );
 
     for adapters in [false, true] {
         tch::manual_seed(3);
@@ -599,7 +607,11 @@ fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
             let alone = tch::no_grad(|| m.forward(b, false).unwrap());
             let dl = (got.loss.double_value(&[]) - alone.loss.double_value(&[])).abs();
             let dx = (&got.logits - &alone.logits).abs().max().double_value(&[]);
-            assert!(dl < 1e-5 && dx < 1e-4, "{} (adapters {adapters}): loss {dl}, logits {dx}", b.task);
+            assert!(
+                dl < 1e-5 && dx < 1e-4,
+                "{} (adapters {adapters}): loss {dl}, logits {dx}",
+                b.task
+            );
         }
     }
 }

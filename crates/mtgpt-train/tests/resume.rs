@@ -350,14 +350,25 @@ alpha = 8"#;
     let cfg = config_with(dir.path(), 60, extra, "");
     let a = dir.path().join("a");
     let summary = train(&cfg, &TrainOptions::new(&a)).unwrap();
-    let cls = summary.final_scores.iter().find(|s| s.task == "cls").unwrap();
+    let cls = summary
+        .final_scores
+        .iter()
+        .find(|s| s.task == "cls")
+        .unwrap();
     assert!(cls.metrics["accuracy"] >= 0.9, "{:?}", cls.metrics);
     // The trunk did not move; the adapters did.
     let read = |p: &Path| -> std::collections::HashMap<String, tch::Tensor> {
-        tch::Tensor::read_safetensors(p).unwrap().into_iter().collect()
+        tch::Tensor::read_safetensors(p)
+            .unwrap()
+            .into_iter()
+            .collect()
     };
     let first = read(&a.join("checkpoints/step-00000032/weights.safetensors"));
-    let last = read(&latest_checkpoint(&a.join("checkpoints")).unwrap().join("weights.safetensors"));
+    let last = read(
+        &latest_checkpoint(&a.join("checkpoints"))
+            .unwrap()
+            .join("weights.safetensors"),
+    );
     let (mut trunk, mut moved) = (0, 0);
     for (name, t) in &first {
         let same = t.equal(&last[name]);
@@ -368,14 +379,26 @@ alpha = 8"#;
             moved += 1;
         }
     }
-    assert!(trunk > 0 && moved > 0, "{trunk} trunk tensors, {moved} adapters moved");
-    assert!(a.join("model/adapters/cls/adapter_model.safetensors").exists());
+    assert!(
+        trunk > 0 && moved > 0,
+        "{trunk} trunk tensors, {moved} adapters moved"
+    );
+    assert!(
+        a.join("model/adapters/cls/adapter_model.safetensors")
+            .exists()
+    );
     assert_resume_is_exact(&cfg, &a, &dir.path().join("b"));
 
     // One pass over the mixed batch trains as one pass per task (no dropout: same draws).
     let no_drop = ["model.dropout=0.0".to_string()];
     let one = config_set(dir.path(), 12, extra, "", &no_drop);
-    let per_task = config_set(dir.path(), 12, &extra.replace("one_pass = true", "one_pass = false"), "", &no_drop);
+    let per_task = config_set(
+        dir.path(),
+        12,
+        &extra.replace("one_pass = true", "one_pass = false"),
+        "",
+        &no_drop,
+    );
     let (x, y) = (dir.path().join("x"), dir.path().join("y"));
     train(&one, &TrainOptions::new(&x)).unwrap();
     train(&per_task, &TrainOptions::new(&y)).unwrap();

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Serving throughput and latency (issue #15), loopback, one run: `mtgpt serve` on a model
+# folder (default runs/demo: `scripts/demo.sh` makes it), load from `oha` (installed once
+# from crates.io into .tools/), classification (POST /v1/tasks/sentiment_zh, one test input
+# per request) and generation (POST /v1/completions on poem_zh, 16 greedy tokens), at 1, 8 and
+# 32 concurrent clients, with dynamic batching (--max-batch 32) and without (--max-batch 1).
+# Prints requests/s, p50 and p99 latency, the status codes seen, and batching's speed-up.
+# Usage: scripts/bench-serve.sh [MODEL_DIR] [REQUESTS]   (default runs/demo, 512 per point)
+# Run it alone: a build or test suite beside it skews the figures.
+set -euo pipefail
+export RUST_BACKTRACE=0
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+model=${1:-runs/demo}
+n=${2:-512}
+source scripts/lib.sh
+build_mtgpt
+[ -e "$model" ] || { echo "no model at $model (run scripts/demo.sh first, or pass a model folder)" >&2; exit 1; }
+oha=.tools/bin/oha
+if [ ! -x "$oha" ]; then
+  echo "installing oha from crates.io into .tools/ (once)" >&2
+  cargo install --quiet --locked --root .tools oha@1.12.1 >&2
+fi
+work=$(mktemp -d)
+server=
+trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
+cls_body='{"text": "这家餐厅的菜很好吃，服务也很周到，下次还会再来"}'
+gen_body='{"model": "poem_zh", "prompt": "滿目江山四望幽", "max_tokens": 16, "temperature": 0}'
+for batch in 32 1; do
+  "$bin" -q serve --model "$model" --addr 127.0.0.1:0 --max-batch "$batch" > "$work/addr" &
+  server=$!
+  for _ in $(seq 100); do [ -s "$work/addr" ] && break; sleep 0.1; done
+  addr=$(sed -n 's#listening on http://##p' "$work/addr")
+  for kind in classify generate; do
+    if [ "$kind" = classify ]; then url="http://$addr/v1/tasks/sentiment_zh"; body=$cls_body
+    else url="http://$addr/v1/completions"; body=$gen_body; fi
+    for c in 1 8 32; do
+      "$oha" --no-tui --output-format json -n "$n" -c "$c" -m POST -H 'Content-Type: application/json' \
+        -d "$body" "$url" > "$work/$kind-$c-$batch.json"
+    done
+  done
+  kill -TERM "$server"; wait "$server" || true; server=
+  rm -f "$work/addr"
+done
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+def point(kind, c, batch):
+    d = json.load(open(f"{work}/{kind}-{c}-{batch}.json"))
+    lat = d.get("latencyPercentiles", {})
+    return d["summary"]["requestsPerSec"], lat.get("p50", 0) * 1000, lat.get("p99", 0) * 1000, d.get("statusCodeDistribution", {})
+print(f"{'':22} {'batching (max 32)':>30} {'batch size 1':>30} {'speed-up':>9}")
+print(f"{'':22} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9} {'req/s':>10} {'p50 ms':>9} {'p99 ms':>9}")
+for kind in ("classify", "generate"):
+    for c in (1, 8, 32):
+        a, b = point(kind, c, 32), point(kind, c, 1)
+        codes = sorted(set(a[3]) | set(b[3]))
+        print(f"{kind + ' c=' + str(c):22} {a[0]:>10.1f} {a[1]:>9.1f} {a[2]:>9.1f} {b[0]:>10.1f} {b[1]:>9.1f} {b[2]:>9.1f} {a[0]/b[0]:>8.2f}x  status {','.join(codes)}")
+a, b = point("classify", 32, 32), point("classify", 32, 1)
+g, h = point("generate", 32, 32), point("generate", 32, 1)
+print(f"classify_speedup_c32={a[0]/b[0]:.2f} generate_speedup_c32={g[0]/h[0]:.2f}")
+PY
