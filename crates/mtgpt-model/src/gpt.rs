@@ -434,25 +434,23 @@ impl Gpt {
         if keep_layers {
             layers.push(x.shallow_clone());
         }
+        let pass = block::Pass {
+            dropout: drop,
+            precision: p,
+            adapters: &adapters,
+            train,
+        };
         for (i, block) in self.blocks.iter().enumerate() {
             let max_len = c.block_size as i64;
             let slot = cache
                 .as_deref_mut()
                 .map(|c| (&mut c.layers[i], past, max_len, c.capacity));
-            let a = block.attn.forward(
-                &block.ln_1.forward(&x),
-                &mask,
-                slot,
-                drop,
-                p,
-                &adapters,
-                train,
-            );
+            let a = block
+                .attn
+                .forward(&block.ln_1.forward(&x), &mask, slot, &pass);
             // Not `+=`: LayerNorm saved `x` for backward, so it must not change in place.
             x = &x + dropout(float(a), drop);
-            let m = block
-                .mlp
-                .forward(&block.ln_2.forward(&x), p, &adapters, train);
+            let m = block.mlp.forward(&block.ln_2.forward(&x), &pass);
             x = &x + dropout(float(m), drop);
             if keep_layers {
                 layers.push(x.shallow_clone());

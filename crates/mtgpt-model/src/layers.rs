@@ -9,23 +9,8 @@
 use mtgpt_core::Precision;
 use tch::{Kind, Tensor, nn};
 
-/// The compute dtype of a precision.
-pub fn compute_kind(precision: Precision) -> Kind {
-    match precision {
-        Precision::Fp32 => Kind::Float,
-        Precision::Bf16 => Kind::BFloat16,
-    }
-}
-
-/// Casts to the compute dtype of `precision` (no-op when already there).
-pub(crate) fn compute(x: &Tensor, precision: Precision) -> Tensor {
-    let kind = compute_kind(precision);
-    if x.kind() == kind {
-        x.shallow_clone()
-    } else {
-        x.to_kind(kind)
-    }
-}
+pub(crate) use crate::dtype::compute;
+pub use crate::dtype::compute_kind;
 
 /// Per-row symmetric int8 weights: row `r` of the real matrix is `weight[r] × scales[r]`.
 #[derive(Debug)]

@@ -17,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod compact;
+mod dtype;
 pub mod embed;
 pub mod error;
 mod folder;

@@ -6,7 +6,7 @@
 //! row of a batch goes through: one for all rows, or one per row, gathered so that a batch of
 //! several tasks is still one pass. `B` starts at zero, so a fresh adapter leaves the model as
 //! it was; `A` starts as PEFT's (Kaiming-uniform, bound `1/√in`).
-use crate::layers::compute;
+use crate::dtype::compute;
 use mtgpt_core::Precision;
 use tch::{Kind, Tensor, nn};
 

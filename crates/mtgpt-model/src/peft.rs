@@ -242,7 +242,12 @@ fn peft_key(name: &str) -> Option<(String, char)> {
         .map(|(l, t)| (l, ('A', t)))
         .or_else(|| rest.split_once(".lora_B.").map(|(l, t)| (l, ('B', t))))?;
     let (which, tail) = tail;
-    if tail != "weight" && !(tail.ends_with(".weight") && !tail[..tail.len() - 7].contains('.')) {
+    // `weight`, or `<adapter name>.weight` as PEFT's in-memory state dict has it.
+    let tail_ok = tail == "weight"
+        || tail
+            .strip_suffix(".weight")
+            .is_some_and(|adapter| !adapter.contains('.'));
+    if !tail_ok {
         return None;
     }
     let parts: Vec<&str> = layer.split('.').collect();

@@ -79,6 +79,11 @@ pub enum Job {
     },
 }
 
+/// A prediction request: its inputs and where the answers go.
+type PredictReq = (Vec<Value>, oneshot::Sender<Result<Vec<Value>, ApiError>>);
+/// A generation request: prompt, settings and where the text goes.
+type GenReq = (String, GenParams, mpsc::UnboundedSender<GenEvent>);
+
 /// A task the model serves, as the routes need it.
 #[derive(Debug, Clone)]
 pub struct ServedTask {
@@ -242,14 +247,8 @@ impl Worker {
     /// Runs a gathered set of jobs: per task, predictions in one batch and generations in
     /// one decoding batch.
     fn process(&self, jobs: Vec<Job>) {
-        let mut predicts: Vec<(
-            String,
-            Vec<(Vec<Value>, oneshot::Sender<Result<Vec<Value>, ApiError>>)>,
-        )> = Vec::new();
-        let mut gens: Vec<(
-            String,
-            Vec<(String, GenParams, mpsc::UnboundedSender<GenEvent>)>,
-        )> = Vec::new();
+        let mut predicts: Vec<(String, Vec<PredictReq>)> = Vec::new();
+        let mut gens: Vec<(String, Vec<GenReq>)> = Vec::new();
         for job in jobs {
             match job {
                 Job::Predict {
@@ -279,11 +278,7 @@ impl Worker {
         }
     }
 
-    fn predict(
-        &self,
-        task: &str,
-        group: Vec<(Vec<Value>, oneshot::Sender<Result<Vec<Value>, ApiError>>)>,
-    ) {
+    fn predict(&self, task: &str, group: Vec<PredictReq>) {
         let Some(h) = self.head(task) else {
             for (_, reply) in group {
                 let _ = reply.send(Err(ApiError::status(
@@ -392,11 +387,7 @@ impl Worker {
         Ok(p)
     }
 
-    fn generate(
-        &self,
-        task: &str,
-        group: Vec<(String, GenParams, mpsc::UnboundedSender<GenEvent>)>,
-    ) {
+    fn generate(&self, task: &str, group: Vec<GenReq>) {
         let Some(h) = self.head(task) else {
             for (_, _, ev) in group {
                 let _ = ev.send(GenEvent::Failed(ApiError::status(

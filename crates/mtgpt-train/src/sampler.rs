@@ -316,7 +316,7 @@ mod tests {
             temperature,
             end_temperature: 1.0,
             cap,
-            mixed_batches: false,
+            ..SamplingConfig::default()
         }
     }
 

@@ -38,6 +38,19 @@ pub struct Block {
     pub mlp: Mlp,
 }
 
+/// What every layer of one forward pass shares.
+#[derive(Clone, Copy)]
+pub(super) struct Pass<'a> {
+    /// Dropout probability (0 in evaluation).
+    pub(super) dropout: f64,
+    /// Compute precision.
+    pub(super) precision: Precision,
+    /// Which adapter each row goes through, one entry per adapter stack.
+    pub(super) adapters: &'a [AdapterRows],
+    /// Training (adapter dropout on).
+    pub(super) train: bool,
+}
+
 /// How attention is masked for one forward pass.
 pub(super) enum AttnMask {
     /// Plain causal attention over the new tokens only.
@@ -84,11 +97,14 @@ impl CausalSelfAttention {
         x: &Tensor,
         mask: &AttnMask,
         cache: Option<(&mut KvSlot, i64, i64, i64)>,
-        dropout: f64,
-        precision: Precision,
-        adapters: &[AdapterRows],
-        train: bool,
+        pass: &Pass<'_>,
     ) -> Tensor {
+        let Pass {
+            dropout,
+            precision,
+            adapters,
+            train,
+        } = *pass;
         let (b, t, _) = x.size3().unwrap_or((0, 0, 0));
         let hd = self.head_dim;
         let inner = self.n_head * hd;
@@ -137,13 +153,13 @@ impl CausalSelfAttention {
 }
 
 impl Mlp {
-    pub(super) fn forward(
-        &self,
-        x: &Tensor,
-        precision: Precision,
-        adapters: &[AdapterRows],
-        train: bool,
-    ) -> Tensor {
+    pub(super) fn forward(&self, x: &Tensor, pass: &Pass<'_>) -> Tensor {
+        let Pass {
+            precision,
+            adapters,
+            train,
+            ..
+        } = *pass;
         // GPT-2's tanh approximation of GELU ("gelu_new").
         let h = self
             .c_fc
