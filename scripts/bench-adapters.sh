@@ -9,8 +9,10 @@
 # into the trunk (`mtgpt adapters fold`): its predictions on the test split against the
 # adapter model's, and `mtgpt predict` times (median of 3) of the folded, adapter and full
 # models.
-# Usage: scripts/bench-adapters.sh [SECONDS] [--reuse]   (training budget per run, default
-# 600; --reuse scores runs already in runs/bench-adapters instead of training again)
+# Usage: scripts/bench-adapters.sh [SECONDS] [--reuse|--train] [per_task4|both2]
+#   SECONDS: training budget per run (default 600); --reuse: runs already in
+#   runs/bench-adapters are scored again instead of trained again (delete one's `.time` file
+#   to train only that one); the last argument picks the adapter settings.
 # Run it alone: a build or test suite beside it skews the times.
 set -euo pipefail
 export RUST_BACKTRACE=0
@@ -23,9 +25,16 @@ build_mtgpt
 work=runs/bench-adapters
 mkdir -p "$work"
 common=(--config configs/demo.toml --no-progress --set "train.max_seconds=$secs")
+# The adapter settings: `per_task4` (default: rank 4 per task on c_attn and mlp.c_fc) or
+# `both2` (a shared rank-2 adapter plus one per task, on all four layer kinds).
+case "${3:-per_task4}" in
+  per_task4) shape=(--set adapters.mode=per_task --set adapters.rank=4 --set adapters.alpha=8
+                    --set 'adapters.targets=["c_attn","mlp.c_fc"]') ;;
+  both2) shape=(--set adapters.mode=both --set adapters.rank=2 --set adapters.alpha=4) ;;
+  *) echo "unknown adapter settings $3 (per_task4, both2)" >&2; exit 1 ;;
+esac
 adapters=(
-  --set adapters.mode=per_task --set adapters.rank=4 --set adapters.alpha=8
-  --set 'adapters.targets=["c_attn","mlp.c_fc"]'
+  "${shape[@]}"
   --set train.trunk=frozen --set 'train.trunk_trainable=["ln_"]'
   --set train.sampling.mixed_batches=true --set train.sampling.one_pass=true
   --set train.lr=1e-3
@@ -50,6 +59,22 @@ for m in adapters folded full; do
       --input data/sentiment_zh/test.jsonl > "$work/$m.pred.jsonl"
   done
   cat "$work/$m".t[123] | sort -n | sed -n 2p > "$work/$m.predict_s"
+done
+# The same comparison in fp32 (the demo computes in bf16, whose rounding differs between
+# x·W + x·A·B and x·(W + A·B)): fp32 copies of both folders.
+for m in adapters folded; do
+  src=$work/$m
+  [ -d "$src/best" ] && src=$src/best
+  rm -rf "$work/$m-fp32"
+  cp -r "$src" "$work/$m-fp32"
+  python3 - "$work/$m-fp32/config.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c.setdefault("mtgpt", {})["precision"] = "fp32"
+json.dump(c, open(sys.argv[1], "w"), indent=2)
+PY
+  "$bin" -q predict --model "$work/$m-fp32" --task sentiment_zh --input data/sentiment_zh/test.jsonl \
+    > "$work/$m-fp32.pred.jsonl"
 done
 python3 - "$work" <<'PY'
 import json, re, sys
@@ -83,11 +108,16 @@ for task, (key, fv) in f["scores"].items():
     av = a["scores"][task][1]
     print(f"{task + ' ' + key:28} {fv:>18.4f} {av:>18.4f} {av - fv:>+16.4f}")
 def preds(m):
-    return [__import__("json").loads(l)["prediction"] for l in open(f"{work}/{m}.pred.jsonl")]
-pa, pf = preds("adapters"), preds("folded")
-same = sum(x == y for x, y in zip(pa, pf))
+    return [json.loads(l)["prediction"] for l in open(f"{work}/{m}.pred.jsonl")]
+def compare(a, b):
+    pa, pb = preds(a), preds(b)
+    same = sum(x["label"] == y["label"] for x, y in zip(pa, pb))
+    diff = max(abs(p - q) for x, y in zip(pa, pb) for p, q in zip(x["probs"], y["probs"]))
+    return same, len(pa), diff
 t = {m: float(open(f"{work}/{m}.predict_s").read()) for m in ("adapters", "folded", "full")}
-print(f"folded sentiment_zh adapter: {same}/{len(pa)} test predictions equal to the adapter model's")
+for tag, (x, y) in (("bf16", ("adapters", "folded")), ("fp32", ("adapters-fp32", "folded-fp32"))):
+    same, n, diff = compare(x, y)
+    print(f"folded sentiment_zh adapter ({tag}): {same}/{n} test labels equal to the adapter model's, max |prob difference| {diff:.2e}")
 print(f"predict sentiment_zh test (s, median of 3): adapters {t['adapters']:.2f}  folded {t['folded']:.2f}  full model {t['full']:.2f}  folded/full {t['folded']/t['full']:.2f}")
 print(f"optimizer_state_ratio={f['opt']/a['opt']:.1f} trained_share={a['trained']/a['params']:.4f}")
 PY

@@ -3,8 +3,10 @@
 # folder (default runs/demo: `scripts/demo.sh` makes it), load from `oha` (installed once
 # from crates.io into .tools/), classification (POST /v1/tasks/sentiment_zh, one test input
 # per request) and generation (POST /v1/completions on poem_zh, 16 greedy tokens), at 1, 8 and
-# 32 concurrent clients, with dynamic batching (--max-batch 32) and without (--max-batch 1).
-# Prints requests/s, p50 and p99 latency, the status codes seen, and batching's speed-up.
+# 32 concurrent clients (REQUESTS per point for classification, a quarter of them for
+# generation), with dynamic batching (--max-batch 32) and without (--max-batch 1).
+# Prints requests/s, p50 and p99 latency, the status codes seen, batching's speed-up, and
+# whether 256 answers to 32 concurrent clients equal `mtgpt predict`'s.
 # Usage: scripts/bench-serve.sh [MODEL_DIR] [REQUESTS]   (default runs/demo, 512 per point)
 # Run it alone: a build or test suite beside it skews the figures.
 set -euo pipefail
@@ -18,7 +20,7 @@ build_mtgpt
 oha=.tools/bin/oha
 if [ ! -x "$oha" ]; then
   echo "installing oha from crates.io into .tools/ (once)" >&2
-  cargo install --quiet --locked --root .tools oha@1.12.1 >&2
+  cargo install --quiet --locked --root .tools oha@1.16.0 >&2
 fi
 work=$(mktemp -d)
 server=
@@ -31,13 +33,34 @@ for batch in 32 1; do
   for _ in $(seq 100); do [ -s "$work/addr" ] && break; sleep 0.1; done
   addr=$(sed -n 's#listening on http://##p' "$work/addr")
   for kind in classify generate; do
-    if [ "$kind" = classify ]; then url="http://$addr/v1/tasks/sentiment_zh"; body=$cls_body
-    else url="http://$addr/v1/completions"; body=$gen_body; fi
+    if [ "$kind" = classify ]; then url="http://$addr/v1/tasks/sentiment_zh"; body=$cls_body; count=$n
+    else url="http://$addr/v1/completions"; body=$gen_body; count=$((n / 4)); fi
     for c in 1 8 32; do
-      "$oha" --no-tui --output-format json -n "$n" -c "$c" -m POST -H 'Content-Type: application/json' \
+      "$oha" --no-tui --output-format json -n "$count" -c "$c" -m POST -H 'Content-Type: application/json' \
         -d "$body" "$url" > "$work/$kind-$c-$batch.json"
     done
   done
+  if [ "$batch" = 32 ]; then
+    # 32 concurrent clients, 256 different test inputs: every answer must be predict's.
+    head -256 data/sentiment_zh/test.jsonl > "$work/inputs.jsonl"
+    "$bin" -q predict --model "$model" --task sentiment_zh --input "$work/inputs.jsonl" > "$work/want.jsonl"
+    python3 - "$addr" "$work" <<'PY' | tee "$work/equal.txt"
+import json, sys, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+addr, work = sys.argv[1], sys.argv[2]
+inputs = [json.loads(l) for l in open(f"{work}/inputs.jsonl")]
+want = [json.loads(l) for l in open(f"{work}/want.jsonl")]
+def ask(i):
+    req = urllib.request.Request(f"http://{addr}/v1/tasks/sentiment_zh", data=json.dumps(inputs[i]).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.status, json.loads(r.read())
+with ThreadPoolExecutor(32) as pool:
+    got = list(pool.map(ask, range(len(inputs))))
+same = sum(st == 200 and g == w for (st, g), w in zip(got, want))
+print(f"answers_equal_to_predict={same}/{len(want)} (32 concurrent clients)")
+PY
+  fi
   kill -TERM "$server"; wait "$server" || true; server=
   rm -f "$work/addr"
 done
@@ -57,5 +80,6 @@ for kind in ("classify", "generate"):
         print(f"{kind + ' c=' + str(c):22} {a[0]:>10.1f} {a[1]:>9.1f} {a[2]:>9.1f} {b[0]:>10.1f} {b[1]:>9.1f} {b[2]:>9.1f} {a[0]/b[0]:>8.2f}x  status {','.join(codes)}")
 a, b = point("classify", 32, 32), point("classify", 32, 1)
 g, h = point("generate", 32, 32), point("generate", 32, 1)
+print(open(f"{work}/equal.txt").read().strip())
 print(f"classify_speedup_c32={a[0]/b[0]:.2f} generate_speedup_c32={g[0]/h[0]:.2f}")
 PY
