@@ -231,41 +231,122 @@ pub fn generate_rows(
     pad_id: i64,
     on_token: &mut dyn FnMut(usize, i64) -> bool,
 ) -> Result<Vec<Vec<i64>>> {
+    let mut outs: Vec<Vec<i64>> = vec![Vec::new(); rows.len()];
     if rows.is_empty() {
-        return Ok(Vec::new());
+        return Ok(outs);
     }
-    for r in rows {
-        r.cfg.check()?;
-        if r.prompt.is_empty() {
-            return Err(Error::Invalid(
-                "every prompt needs at least one token".into(),
-            ));
+    gpt.with_compute_copies(|| {
+        let mut dec = Decoder::new(gpt, pad_id);
+        let new: Vec<(u64, &[i64], GenerateConfig)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (i as u64, r.prompt, r.cfg.clone()))
+            .collect();
+        dec.admit(&new)?;
+        while !dec.is_empty() {
+            for (key, out) in dec.step(&mut |k, t| on_token(k as usize, t))? {
+                outs[key as usize] = out;
+            }
+        }
+        Ok(outs)
+    })
+}
+
+/// One sequence of a [`Decoder`].
+struct Active {
+    key: u64,
+    cfg: GenerateConfig,
+    seen: Vec<i64>,
+    out: Vec<i64>,
+    rng: rand_chacha::ChaCha8Rng,
+    budget: usize,
+}
+
+/// A running decoding batch that sequences join and leave at any step (continuous
+/// batching): [`Decoder::admit`] prefills new prompts and adds their rows to the batch's
+/// cache (left-padded to a common end, padding masked), [`Decoder::step`] chooses one token
+/// for every row and drops the rows that finished. Each row keeps its own settings and
+/// random stream, so it decodes as it would alone (up to float rounding).
+pub struct Decoder<'g> {
+    gpt: &'g Gpt,
+    pad_id: i64,
+    cache: KvCache,
+    rows: Vec<Active>,
+    /// Next-token logits of the rows, `[rows, vocab]`.
+    logits: Option<Tensor>,
+    head: crate::gpt::DecodeHead<'g>,
+}
+
+impl<'g> Decoder<'g> {
+    /// An empty batch (the model's weights must not change while it lives).
+    pub fn new(gpt: &'g Gpt, pad_id: i64) -> Self {
+        Decoder {
+            gpt,
+            pad_id,
+            cache: KvCache::new(),
+            rows: Vec::new(),
+            logits: None,
+            head: gpt.decode_head(),
         }
     }
-    let mut rngs: Vec<rand_chacha::ChaCha8Rng> = rows
-        .iter()
-        .map(|r| <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(r.cfg.seed))
-        .collect();
-    gpt.with_compute_copies(|| {
-        tch::no_grad(|| {
-            let dev = gpt.device();
-            let b = rows.len();
-            let t = rows.iter().map(|r| r.prompt.len()).max().unwrap_or(1);
-            let room = gpt.config.block_size.saturating_sub(t);
-            let budgets: Vec<usize> = rows
-                .iter()
-                .map(|r| r.cfg.max_new_tokens.min(room))
-                .collect();
-            let budget = budgets.iter().copied().max().unwrap_or(0);
-            let mut ids = vec![pad_id; b * t];
-            let mut mask = vec![0i64; b * t];
-            for (r, row) in rows.iter().enumerate() {
-                let off = t - row.prompt.len();
-                ids[r * t + off..(r + 1) * t].copy_from_slice(row.prompt);
-                mask[r * t + off..(r + 1) * t]
-                    .iter_mut()
-                    .for_each(|m| *m = 1);
+
+    /// Rows decoding.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether no row is decoding.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Whether prompts of `prompt_len` tokens asking for `max_new` tokens fit the context
+    /// beside the rows already decoding (every row advances one position per step).
+    pub fn fits(&self, prompt_len: usize, max_new: usize) -> bool {
+        let end = (self.cache.len() as usize).max(prompt_len);
+        let left = self
+            .rows
+            .iter()
+            .map(|r| r.budget - r.out.len())
+            .chain(std::iter::once(max_new))
+            .max()
+            .unwrap_or(0);
+        end + left <= self.gpt.config.block_size
+    }
+
+    /// Prefills `new` (`(key, prompt, settings)`; beam search is not available here) in one
+    /// batch and adds the rows to the running batch. A row's budget is its `max_new_tokens`,
+    /// cut where the context ends.
+    pub fn admit(&mut self, new: &[(u64, &[i64], GenerateConfig)]) -> Result<()> {
+        if new.is_empty() {
+            return Ok(());
+        }
+        for (_, p, cfg) in new {
+            cfg.check()?;
+            if p.is_empty() {
+                return Err(Error::Invalid(
+                    "every prompt needs at least one token".into(),
+                ));
             }
+        }
+        let gpt = self.gpt;
+        let dev = gpt.device();
+        let b = new.len();
+        let t = new.iter().map(|r| r.1.len()).max().unwrap_or(1);
+        let end = (self.cache.len() as usize).max(t);
+        let room = gpt.config.block_size.saturating_sub(end);
+        let mut ids = vec![self.pad_id; b * t];
+        let mut mask = vec![0i64; b * t];
+        for (r, (_, p, _)) in new.iter().enumerate() {
+            let off = t - p.len();
+            ids[r * t + off..(r + 1) * t].copy_from_slice(p);
+            mask[r * t + off..(r + 1) * t]
+                .iter_mut()
+                .for_each(|m| *m = 1);
+        }
+        let budgets: Vec<usize> = new.iter().map(|r| r.2.max_new_tokens.min(room)).collect();
+        let reserve = budgets.iter().copied().max().unwrap_or(0);
+        tch::no_grad(|| -> Result<()> {
             let ids_t = Tensor::from_slice(&ids)
                 .view([b as i64, t as i64])
                 .to_device(dev);
@@ -273,14 +354,13 @@ pub fn generate_rows(
                 .view([b as i64, t as i64])
                 .to_device(dev);
             let padded = mask.contains(&0);
-            let mut cache = KvCache::with_capacity(t + budget);
-            let head = gpt.decode_head();
-            // Left padding: every prompt ends at position t, so a row's block ends there (or
-            // at 0: causal).
-            let prefix = rows.iter().any(|r| r.cfg.prefix_prompt).then(|| {
-                let ends: Vec<i64> = rows
+            let mut cache = KvCache::with_capacity(t + reserve);
+            // Left padding: every prompt ends at position t, so a row's bidirectional block
+            // ends there (or at 0: causal).
+            let prefix = new.iter().any(|r| r.2.prefix_prompt).then(|| {
+                let ends: Vec<i64> = new
                     .iter()
-                    .map(|r| if r.cfg.prefix_prompt { t as i64 } else { 0 })
+                    .map(|r| if r.2.prefix_prompt { t as i64 } else { 0 })
                     .collect();
                 Tensor::from_slice(&ends).to_device(dev)
             });
@@ -294,49 +374,107 @@ pub fn generate_rows(
                     false,
                 )?
                 .hidden;
-            let mut logits = head
+            let logits = self
+                .head
                 .logits(&hidden.narrow(1, t as i64 - 1, 1))
                 .squeeze_dim(1);
-            let mut seen: Vec<Vec<i64>> = rows.iter().map(|r| r.prompt.to_vec()).collect();
-            let mut out: Vec<Vec<i64>> = vec![Vec::new(); b];
-            let mut done: Vec<bool> = budgets.iter().map(|&n| n == 0).collect();
-            for _ in 0..budget {
-                if done.iter().all(|&d| d) {
-                    break;
+            self.cache.join(&cache, reserve as i64 + 1);
+            self.logits = Some(match self.logits.take() {
+                Some(l) => Tensor::cat(&[l, logits], 0),
+                None => logits,
+            });
+            Ok(())
+        })?;
+        for ((key, p, cfg), budget) in new.iter().zip(budgets) {
+            self.rows.push(Active {
+                key: *key,
+                rng: <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(cfg.seed),
+                cfg: cfg.clone(),
+                seen: p.to_vec(),
+                out: Vec::new(),
+                budget,
+            });
+        }
+        Ok(())
+    }
+
+    /// Chooses the next token of every row (calling `on_token(key, token)`; `false` stops
+    /// that row), runs the rows that go on one position further, and returns the rows that
+    /// finished (stop token, budget, or stopped by the callback) with their new tokens.
+    pub fn step(
+        &mut self,
+        on_token: &mut dyn FnMut(u64, i64) -> bool,
+    ) -> Result<Vec<(u64, Vec<i64>)>> {
+        let Some(logits) = self.logits.take() else {
+            return Ok(Vec::new());
+        };
+        let mut next = Vec::with_capacity(self.rows.len());
+        let mut keep = Vec::with_capacity(self.rows.len());
+        for (r, row) in self.rows.iter_mut().enumerate() {
+            let tok = if row.budget == 0 {
+                None
+            } else {
+                Some(choose(
+                    &logits.get(r as i64),
+                    &row.seen,
+                    &row.out,
+                    &row.cfg,
+                    &mut row.rng,
+                ))
+            };
+            let go_on = match tok {
+                Some(tok) => {
+                    row.out.push(tok);
+                    row.seen.push(tok);
+                    on_token(row.key, tok)
+                        && !row.cfg.stop_tokens.contains(&tok)
+                        && row.out.len() < row.budget
                 }
-                let mut next = Vec::with_capacity(b);
-                for r in 0..b {
-                    let tok = if done[r] {
-                        pad_id
-                    } else {
-                        choose(
-                            &logits.get(r as i64),
-                            &seen[r],
-                            &out[r],
-                            rows[r].cfg,
-                            &mut rngs[r],
-                        )
-                    };
-                    if !done[r] {
-                        out[r].push(tok);
-                        seen[r].push(tok);
-                        let go_on = on_token(r, tok);
-                        done[r] = !go_on
-                            || rows[r].cfg.stop_tokens.contains(&tok)
-                            || out[r].len() >= budgets[r];
-                    }
-                    next.push(tok);
-                }
-                if done.iter().all(|&d| d) {
-                    break;
-                }
-                let step = Tensor::from_slice(&next).view([b as i64, 1]).to_device(dev);
-                let hidden = gpt.forward(&step, None, Some(&mut cache), false)?.hidden;
-                logits = head.logits(&hidden).squeeze_dim(1);
+                None => false,
+            };
+            keep.push(go_on);
+            next.push(tok.unwrap_or(self.pad_id));
+        }
+        let mut done = Vec::new();
+        let mut idx = Vec::new();
+        let mut toks = Vec::new();
+        let mut rest = Vec::new();
+        for (r, (row, k)) in std::mem::take(&mut self.rows)
+            .into_iter()
+            .zip(&keep)
+            .enumerate()
+        {
+            if *k {
+                idx.push(r as i64);
+                toks.push(next[r]);
+                rest.push(row);
+            } else {
+                done.push((row.key, row.out));
             }
-            Ok(out)
-        })
-    })
+        }
+        self.rows = rest;
+        if self.rows.is_empty() {
+            self.cache = KvCache::new();
+            return Ok(done);
+        }
+        let dev = self.gpt.device();
+        tch::no_grad(|| -> Result<()> {
+            if idx.len() < keep.len() {
+                self.cache
+                    .select_rows(&Tensor::from_slice(&idx).to_device(dev));
+            }
+            let step = Tensor::from_slice(&toks)
+                .view([toks.len() as i64, 1])
+                .to_device(dev);
+            let hidden = self
+                .gpt
+                .forward(&step, None, Some(&mut self.cache), false)?
+                .hidden;
+            self.logits = Some(self.head.logits(&hidden).squeeze_dim(1));
+            Ok(())
+        })?;
+        Ok(done)
+    }
 }
 
 /// Beam search for one prompt: keeps `num_beams` hypotheses by summed log-probability and

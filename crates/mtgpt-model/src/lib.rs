@@ -31,7 +31,7 @@ pub mod peft;
 pub mod perf;
 
 pub use error::{Error, Result};
-pub use generate::{GenerateConfig, RowRequest, generate, generate_rows};
+pub use generate::{Decoder, GenerateConfig, RowRequest, generate, generate_rows};
 pub use gpt::{Block, CausalSelfAttention, DecodeHead, Gpt, GptOutput, KvCache, Mlp};
 pub use io::Model;
 pub use layers::{Embedding, Int8Weight, LayerNorm, Linear};

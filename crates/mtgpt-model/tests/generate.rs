@@ -232,3 +232,61 @@ fn no_repeat_ngram_keeps_every_ngram_of_an_output_unique() {
         assert!(!repeats(&beams[0], n), "beams, n = {n}: {:?}", beams[0]);
     }
 }
+
+#[test]
+fn sequences_joining_a_running_batch_decode_as_they_would_alone() {
+    let _g = serial();
+    let m = tiny(21);
+    let prompts: [&[i64]; 4] = [&[3, 9, 4, 1, 7], &[5, 2], &[8, 8, 1, 2, 6, 11, 4], &[13]];
+    let budgets = [6usize, 9, 4, 7];
+    let alone: Vec<Vec<i64>> = prompts
+        .iter()
+        .zip(budgets)
+        .map(|(p, n)| {
+            generate(&m.gpt, &[p.to_vec()], 0, &greedy(n))
+                .unwrap()
+                .remove(0)
+        })
+        .collect();
+    // Row 0 starts alone; rows 1 and 2 join after two tokens (one shorter prompt, one longer
+    // than the batch's past); row 3 joins after row 2 has left.
+    let mut dec = mtgpt_model::Decoder::new(&m.gpt, 0);
+    let mut outs: Vec<Option<Vec<i64>>> = vec![None; 4];
+    let mut streamed: Vec<Vec<i64>> = vec![Vec::new(); 4];
+    let mut on = |k: u64, t: i64| {
+        streamed[k as usize].push(t);
+        true
+    };
+    let cfg = |i: usize| greedy(budgets[i]);
+    tch::no_grad(|| {
+        dec.admit(&[(0, prompts[0], cfg(0))]).unwrap();
+        for _ in 0..2 {
+            assert!(dec.step(&mut on).unwrap().is_empty());
+        }
+        dec.admit(&[(1, prompts[1], cfg(1)), (2, prompts[2], cfg(2))])
+            .unwrap();
+        assert_eq!(dec.len(), 3);
+        let mut joined_3 = false;
+        while !dec.is_empty() {
+            for (k, out) in dec.step(&mut on).unwrap() {
+                outs[k as usize] = Some(out);
+            }
+            if outs[2].is_some() && !joined_3 {
+                dec.admit(&[(3, prompts[3], cfg(3))]).unwrap();
+                joined_3 = true;
+            }
+        }
+    });
+    for i in 0..4 {
+        assert_eq!(outs[i].as_ref(), Some(&alone[i]), "row {i}");
+        assert_eq!(streamed[i], alone[i], "row {i} streamed");
+    }
+    // A row whose callback says stop leaves at once.
+    let mut dec = mtgpt_model::Decoder::new(&m.gpt, 0);
+    let done = tch::no_grad(|| {
+        dec.admit(&[(7, prompts[0], greedy(10))]).unwrap();
+        dec.step(&mut |_, _| false).unwrap()
+    });
+    assert_eq!(done, vec![(7, alone[0][..1].to_vec())]);
+    assert!(dec.is_empty());
+}

@@ -1,22 +1,27 @@
 //! The model worker: one thread owns the model (tch tensors are not shared between threads)
-//! and a dynamic batcher in front of it. Requests wait in a bounded queue; the worker takes
-//! the first, keeps gathering for `max_wait` or until `max_batch` requests, then runs each
-//! task's inputs as one batch (classification, tagging, QA, …: the same code as `mtgpt
-//! predict`) and each task's generation requests as one decoding batch (every row with its
-//! own settings, streamed token by token, stopping alone when its client goes away).
+//! and a dynamic batcher in front of it. Requests wait in a bounded queue; while idle the
+//! worker takes the first and keeps gathering for `max_wait` or until `max_batch` requests.
+//! Each task's inputs run as one batch (classification, tagging, QA, …: the same code as
+//! `mtgpt predict`). Generation batches continuously: every task has a running decoding batch
+//! ([`mtgpt_model::Decoder`]) that new requests join between two tokens and that finished
+//! rows leave, every row with its own settings, streamed token by token, stopping alone when
+//! its client goes away.
 use crate::api::ApiError;
 use crate::metrics::Metrics;
 use crate::options::ServeOptions;
 use axum::http::StatusCode;
 use mtgpt_core::{Attention, Config, TaskKind};
-use mtgpt_model::{GenerateConfig, RowRequest, generate_rows};
+use mtgpt_model::{Decoder, GenerateConfig};
 use mtgpt_tasks::{Evaluator, MultiTaskModel, TaskHead, parse_input, with_prediction};
 use mtgpt_text::{Normalizer, TextTokenizer};
 use serde_json::Value;
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::mpsc::{
+    Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError, sync_channel,
+};
 use std::time::Instant;
 use tokio::sync::{mpsc, oneshot};
 
@@ -81,8 +86,24 @@ pub enum Job {
 
 /// A prediction request: its inputs and where the answers go.
 type PredictReq = (Vec<Value>, oneshot::Sender<Result<Vec<Value>, ApiError>>);
-/// A generation request: prompt, settings and where the text goes.
-type GenReq = (String, GenParams, mpsc::UnboundedSender<GenEvent>);
+/// A generation waiting to join its task's decoding batch.
+struct Waiting {
+    head: usize,
+    key: u64,
+    ids: Vec<i64>,
+    cfg: GenerateConfig,
+}
+
+/// A generation's stream: where its text goes and what was sent.
+struct Stream {
+    events: mpsc::UnboundedSender<GenEvent>,
+    stop: Vec<String>,
+    toks: Vec<u32>,
+    sent: usize,
+    stopped: bool,
+    prompt_tokens: usize,
+    max_tokens: usize,
+}
 
 /// A task the model serves, as the routes need it.
 #[derive(Debug, Clone)]
@@ -219,63 +240,245 @@ fn load(opts: &ServeOptions, metrics: Arc<Metrics>) -> Result<Worker, String> {
 }
 
 impl Worker {
+    /// The batcher: gathers requests (blocking while idle, without waiting while sequences
+    /// decode), answers predictions, lets new generations join their task's running decoding
+    /// batch when they fit, and advances every running batch by one token.
     fn run(self, rx: Receiver<Job>, max_wait: std::time::Duration) {
-        while let Ok(first) = rx.recv() {
-            let mut jobs = vec![first];
-            let deadline = Instant::now() + max_wait;
-            while jobs.len() < self.max_batch {
-                let now = Instant::now();
-                if now >= deadline {
+        let gpt = &self.model.gpt;
+        gpt.with_compute_copies(|| {
+            let pad = i64::from(self.tok.special().pad);
+            let mut decoders: Vec<(usize, Decoder<'_>)> = Vec::new();
+            let mut streams: HashMap<u64, Stream> = HashMap::new();
+            let mut pending: VecDeque<Waiting> = VecDeque::new();
+            let mut next_key = 0u64;
+            let mut open = true;
+            loop {
+                let busy = !pending.is_empty() || decoders.iter().any(|(_, d)| !d.is_empty());
+                if !busy && !open {
                     break;
                 }
-                match rx.recv_timeout(deadline - now) {
-                    Ok(j) => jobs.push(j),
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                let mut jobs = Vec::new();
+                if !busy {
+                    match rx.recv() {
+                        Ok(j) => jobs.push(j),
+                        Err(_) => break,
+                    }
+                    let deadline = Instant::now() + max_wait;
+                    while jobs.len() < self.max_batch {
+                        let now = Instant::now();
+                        if now >= deadline {
+                            break;
+                        }
+                        match rx.recv_timeout(deadline - now) {
+                            Ok(j) => jobs.push(j),
+                            Err(RecvTimeoutError::Timeout) => break,
+                            Err(RecvTimeoutError::Disconnected) => {
+                                open = false;
+                                break;
+                            }
+                        }
+                    }
+                } else {
+                    while jobs.len() < self.max_batch {
+                        match rx.try_recv() {
+                            Ok(j) => jobs.push(j),
+                            Err(TryRecvError::Empty) => break,
+                            Err(TryRecvError::Disconnected) => {
+                                open = false;
+                                break;
+                            }
+                        }
+                    }
+                }
+                self.metrics
+                    .queue_depth
+                    .fetch_sub(jobs.len(), Ordering::Relaxed);
+                let mut predicts: Vec<(String, Vec<PredictReq>)> = Vec::new();
+                for job in jobs {
+                    match job {
+                        Job::Predict {
+                            task,
+                            inputs,
+                            reply,
+                        } => match predicts.iter_mut().find(|(t, _)| *t == task) {
+                            Some((_, v)) => v.push((inputs, reply)),
+                            None => predicts.push((task, vec![(inputs, reply)])),
+                        },
+                        Job::Generate {
+                            task,
+                            prompt,
+                            params,
+                            events,
+                        } => {
+                            if let Some(w) = self.prepare(&task, &prompt, params, &events, next_key)
+                            {
+                                streams.insert(next_key, w.1);
+                                pending.push_back(w.0);
+                                next_key += 1;
+                            }
+                        }
+                    }
+                }
+                for (task, group) in predicts {
+                    self.predict(&task, group);
+                }
+                self.admit(&mut decoders, &mut pending, &mut streams, pad);
+                for (h, dec) in decoders.iter_mut().filter(|(_, d)| !d.is_empty()) {
+                    self.step(*h, dec, &mut streams);
                 }
             }
-            self.metrics
-                .queue_depth
-                .fetch_sub(jobs.len(), Ordering::Relaxed);
-            self.process(jobs);
+        });
+    }
+
+    /// Moves waiting generations into their task's running batch while they fit (context
+    /// and `max_batch` rows); one prefill per task.
+    fn admit<'w>(
+        &'w self,
+        decoders: &mut Vec<(usize, Decoder<'w>)>,
+        pending: &mut VecDeque<Waiting>,
+        streams: &mut HashMap<u64, Stream>,
+        pad: i64,
+    ) {
+        let mut heads: Vec<usize> = pending.iter().map(|w| w.head).collect();
+        heads.dedup();
+        for h in heads {
+            if !decoders.iter().any(|(x, _)| *x == h) {
+                decoders.push((h, Decoder::new(&self.model.gpt, pad)));
+            }
+            let dec = &mut decoders
+                .iter_mut()
+                .find(|(x, _)| *x == h)
+                .expect("just added")
+                .1;
+            let mut batch: Vec<Waiting> = Vec::new();
+            let mut rest = VecDeque::new();
+            while let Some(w) = pending.pop_front() {
+                let longest = batch
+                    .iter()
+                    .map(|b| b.ids.len())
+                    .chain(std::iter::once(w.ids.len()))
+                    .max()
+                    .unwrap_or(0);
+                let room = batch
+                    .iter()
+                    .map(|b| b.cfg.max_new_tokens)
+                    .chain(std::iter::once(w.cfg.max_new_tokens))
+                    .max()
+                    .unwrap_or(0);
+                if w.head == h
+                    && dec.len() + batch.len() < self.max_batch
+                    && dec.fits(longest, room)
+                {
+                    batch.push(w);
+                } else {
+                    rest.push_back(w);
+                }
+            }
+            *pending = rest;
+            if batch.is_empty() {
+                continue;
+            }
+            let task = &self.heads[h].name;
+            let rows: Vec<(u64, &[i64], GenerateConfig)> = batch
+                .iter()
+                .map(|w| (w.key, w.ids.as_slice(), w.cfg.clone()))
+                .collect();
+            let admitted = self
+                .model
+                .select_task(task)
+                .map_err(|e| e.to_string())
+                .and_then(|()| dec.admit(&rows).map_err(|e| e.to_string()));
+            if let Err(e) = admitted {
+                for w in &batch {
+                    if let Some(st) = streams.remove(&w.key) {
+                        let _ = st.events.send(GenEvent::Failed(ApiError::status(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("generation failed: {e}"),
+                        )));
+                    }
+                }
+                continue;
+            }
+            self.metrics.batch(dec.len());
+        }
+    }
+
+    /// One token for every row of task `h`'s running batch, streamed; finished rows are
+    /// answered with `Done`.
+    fn step<'w>(&'w self, h: usize, dec: &mut Decoder<'w>, streams: &mut HashMap<u64, Stream>) {
+        let eot = i64::from(self.tok.special().endoftext);
+        let t0 = Instant::now();
+        let mut produced = 0usize;
+        let stepped = self
+            .model
+            .select_task(&self.heads[h].name)
+            .map_err(|e| e.to_string())
+            .and_then(|()| {
+                dec.step(&mut |key, tok| {
+                    produced += 1;
+                    let Some(st) = streams.get_mut(&key) else {
+                        return false;
+                    };
+                    if tok == eot {
+                        return false;
+                    }
+                    st.toks.push(tok as u32);
+                    let text = self.tok.decode(&st.toks, true).unwrap_or_default();
+                    // Hold back an unfinished character (a byte-level token may end mid-way).
+                    let mut end = text.trim_end_matches('\u{fffd}').len();
+                    let mut go_on = true;
+                    if let Some(cut) = st.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+                        end = cut;
+                        go_on = false;
+                        st.stopped = true;
+                    }
+                    if end > st.sent {
+                        let delta = text[st.sent..end].to_string();
+                        st.sent = end;
+                        if st.events.send(GenEvent::Delta(delta)).is_err() {
+                            return false;
+                        }
+                    }
+                    go_on
+                })
+                .map_err(|e| e.to_string())
+            });
+        self.metrics.generated(produced, t0.elapsed().as_secs_f64());
+        match stepped {
+            Ok(done) => {
+                for (key, out) in done {
+                    if let Some(st) = streams.remove(&key) {
+                        let finish = if out.last() == Some(&eot)
+                            || st.stopped
+                            || out.len() < st.max_tokens
+                        {
+                            "stop"
+                        } else {
+                            "length"
+                        };
+                        let _ = st.events.send(GenEvent::Done {
+                            finish_reason: finish,
+                            prompt_tokens: st.prompt_tokens,
+                            completion_tokens: out.len(),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                // The batch is lost: answer every row of it.
+                *dec = Decoder::new(&self.model.gpt, i64::from(self.tok.special().pad));
+                for (_, st) in streams.drain() {
+                    let _ = st.events.send(GenEvent::Failed(ApiError::status(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("generation failed: {e}"),
+                    )));
+                }
+            }
         }
     }
 
     fn head(&self, task: &str) -> Option<usize> {
         self.heads.iter().position(|h| h.name == task)
-    }
-
-    /// Runs a gathered set of jobs: per task, predictions in one batch and generations in
-    /// one decoding batch.
-    fn process(&self, jobs: Vec<Job>) {
-        let mut predicts: Vec<(String, Vec<PredictReq>)> = Vec::new();
-        let mut gens: Vec<(String, Vec<GenReq>)> = Vec::new();
-        for job in jobs {
-            match job {
-                Job::Predict {
-                    task,
-                    inputs,
-                    reply,
-                } => match predicts.iter_mut().find(|(t, _)| *t == task) {
-                    Some((_, v)) => v.push((inputs, reply)),
-                    None => predicts.push((task, vec![(inputs, reply)])),
-                },
-                Job::Generate {
-                    task,
-                    prompt,
-                    params,
-                    events,
-                } => match gens.iter_mut().find(|(t, _)| *t == task) {
-                    Some((_, v)) => v.push((prompt, params, events)),
-                    None => gens.push((task, vec![(prompt, params, events)])),
-                },
-            }
-        }
-        for (task, group) in predicts {
-            self.predict(&task, group);
-        }
-        for (task, group) in gens {
-            self.generate(&task, group);
-        }
     }
 
     fn predict(&self, task: &str, group: Vec<PredictReq>) {
@@ -387,148 +590,89 @@ impl Worker {
         Ok(p)
     }
 
-    fn generate(&self, task: &str, group: Vec<GenReq>) {
+    /// A generation request made ready to join a batch: its prompt ids and settings, and its
+    /// stream's state; `None` when it was answered with an error already.
+    fn prepare(
+        &self,
+        task: &str,
+        prompt: &str,
+        params: GenParams,
+        events: &mpsc::UnboundedSender<GenEvent>,
+        key: u64,
+    ) -> Option<(Waiting, Stream)> {
+        let fail = |e: ApiError| {
+            let _ = events.send(GenEvent::Failed(e));
+            None
+        };
         let Some(h) = self.head(task) else {
-            for (_, _, ev) in group {
-                let _ = ev.send(GenEvent::Failed(ApiError::status(
-                    StatusCode::NOT_FOUND,
-                    format!("no task `{task}`"),
-                )));
-            }
-            return;
+            return fail(ApiError::status(
+                StatusCode::NOT_FOUND,
+                format!("no task `{task}`"),
+            ));
         };
         let head = &self.heads[h];
-        let sp = self.tok.special();
         let decode = head.decode();
         let block = self.model.gpt.config.block_size;
-        let mut rows = Vec::new();
-        for (prompt, params, ev) in group {
-            let ids = match self.prompt_ids(head, &prompt) {
-                Ok(ids) => ids,
-                Err(e) => {
-                    let _ = ev.send(GenEvent::Failed(e));
-                    continue;
-                }
-            };
-            let mut params = params;
-            if !params.max_tokens_set {
-                params.max_tokens = params.max_tokens.min(block.saturating_sub(ids.len()));
-            }
-            if params.max_tokens == 0 || ids.len() + params.max_tokens > block {
-                let _ = ev.send(GenEvent::Failed(ApiError::bad(
-                    "prompt",
-                    format!(
-                        "the prompt is {} tokens and max_tokens {}: more than the model's context of {block}",
-                        ids.len(),
-                        params.max_tokens
-                    ),
-                )));
-                continue;
-            }
-            let cfg = GenerateConfig {
-                max_new_tokens: params.max_tokens,
-                greedy: params.temperature == 0.0,
-                temperature: if params.temperature > 0.0 {
-                    params.temperature
-                } else {
-                    1.0
-                },
-                top_p: params.top_p,
-                stop_tokens: vec![i64::from(sp.endoftext)],
-                seed: params.seed,
-                no_repeat_ngram_size: if head.kind == TaskKind::Generate {
-                    decode.no_repeat_ngram_size
-                } else {
-                    0
-                },
-                repetition_penalty: if head.kind == TaskKind::Generate {
-                    decode.repetition_penalty
-                } else {
-                    1.0
-                },
-                prefix_prompt: head.attention == Attention::Prefix,
-                ..Default::default()
-            };
-            rows.push((ids, cfg, params.stop, ev));
+        let ids = match self.prompt_ids(head, prompt) {
+            Ok(ids) => ids,
+            Err(e) => return fail(e),
+        };
+        let mut params = params;
+        if !params.max_tokens_set {
+            params.max_tokens = params.max_tokens.min(block.saturating_sub(ids.len()));
         }
-        if rows.is_empty() {
-            return;
+        if params.max_tokens == 0 || ids.len() + params.max_tokens > block {
+            return fail(ApiError::bad(
+                "prompt",
+                format!(
+                    "the prompt is {} tokens and max_tokens {}: more than the model's context of {block}",
+                    ids.len(),
+                    params.max_tokens
+                ),
+            ));
         }
-        if let Err(e) = self.model.select_task(task) {
-            for (_, _, _, ev) in rows {
-                let _ = ev.send(GenEvent::Failed(ApiError::status(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    e.to_string(),
-                )));
-            }
-            return;
-        }
-        self.metrics.batch(rows.len());
-        let requests: Vec<RowRequest<'_>> = rows
-            .iter()
-            .map(|(ids, cfg, _, _)| RowRequest { prompt: ids, cfg })
-            .collect();
-        // Per row: tokens so far, text already sent, and whether a stop string ended it.
-        let mut toks: Vec<Vec<u32>> = vec![Vec::new(); rows.len()];
-        let mut sent: Vec<usize> = vec![0; rows.len()];
-        let mut stopped = vec![false; rows.len()];
-        let eot = i64::from(sp.endoftext);
-        let started = Instant::now();
-        let result = generate_rows(
-            &self.model.gpt,
-            &requests,
-            i64::from(sp.pad),
-            &mut |r, tok| {
-                if tok == eot {
-                    return false;
-                }
-                toks[r].push(tok as u32);
-                let text = self.tok.decode(&toks[r], true).unwrap_or_default();
-                // Hold back an unfinished character (a byte-level token may end mid-way).
-                let mut end = text.trim_end_matches('\u{fffd}').len();
-                let mut go_on = true;
-                if let Some(cut) = rows[r].2.iter().filter_map(|s| text.find(s.as_str())).min() {
-                    end = cut;
-                    go_on = false;
-                    stopped[r] = true;
-                }
-                if end > sent[r] {
-                    let delta = text[sent[r]..end].to_string();
-                    sent[r] = end;
-                    if rows[r].3.send(GenEvent::Delta(delta)).is_err() {
-                        return false;
-                    }
-                }
-                go_on
+        let generate = head.kind == TaskKind::Generate;
+        let cfg = GenerateConfig {
+            max_new_tokens: params.max_tokens,
+            greedy: params.temperature == 0.0,
+            temperature: if params.temperature > 0.0 {
+                params.temperature
+            } else {
+                1.0
             },
-        );
-        let elapsed = started.elapsed().as_secs_f64();
-        match result {
-            Ok(outs) => {
-                let total: usize = outs.iter().map(Vec::len).sum();
-                self.metrics.generated(total, elapsed);
-                for (r, ((ids, cfg, _, ev), out)) in rows.iter().zip(&outs).enumerate() {
-                    let hit_eot = out.last() == Some(&eot);
-                    let finish = if hit_eot || stopped[r] || out.len() < cfg.max_new_tokens {
-                        "stop"
-                    } else {
-                        "length"
-                    };
-                    let _ = ev.send(GenEvent::Done {
-                        finish_reason: finish,
-                        prompt_tokens: ids.len(),
-                        completion_tokens: out.len(),
-                    });
-                }
-            }
-            Err(e) => {
-                for (_, _, _, ev) in &rows {
-                    let _ = ev.send(GenEvent::Failed(ApiError::status(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("generation failed: {e}"),
-                    )));
-                }
-            }
-        }
+            top_p: params.top_p,
+            stop_tokens: vec![i64::from(self.tok.special().endoftext)],
+            seed: params.seed,
+            no_repeat_ngram_size: if generate {
+                decode.no_repeat_ngram_size
+            } else {
+                0
+            },
+            repetition_penalty: if generate {
+                decode.repetition_penalty
+            } else {
+                1.0
+            },
+            prefix_prompt: head.attention == Attention::Prefix,
+            ..Default::default()
+        };
+        let stream = Stream {
+            events: events.clone(),
+            stop: params.stop,
+            toks: Vec::new(),
+            sent: 0,
+            stopped: false,
+            prompt_tokens: ids.len(),
+            max_tokens: params.max_tokens,
+        };
+        Some((
+            Waiting {
+                head: h,
+                key,
+                ids,
+                cfg,
+            },
+            stream,
+        ))
     }
 }
