@@ -117,7 +117,7 @@ pub struct ServedTask {
 /// The routes' side of the worker.
 #[derive(Clone)]
 pub struct WorkerHandle {
-    tx: SyncSender<Job>,
+    tx: SyncSender<(Job, Instant)>,
     metrics: Arc<Metrics>,
     /// The tasks served.
     pub tasks: Arc<Vec<ServedTask>>,
@@ -128,7 +128,7 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Queues a job: a full queue is a 429, a stopped worker a 503 (both with `Retry-After`).
     pub fn submit(&self, job: Job) -> Result<(), ApiError> {
-        match self.tx.try_send(job) {
+        match self.tx.try_send((job, Instant::now())) {
             Ok(()) => {
                 self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
                 Ok(())
@@ -170,7 +170,7 @@ struct Worker {
 /// Loads the model on a new thread and starts the batcher; returns once the model is loaded
 /// (or failed to).
 pub fn start(opts: &ServeOptions, metrics: Arc<Metrics>) -> Result<WorkerHandle, String> {
-    let (tx, rx) = sync_channel::<Job>(opts.queue.max(1));
+    let (tx, rx) = sync_channel::<(Job, Instant)>(opts.queue.max(1));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let opts = opts.clone();
     let m = metrics.clone();
@@ -243,7 +243,7 @@ impl Worker {
     /// The batcher: gathers requests (blocking while idle, without waiting while sequences
     /// decode), answers predictions, lets new generations join their task's running decoding
     /// batch when they fit, and advances every running batch by one token.
-    fn run(self, rx: Receiver<Job>, max_wait: std::time::Duration) {
+    fn run(self, rx: Receiver<(Job, Instant)>, max_wait: std::time::Duration) {
         let gpt = &self.model.gpt;
         gpt.with_compute_copies(|| {
             let pad = i64::from(self.tok.special().pad);
@@ -259,18 +259,29 @@ impl Worker {
                 }
                 let mut jobs = Vec::new();
                 if !busy {
-                    match rx.recv() {
-                        Ok(j) => jobs.push(j),
+                    // The wait counts from when the first request arrived: one that queued
+                    // while the model was busy is not held any longer.
+                    let deadline = match rx.recv() {
+                        Ok((j, at)) => {
+                            jobs.push(j);
+                            at + max_wait
+                        }
                         Err(_) => break,
-                    }
-                    let deadline = Instant::now() + max_wait;
+                    };
                     while jobs.len() < self.max_batch {
                         let now = Instant::now();
-                        if now >= deadline {
-                            break;
-                        }
-                        match rx.recv_timeout(deadline - now) {
-                            Ok(j) => jobs.push(j),
+                        // Past the deadline, what is queued already still joins.
+                        let wait = deadline.saturating_duration_since(now);
+                        let got = if wait.is_zero() {
+                            rx.try_recv().map_err(|e| match e {
+                                TryRecvError::Empty => RecvTimeoutError::Timeout,
+                                TryRecvError::Disconnected => RecvTimeoutError::Disconnected,
+                            })
+                        } else {
+                            rx.recv_timeout(wait)
+                        };
+                        match got {
+                            Ok((j, _)) => jobs.push(j),
                             Err(RecvTimeoutError::Timeout) => break,
                             Err(RecvTimeoutError::Disconnected) => {
                                 open = false;
@@ -281,7 +292,7 @@ impl Worker {
                 } else {
                     while jobs.len() < self.max_batch {
                         match rx.try_recv() {
-                            Ok(j) => jobs.push(j),
+                            Ok((j, _)) => jobs.push(j),
                             Err(TryRecvError::Empty) => break,
                             Err(TryRecvError::Disconnected) => {
                                 open = false;
