@@ -50,6 +50,8 @@ pub struct Metrics {
     batches: Mutex<Histogram>,
     /// Requests waiting for the model.
     pub queue_depth: AtomicUsize,
+    /// HTTP requests being handled (the batcher waits for more only while some may come).
+    pub inflight: AtomicUsize,
     generated: AtomicU64,
     /// Microseconds the worker spent generating.
     generate_us: AtomicU64,

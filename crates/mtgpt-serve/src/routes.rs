@@ -16,6 +16,7 @@ use mtgpt_core::TaskKind;
 use serde_json::{Value, json};
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 use tokio_stream::StreamExt as _;
@@ -60,7 +61,9 @@ async fn count(State(s): State<AppState>, req: Request, next: Next) -> Response 
         p => p.to_string(),
     };
     let t0 = Instant::now();
+    s.metrics.inflight.fetch_add(1, Ordering::Relaxed);
     let r = next.run(req).await;
+    s.metrics.inflight.fetch_sub(1, Ordering::Relaxed);
     s.metrics
         .request(&route, r.status().as_u16(), t0.elapsed().as_secs_f64());
     r

@@ -268,7 +268,11 @@ impl Worker {
                         }
                         Err(_) => break,
                     };
-                    while jobs.len() < self.max_batch {
+                    // Gather until the batch is full or the wait is over; a lone request (no
+                    // other in flight) is not held waiting for others.
+                    while jobs.len() < self.max_batch
+                        && self.metrics.inflight.load(Ordering::Relaxed) > 1
+                    {
                         let now = Instant::now();
                         // Past the deadline, what is queued already still joins.
                         let wait = deadline.saturating_duration_since(now);
