@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 scripts/setup-libtorch.sh
-echo "== Python reference venv (torch, transformers)"
+echo "== Python reference venv (torch, transformers, peft, openai)"
 scripts/setup-pyref.sh
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
