@@ -126,3 +126,57 @@ pub fn pyref(script: &str, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// A running `mtgpt serve` on a free loopback port (killed when dropped).
+pub struct Server {
+    child: std::process::Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `mtgpt serve --model MODEL --addr 127.0.0.1:0 EXTRA…` and reads the address it
+    /// prints.
+    pub fn start(model: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(mtgpt_bin())
+            .args([
+                "-q",
+                "serve",
+                "--model",
+                path_str(model),
+                "--addr",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env_remove("MTGPT_API_KEY")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}

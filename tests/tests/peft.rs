@@ -292,6 +292,41 @@ fn adapters_interchange_with_python_peft() {
         s(&input),
     ]);
     assert!(out.contains("\"prediction\""), "{out}");
+    // Served, each request goes through its task's adapter: the same answer as predict.
+    let server = mtgpt_e2e::Server::start(&run, &[]);
+    let curl = |path: &str, body: &str| -> serde_json::Value {
+        let o = std::process::Command::new("curl")
+            .args(["-s", &format!("http://{}{path}", server.addr), "-d", body])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let want: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let got = curl(
+        "/v1/tasks/cls",
+        std::fs::read_to_string(&input).unwrap().trim(),
+    );
+    assert_eq!(
+        got["prediction"]["label"], want["prediction"]["label"],
+        "{got} vs {want}"
+    );
+    let probs = |v: &serde_json::Value| -> Vec<f64> {
+        v["prediction"]["probs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    for (p, q) in probs(&got).iter().zip(probs(&want)) {
+        assert!((p - q).abs() < 1e-6, "{got} vs {want}");
+    }
+    let completion = curl(
+        "/v1/completions",
+        r#"{"model": "lm", "prompt": "To be, or not", "max_tokens": 4, "temperature": 0}"#,
+    );
+    assert_eq!(completion["object"], "text_completion", "{completion}");
+    assert!(server.stop().success());
     let out = mtgpt_ok(&[
         "-q",
         "eval",

@@ -4,7 +4,7 @@
 //! requests each gets its status and message (and the server answers the next request
 //! normally); SIGTERM finishes a request in flight before the server exits.
 use mtgpt_e2e::path_str as s;
-use mtgpt_e2e::{mtgpt_bin, mtgpt_ok, pyref, repo_root};
+use mtgpt_e2e::{Server, mtgpt_ok, pyref, repo_root};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -76,47 +76,6 @@ decode = {{ max_new_tokens = 8 }}
         "--no-progress",
     ]);
     run.join("model")
-}
-
-struct Server {
-    child: Child,
-    addr: String,
-}
-
-impl Server {
-    fn start(model: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(mtgpt_bin())
-            .args(["-q", "serve", "--model", s(model), "--addr", "127.0.0.1:0"])
-            .args(extra)
-            .env_remove("MTGPT_API_KEY")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        Server { child, addr }
-    }
-
-    /// SIGTERM, then the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
 }
 
 /// One HTTP/1.1 exchange: `(status, headers, body)` (chunked bodies decoded).
