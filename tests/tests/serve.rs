@@ -6,10 +6,10 @@
 use mtgpt_e2e::path_str as s;
 use mtgpt_e2e::{Server, mtgpt_ok, pyref, repo_root};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// A tiny model with the demo's task names, trained for a few steps on the shipped valid files.
