@@ -180,3 +180,32 @@ impl Drop for Server {
         let _ = self.child.kill();
     }
 }
+
+/// Writes the small two-task data of the Hugging Face interchange tests into `dir`:
+/// `lm.txt` (40 English + Chinese lines) and `cls.jsonl` (40 labelled lines, `pos`/`neg`).
+pub fn write_interchange_data(dir: &Path) {
+    let mut lm = String::new();
+    let mut cls = String::new();
+    for i in 0..40 {
+        lm.push_str(&format!(
+            "To be, or not to be, that is the question {i}. 北京欢迎你，今天天气很好。\n"
+        ));
+        let (t, l) = if i % 2 == 0 {
+            ("今天天气很好，我们去公园", "pos")
+        } else {
+            ("the slings and arrows of outrageous fortune", "neg")
+        };
+        cls.push_str(&format!("{{\"text\": \"{t} {i}\", \"label\": \"{l}\"}}\n"));
+    }
+    std::fs::write(dir.join("lm.txt"), lm).unwrap();
+    std::fs::write(dir.join("cls.jsonl"), cls).unwrap();
+}
+
+/// The `lm` task's mean loss at every log line of a run's `metrics.jsonl`.
+pub fn lm_losses(run: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.pointer("/losses/lm").and_then(|x| x.as_f64()))
+        .collect()
+}

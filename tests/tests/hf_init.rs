@@ -7,7 +7,7 @@
 //! equal transformers' on the same ids, the LM loss falls when the trunk trains, the fine-tuned
 //! trunk exports back and transformers' `GPT2LMHeadModel` reads it with our logits, and greedy
 //! generation on the imported folder equals transformers' token for token.
-use mtgpt_e2e::{mtgpt, mtgpt_ok, mtgpt_stdin, pyref, stderr};
+use mtgpt_e2e::{lm_losses, mtgpt, mtgpt_ok, mtgpt_stdin, pyref, stderr, write_interchange_data};
 use std::path::{Path, PathBuf};
 
 /// `gpt2_ref.py ARGS` in the reference venv; its stdout, trimmed.
@@ -21,25 +21,8 @@ const PROBE: &str = "To be, or not to be 北京欢迎你，今天天气很好";
 
 /// Writes the task data and a config whose trunk starts from `fixture`.
 fn config(dir: &Path, fixture: &Path, steps: usize, trunk_lr_factor: f64) -> PathBuf {
-    let lm = dir.join("lm.txt");
-    if !lm.exists() {
-        let mut text = String::new();
-        for i in 0..40 {
-            text.push_str(&format!(
-                "To be, or not to be, that is the question {i}. 北京欢迎你，今天天气很好。\n"
-            ));
-        }
-        std::fs::write(&lm, text).unwrap();
-        let mut cls = String::new();
-        for i in 0..40 {
-            let (t, l) = if i % 2 == 0 {
-                ("今天天气很好，我们去公园", "pos")
-            } else {
-                ("the slings and arrows of outrageous fortune", "neg")
-            };
-            cls.push_str(&format!("{{\"text\": \"{t} {i}\", \"label\": \"{l}\"}}\n"));
-        }
-        std::fs::write(dir.join("cls.jsonl"), cls).unwrap();
+    if !dir.join("lm.txt").exists() {
+        write_interchange_data(dir);
     }
     let path = dir.join(format!("c{steps}.toml"));
     std::fs::write(
@@ -94,14 +77,9 @@ fn logit_diff(dir: &Path, model: &Path, hf: &Path, ids: &str) -> f64 {
 }
 
 /// The LM task's mean loss at the first and the last log line of `metrics.jsonl`.
-fn lm_losses(run: &Path) -> (f64, f64) {
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let losses: Vec<f64> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v.pointer("/losses/lm").and_then(|x| x.as_f64()))
-        .collect();
-    assert!(losses.len() >= 2, "too few LM loss lines in {text}");
+fn first_last_lm_loss(run: &Path) -> (f64, f64) {
+    let losses = lm_losses(run);
+    assert!(losses.len() >= 2, "too few LM loss lines: {losses:?}");
     (losses[0], *losses.last().unwrap())
 }
 
@@ -150,7 +128,7 @@ fn check_kind(kind: &str) {
         "--log-every",
         "1",
     ]);
-    let (first, last) = lm_losses(&trained);
+    let (first, last) = first_last_lm_loss(&trained);
     assert!(
         last < first * 0.9,
         "{kind}: LM loss did not fall: {first} → {last}"

@@ -4,27 +4,13 @@
 //! loaded by `PeftModel.from_pretrained`, gives mtgpt's logits for that task; an adapter made by
 //! `peft` imports into mtgpt with peft's logits; and merging and folding work on the folder.
 use mtgpt_e2e::path_str as s;
-use mtgpt_e2e::{mtgpt, mtgpt_ok, pyref, stderr};
+use mtgpt_e2e::{lm_losses, mtgpt, mtgpt_ok, pyref, stderr, write_interchange_data};
 use std::path::Path;
 
 const IDS: &str = "5,17,42,9,100,3,77,250,12,8";
 
 fn config(dir: &Path, fixture: &Path) -> std::path::PathBuf {
-    let mut lm = String::new();
-    let mut cls = String::new();
-    for i in 0..40 {
-        lm.push_str(&format!(
-            "To be, or not to be, that is the question {i}. 北京欢迎你，今天天气很好。\n"
-        ));
-        let (t, l) = if i % 2 == 0 {
-            ("今天天气很好，我们去公园", "pos")
-        } else {
-            ("the slings and arrows of outrageous fortune", "neg")
-        };
-        cls.push_str(&format!("{{\"text\": \"{t} {i}\", \"label\": \"{l}\"}}\n"));
-    }
-    std::fs::write(dir.join("lm.txt"), lm).unwrap();
-    std::fs::write(dir.join("cls.jsonl"), cls).unwrap();
+    write_interchange_data(dir);
     let path = dir.join("c.toml");
     std::fs::write(
         &path,
@@ -139,12 +125,7 @@ fn adapters_interchange_with_python_peft() {
     );
 
     // The LM loss falls although the trunk is frozen: the adapters learn.
-    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
-    let lm: Vec<f64> = text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter_map(|v| v.pointer("/losses/lm").and_then(|x| x.as_f64()))
-        .collect();
+    let lm = lm_losses(&run);
     assert!(lm.len() >= 2 && *lm.last().unwrap() < lm[0] * 0.9, "{lm:?}");
 
     // Without --task, a folder of per-task adapters asks for one.
@@ -367,38 +348,43 @@ fn adapters_interchange_with_python_peft() {
     }
 
     // Bad requests name what is wrong.
-    let o = mtgpt(&[
-        "adapters",
-        "merge",
-        "--model",
-        s(&model),
-        "--from",
-        "cls",
-        "--into",
-        "lm",
-        "--out",
-        s(&dir.join("x")),
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("at least two"),
-        "{}",
-        stderr(&o)
+    let refused = |args: &[&str], why: &str| {
+        let o = mtgpt(args);
+        assert!(
+            !o.status.success() && stderr(&o).contains(why),
+            "{}",
+            stderr(&o)
+        );
+    };
+    let (x, y) = (dir.join("x"), dir.join("y"));
+    refused(
+        &[
+            "adapters",
+            "merge",
+            "--model",
+            s(&model),
+            "--from",
+            "cls",
+            "--into",
+            "lm",
+            "--out",
+            s(&x),
+        ],
+        "at least two",
     );
-    let o = mtgpt(&[
-        "adapters",
-        "import",
-        "--model",
-        s(&model),
-        "--task",
-        "nope",
-        "--peft",
-        s(&made),
-        "--out",
-        s(&dir.join("y")),
-    ]);
-    assert!(
-        !o.status.success() && stderr(&o).contains("no such task"),
-        "{}",
-        stderr(&o)
+    refused(
+        &[
+            "adapters",
+            "import",
+            "--model",
+            s(&model),
+            "--task",
+            "nope",
+            "--peft",
+            s(&made),
+            "--out",
+            s(&y),
+        ],
+        "no such task",
     );
 }

@@ -300,6 +300,11 @@ impl<'g> Decoder<'g> {
         self.rows.is_empty()
     }
 
+    /// The keys of the rows decoding.
+    pub fn keys(&self) -> Vec<u64> {
+        self.rows.iter().map(|r| r.key).collect()
+    }
+
     /// Whether prompts of `prompt_len` tokens asking for `max_new` tokens fit the context
     /// beside the rows already decoding (every row advances one position per step).
     pub fn fits(&self, prompt_len: usize, max_new: usize) -> bool {

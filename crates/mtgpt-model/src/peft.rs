@@ -44,13 +44,11 @@ pub struct PeftAdapter {
 impl PeftAdapter {
     /// The layers' PEFT `target_modules` (`c_attn`, `attn.c_proj`, …).
     pub fn targets(&self) -> Vec<String> {
-        let mut t: Vec<String> = mtgpt_core::ADAPTER_TARGETS
+        mtgpt_core::ADAPTER_TARGETS
             .iter()
             .filter(|t| self.layers.keys().any(|k| k.ends_with(&format!(".{t}"))))
             .map(|t| t.to_string())
-            .collect();
-        t.dedup();
-        t
+            .collect()
     }
 
     /// `scale · A B` of a layer, `[in, out]`.

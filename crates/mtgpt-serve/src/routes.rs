@@ -7,7 +7,7 @@ use crate::worker::{GenEvent, GenParams, Job, WorkerHandle};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
@@ -123,14 +123,15 @@ async fn models(State(s): State<AppState>) -> impl IntoResponse {
     axum::Json(json!({"object": "list", "data": data}))
 }
 
-/// Waits for `rx` at most the request timeout (504 after).
+/// Waits for the model worker's next answer at most the request timeout (504 after); the
+/// worker dropping the request (`None`) is a 500.
 async fn within<T>(
     s: &AppState,
-    rx: impl std::future::Future<Output = Result<T, oneshot::error::RecvError>>,
+    next: impl std::future::Future<Output = Option<T>>,
 ) -> Result<T, ApiError> {
-    match tokio::time::timeout(s.opts.timeout, rx).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err(ApiError::status(
+    match tokio::time::timeout(s.opts.timeout, next).await {
+        Ok(Some(v)) => Ok(v),
+        Ok(None) => Err(ApiError::status(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the model worker dropped the request",
         )),
@@ -191,7 +192,7 @@ async fn task(
         inputs,
         reply: tx,
     })?;
-    let mut out = within(&s, rx).await??;
+    let mut out = within(&s, async { rx.await.ok() }).await??;
     Ok(if single {
         axum::Json(out.remove(0)).into_response()
     } else {
@@ -323,22 +324,11 @@ async fn run_generation(
     });
     let created = now();
     // The first event decides the status: a failure before any text is an error answer.
-    let first = match tokio::time::timeout(s.opts.timeout, rx.recv()).await {
-        Ok(Some(GenEvent::Failed(e))) => return Err(e),
-        Ok(Some(ev)) => ev,
-        Ok(None) => {
-            return Err(ApiError::status(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the model worker dropped the request",
-            ));
-        }
-        Err(_) => {
-            return Err(ApiError::status(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("no answer within {} s", s.opts.timeout.as_secs_f64()),
-            ));
-        }
+    let first = match within(&s, rx.recv()).await? {
+        GenEvent::Failed(e) => return Err(e),
+        ev => ev,
     };
+    let (whole_id, whole_model) = (id.clone(), model.clone());
     let chunk = move |delta: Option<&str>, finish: Option<&str>, first: bool| -> Value {
         match shape {
             Shape::Completion => json!({
@@ -381,27 +371,27 @@ async fn run_generation(
         return Ok(Sse::new(events).into_response());
     }
     let mut text = String::new();
-    let mut ev = Some(first);
+    let mut ev = first;
     loop {
-        match ev.take() {
-            Some(GenEvent::Delta(t)) => text.push_str(&t),
-            Some(GenEvent::Done {
+        match ev {
+            GenEvent::Delta(t) => text.push_str(&t),
+            GenEvent::Done {
                 finish_reason,
                 prompt_tokens,
                 completion_tokens,
-            }) => {
+            } => {
                 let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                                    "total_tokens": prompt_tokens + completion_tokens});
                 let v = match shape {
                     Shape::Completion => json!({
-                        "id": request_id("cmpl"), "object": "text_completion", "created": created,
-                        "model": chunk(None, None, false)["model"],
+                        "id": whole_id, "object": "text_completion", "created": created,
+                        "model": whole_model,
                         "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": finish_reason}],
                         "usage": usage,
                     }),
                     Shape::Chat => json!({
-                        "id": request_id("chatcmpl"), "object": "chat.completion", "created": created,
-                        "model": chunk(None, None, false)["model"],
+                        "id": whole_id, "object": "chat.completion", "created": created,
+                        "model": whole_model,
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                      "finish_reason": finish_reason}],
                         "usage": usage,
@@ -409,33 +399,14 @@ async fn run_generation(
                 };
                 return Ok(axum::Json(v).into_response());
             }
-            Some(GenEvent::Failed(e)) => return Err(e),
-            None => {}
+            GenEvent::Failed(e) => return Err(e),
         }
-        ev = match tokio::time::timeout(s.opts.timeout, rx.recv()).await {
-            Ok(Some(e)) => Some(e),
-            Ok(None) => {
-                return Err(ApiError::status(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "the model worker dropped the request",
-                ));
-            }
-            Err(_) => {
-                return Err(ApiError::status(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    format!("no answer within {} s", s.opts.timeout.as_secs_f64()),
-                ));
-            }
-        };
+        ev = within(&s, rx.recv()).await?;
     }
 }
 
 /// `POST /v1/completions` (OpenAI): `model` names a `generate` or `lm` task.
-async fn completions(
-    State(s): State<AppState>,
-    _h: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+async fn completions(State(s): State<AppState>, body: Body) -> Result<Response, ApiError> {
     let bytes = body_bytes(&s, body).await?;
     let req: CompletionRequest = parse(&bytes)?;
     if req.echo == Some(true) {

@@ -422,6 +422,7 @@ impl Worker {
     /// answered with `Done`.
     fn step<'w>(&'w self, h: usize, dec: &mut Decoder<'w>, streams: &mut HashMap<u64, Stream>) {
         let eot = i64::from(self.tok.special().endoftext);
+        let keys = dec.keys();
         let t0 = Instant::now();
         let mut produced = 0usize;
         let stepped = self
@@ -480,9 +481,9 @@ impl Worker {
                 }
             }
             Err(e) => {
-                // The batch is lost: answer every row of it.
+                // The batch is lost: answer every row of it (other tasks' batches go on).
                 *dec = Decoder::new(&self.model.gpt, i64::from(self.tok.special().pad));
-                for (_, st) in streams.drain() {
+                for st in keys.iter().filter_map(|k| streams.remove(k)) {
                     let _ = st.events.send(GenEvent::Failed(ApiError::status(
                         StatusCode::INTERNAL_SERVER_ERROR,
                         format!("generation failed: {e}"),
@@ -543,11 +544,10 @@ impl Worker {
                 e.batch = self.max_batch;
                 e.predict(&examples)
             });
-        let rows = examples.len();
-        let mut chunks = rows.div_ceil(self.max_batch);
-        while chunks > 0 {
-            self.metrics.batch(rows.min(self.max_batch));
-            chunks -= 1;
+        // One forward pass per `max_batch` rows (Evaluator::batch), the last one smaller.
+        for start in (0..examples.len()).step_by(self.max_batch) {
+            self.metrics
+                .batch((examples.len() - start).min(self.max_batch));
         }
         match result {
             Ok(preds) => {

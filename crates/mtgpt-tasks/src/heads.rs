@@ -208,31 +208,35 @@ impl MultiTaskModel {
         let mut r0 = 0i64;
         for (batch, kind) in batches.iter().zip(&kinds) {
             let (bg, tg) = (batch.batch_size as i64, batch.seq_len as i64);
-            let h = if batches.len() == 1 {
-                hidden.shallow_clone()
-            } else {
-                hidden.narrow(0, r0, bg).narrow(1, 0, tg)
+            // The batch's own rows and positions of the stacked pass.
+            let own = |x: &Tensor| {
+                if batches.len() == 1 {
+                    x.shallow_clone()
+                } else {
+                    x.narrow(0, r0, bg).narrow(1, 0, tg)
+                }
             };
+            let (h, ids, mask) = (own(&hidden), own(&ids_t), own(&mask_t));
             r0 += bg;
-            outs.push(self.head_forward(batch, *kind, h, train)?);
+            outs.push(self.head_forward(batch, *kind, h, &ids, &mask, train)?);
         }
         Ok(outs)
     }
 
-    /// The loss and logits of `batch`'s head on its trunk output `hidden` `[B, T, d]`.
+    /// The loss and logits of `batch`'s head on its trunk output `hidden` `[B, T, d]`, with
+    /// the batch's `ids` and `mask` (`[B, T]`, as the trunk read them).
     fn head_forward(
         &self,
         batch: &Batch,
         kind: TaskKind,
         hidden: Tensor,
+        ids: &Tensor,
+        mask: &Tensor,
         train: bool,
     ) -> Result<HeadOutput> {
         let head = &self.heads[&batch.task].1;
         let dev = self.gpt.device();
         let (b, t) = (batch.batch_size as i64, batch.seq_len as i64);
-        let ids = to_tensor(&batch.input_ids, &[b, t], dev);
-        let mask_v: Vec<i64> = batch.attention_mask.iter().map(|&m| m as i64).collect();
-        let mask = to_tensor(&mask_v, &[b, t], dev);
         let padded = batch.attention_mask.contains(&0);
         let input_len: Vec<i64> = batch.input_len.iter().map(|&l| l as i64).collect();
         let input_len = to_tensor(&input_len, &[b], dev);
@@ -243,7 +247,7 @@ impl MultiTaskModel {
             let causal = if prefix {
                 self.gpt.select_task(&batch.task)?;
                 self.gpt
-                    .forward(&ids, padded.then_some(&mask), None, train)?
+                    .forward(ids, padded.then_some(mask), None, train)?
                     .hidden
             } else {
                 hidden.shallow_clone()

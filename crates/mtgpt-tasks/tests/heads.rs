@@ -40,9 +40,9 @@ static TOK: LazyLock<TextTokenizer> = LazyLock::new(|| {
     TextTokenizer::train([alphabet].into_iter(), &opts).unwrap()
 });
 
-fn model(task: &str, kind: TaskKind, labels: usize) -> MultiTaskModel {
-    tch::manual_seed(1);
-    let config = ModelConfig {
+/// The tiny trunk of these tests.
+fn tiny_config() -> ModelConfig {
+    ModelConfig {
         n_layer: 2,
         n_head: 2,
         d_model: 32,
@@ -54,7 +54,12 @@ fn model(task: &str, kind: TaskKind, labels: usize) -> MultiTaskModel {
         precision: Precision::Fp32,
         layer_heads: Vec::new(),
         layer_d_ff: Vec::new(),
-    };
+    }
+}
+
+fn model(task: &str, kind: TaskKind, labels: usize) -> MultiTaskModel {
+    tch::manual_seed(1);
+    let config = tiny_config();
     let spec = HeadSpec {
         name: task.into(),
         kind,
@@ -560,19 +565,7 @@ fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
 
     for adapters in [false, true] {
         tch::manual_seed(3);
-        let config = ModelConfig {
-            n_layer: 2,
-            n_head: 2,
-            d_model: 32,
-            d_ff: 64,
-            block_size: 48,
-            vocab_size: TOK.vocab_size(),
-            dropout: 0.0,
-            layer_norm_eps: 1e-5,
-            precision: Precision::Fp32,
-            layer_heads: Vec::new(),
-            layer_d_ff: Vec::new(),
-        };
+        let config = tiny_config();
         let specs: Vec<HeadSpec> = [
             ("cls", TaskKind::Classify, 2),
             ("tag", TaskKind::Tagging, 2),

@@ -111,12 +111,7 @@ fn training_learns_and_resume_is_bit_exact() {
     ] {
         assert!(a.join(f).exists(), "{f}");
     }
-    let cls = summary
-        .final_scores
-        .iter()
-        .find(|s| s.task == "cls")
-        .unwrap();
-    assert!(cls.metrics["accuracy"] >= 0.9, "{:?}", cls.metrics);
+    assert_cls_learned(&summary);
     let metrics = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
     assert!(metrics.lines().any(|l| l.contains("\"eval\"")));
     let report = std::fs::read_to_string(a.join("report.md")).unwrap();
@@ -131,6 +126,16 @@ fn training_learns_and_resume_is_bit_exact() {
     none.resume = true;
     let e = train(&cfg, &none).unwrap_err().to_string();
     assert!(e.contains("no checkpoint"), "{e}");
+}
+
+/// The classification task's final accuracy is at least 0.9.
+fn assert_cls_learned(summary: &mtgpt_train::trainer::TrainSummary) {
+    let cls = summary
+        .final_scores
+        .iter()
+        .find(|s| s.task == "cls")
+        .unwrap();
+    assert!(cls.metrics["accuracy"] >= 0.9, "{:?}", cls.metrics);
 }
 
 /// Copies `a`'s step-32 checkpoint (and generated examples) into a fresh folder `b`, resumes
@@ -350,12 +355,7 @@ alpha = 8"#;
     let cfg = config_with(dir.path(), 60, extra, "");
     let a = dir.path().join("a");
     let summary = train(&cfg, &TrainOptions::new(&a)).unwrap();
-    let cls = summary
-        .final_scores
-        .iter()
-        .find(|s| s.task == "cls")
-        .unwrap();
-    assert!(cls.metrics["accuracy"] >= 0.9, "{:?}", cls.metrics);
+    assert_cls_learned(&summary);
     // The trunk did not move; the adapters did.
     let read = |p: &Path| -> std::collections::HashMap<String, tch::Tensor> {
         tch::Tensor::read_safetensors(p)
