@@ -401,6 +401,107 @@ impl Gpt {
             cache.mask = full_mask;
             cache.len = past + t;
         }
+        self.run_blocks(
+            input_ids,
+            &positions,
+            &mask,
+            cache,
+            past,
+            train,
+            keep_layers,
+        )
+    }
+
+    /// Runs several sequences packed into each row: `segment` (`[rows, cols]` i64) numbers
+    /// the sequences of a row from 1 (0 = padding), `position` gives each token's position
+    /// inside its own sequence, and `prefix_end` (optional, `[rows, cols]`) ends, per query
+    /// token, the bidirectional block of its sequence (keys of the same sequence at positions
+    /// before it are visible both ways; 0 = causal). A token attends only to tokens of its
+    /// own sequence, so every sequence gets what it would get alone in a row of its own, up
+    /// to float rounding.
+    ///
+    /// # Shapes: `input_ids` `[rows, cols]` i64 → `hidden` `[rows, cols, d_model]` fp32
+    pub fn forward_packed(
+        &self,
+        input_ids: &Tensor,
+        segment: &Tensor,
+        position: &Tensor,
+        prefix_end: Option<&Tensor>,
+        train: bool,
+    ) -> Result<GptOutput> {
+        let (b, t) = input_ids.size2().map_err(|_| {
+            Error::Invalid(format!(
+                "input_ids must be [rows, cols], got {:?}",
+                input_ids.size()
+            ))
+        })?;
+        let shape_ok = |x: &Tensor| x.size() == [b, t];
+        if !shape_ok(segment) || !shape_ok(position) || prefix_end.is_some_and(|p| !shape_ok(p)) {
+            return Err(Error::Invalid(format!(
+                "segment, position and prefix_end must be [{b}, {t}] like input_ids"
+            )));
+        }
+        let c = &self.config;
+        if t == 0 || t > c.block_size as i64 {
+            return Err(Error::Invalid(format!(
+                "packed rows of {t} tokens: must be 1 to block_size {}",
+                c.block_size
+            )));
+        }
+        let (lo, hi) = (
+            input_ids.min().int64_value(&[]),
+            input_ids.max().int64_value(&[]),
+        );
+        if lo < 0 || hi >= c.vocab_size as i64 {
+            return Err(Error::Invalid(format!(
+                "token id {} outside the vocabulary [0, {})",
+                if lo < 0 { lo } else { hi },
+                c.vocab_size
+            )));
+        }
+        let dev = self.device();
+        let seg = segment.to_kind(Kind::Int64).to_device(dev);
+        let pos = position.to_kind(Kind::Int64).to_device(dev);
+        let (sq, sk) = (seg.view([b, 1, t, 1]), seg.view([b, 1, 1, t]));
+        let (pq, pk) = (pos.view([b, 1, t, 1]), pos.view([b, 1, 1, t]));
+        let mut seen = pk.le_tensor(&pq);
+        if let Some(p) = prefix_end {
+            let p = p.to_kind(Kind::Int64).to_device(dev).view([b, 1, t, 1]);
+            seen = seen.logical_or(&pk.lt_tensor(&p));
+        }
+        // A padding query sees itself only, so no row of the softmax is empty.
+        let own = Tensor::eye(t, (Kind::Bool, dev)).view([1, 1, t, t]);
+        let allowed = sq
+            .eq_tensor(&sk)
+            .logical_and(&sk.gt(0))
+            .logical_and(&seen)
+            .logical_or(&own);
+        let positions = pos.clamp(0, c.block_size as i64 - 1);
+        self.run_blocks(
+            input_ids,
+            &positions,
+            &AttnMask::Explicit(allowed),
+            None,
+            0,
+            train,
+            false,
+        )
+    }
+
+    /// Embeddings, the blocks and the final norm, for the positions and mask a caller built.
+    #[allow(clippy::too_many_arguments)]
+    fn run_blocks(
+        &self,
+        input_ids: &Tensor,
+        positions: &Tensor,
+        mask: &AttnMask,
+        mut cache: Option<&mut KvCache>,
+        past: i64,
+        train: bool,
+        keep_layers: bool,
+    ) -> Result<GptOutput> {
+        let c = &self.config;
+        let b = input_ids.size()[0];
         let p = c.precision;
         let drop = if train { c.dropout } else { 0.0 };
         let adapters: Vec<AdapterRows> = self
@@ -427,7 +528,7 @@ impl Gpt {
             )));
         }
         let mut x = dropout(
-            self.wte.forward(input_ids)? + self.wpe.forward(&positions)?,
+            self.wte.forward(input_ids)? + self.wpe.forward(positions)?,
             drop,
         );
         let mut layers = Vec::new();
@@ -447,7 +548,7 @@ impl Gpt {
                 .map(|c| (&mut c.layers[i], past, max_len, c.capacity));
             let a = block
                 .attn
-                .forward(&block.ln_1.forward(&x), &mask, slot, &pass);
+                .forward(&block.ln_1.forward(&x), mask, slot, &pass);
             // Not `+=`: LayerNorm saved `x` for backward, so it must not change in place.
             x = &x + dropout(float(a), drop);
             let m = block.mlp.forward(&block.ln_2.forward(&x), &pass);

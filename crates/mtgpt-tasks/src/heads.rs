@@ -218,13 +218,100 @@ impl MultiTaskModel {
             };
             let (h, ids, mask) = (own(&hidden), own(&ids_t), own(&mask_t));
             r0 += bg;
-            outs.push(self.head_forward(batch, *kind, h, &ids, &mask, train)?);
+            outs.push(self.head_forward(batch, *kind, h, &ids, &mask, train, true)?);
         }
         Ok(outs)
     }
 
+    /// Runs several batches (of one task each) through one trunk pass over **packed** rows
+    /// ([`crate::packing::pack`]: sequences end to end in rows of at most `cols` tokens, each
+    /// attending only to itself, positions restarting per sequence), then each batch's head
+    /// on its own positions read back in its own layout. The losses equal
+    /// [`MultiTaskModel::forward_mixed`]'s up to float rounding; LM heads' logits are left
+    /// undefined (training needs the losses), the other heads' are as usual. Rows hold one
+    /// task each when the trunk has per-task adapters. Also returns the packing, for its
+    /// token counts.
+    pub fn forward_packed(
+        &self,
+        batches: &[Batch],
+        cols: usize,
+        train: bool,
+    ) -> Result<(Vec<HeadOutput>, crate::packing::Packed)> {
+        let dev = self.gpt.device();
+        let mut kinds = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let (kind, _) = self
+                .heads
+                .get(&batch.task)
+                .ok_or_else(|| Error::Invalid(format!("no head for task `{}`", batch.task)))?;
+            kinds.push(*kind);
+        }
+        let per_task = self
+            .gpt
+            .adapters
+            .as_ref()
+            .is_some_and(|l| l.mode.per_task());
+        // Rows hold one task each under per-task adapters (they are selected per row).
+        let names: Vec<&str> = batches.iter().map(|b| b.task.as_str()).collect();
+        let key: Vec<usize> = names
+            .iter()
+            .map(|n| {
+                if per_task {
+                    names.iter().position(|m| m == n).unwrap_or(0)
+                } else {
+                    0
+                }
+            })
+            .collect();
+        let prefix: Vec<bool> = batches
+            .iter()
+            .zip(&kinds)
+            .map(|(b, k)| b.prefix_attention && *k != TaskKind::Lm)
+            .collect();
+        let packed = crate::packing::pack(batches, cols, &key, &prefix)?;
+        let (r, c) = (packed.rows as i64, packed.cols as i64);
+        let ids = to_tensor(&packed.ids, &[r, c], dev);
+        let seg = to_tensor(&packed.segment, &[r, c], dev);
+        let pos = to_tensor(&packed.position, &[r, c], dev);
+        let pfx = prefix
+            .iter()
+            .any(|&p| p)
+            .then(|| to_tensor(&packed.prefix_end, &[r, c], dev));
+        match &self.gpt.adapters {
+            Some(layout) if per_task && names.iter().any(|n| *n != names[0]) => {
+                let row_names: Vec<&str> = packed.row_batch.iter().map(|&g| names[g]).collect();
+                self.gpt.select_adapters(
+                    layout
+                        .rows_per_example(&row_names, dev)
+                        .map_err(Error::Invalid)?,
+                )
+            }
+            _ => self.gpt.select_task(names.first().copied().unwrap_or(""))?,
+        }
+        let hidden = self
+            .gpt
+            .forward_packed(&ids, &seg, &pos, pfx.as_ref(), train)?
+            .hidden;
+        let d = hidden.size()[2];
+        let flat = hidden.view([r * c, d]);
+        let mut outs = Vec::with_capacity(batches.len());
+        for (g, (batch, kind)) in batches.iter().zip(&kinds).enumerate() {
+            let (bg, tg) = (batch.batch_size as i64, batch.seq_len as i64);
+            let index = to_tensor(&packed.unpack_index(g, batch), &[bg * tg], dev);
+            let h = flat.index_select(0, &index).view([bg, tg, d]);
+            let ids = to_tensor(&batch.input_ids, &[bg, tg], dev);
+            let mask: Vec<i64> = batch.attention_mask.iter().map(|&m| m as i64).collect();
+            let mask = to_tensor(&mask, &[bg, tg], dev);
+            outs.push(self.head_forward(batch, *kind, h, &ids, &mask, train, false)?);
+        }
+        Ok((outs, packed))
+    }
+
     /// The loss and logits of `batch`'s head on its trunk output `hidden` `[B, T, d]`, with
-    /// the batch's `ids` and `mask` (`[B, T]`, as the trunk read them).
+    /// the batch's `ids` and `mask` (`[B, T]`, as the trunk read them). Without `logits`, an
+    /// LM head projects only the positions that have a target, and its output's logits are
+    /// left undefined (training needs the loss only).
+    #[allow(clippy::too_many_arguments)]
     fn head_forward(
         &self,
         batch: &Batch,
@@ -233,7 +320,9 @@ impl MultiTaskModel {
         ids: &Tensor,
         mask: &Tensor,
         train: bool,
+        logits: bool,
     ) -> Result<HeadOutput> {
+        let want_logits = logits;
         let head = &self.heads[&batch.task].1;
         let dev = self.gpt.device();
         let (b, t) = (batch.batch_size as i64, batch.seq_len as i64);
@@ -252,19 +341,20 @@ impl MultiTaskModel {
             } else {
                 hidden.shallow_clone()
             };
-            let logits = self.gpt.logits(&causal.narrow(1, 0, t - 1));
-            // Position p predicts token p + 1 while p + 1 is still inside the input.
+            // Position p predicts token p + 1 while p + 1 is still inside the input; only
+            // those positions go through the LM head.
             let next = Tensor::arange_start(1, t, (Kind::Int64, dev)).view([1, t - 1]);
-            let keep = next.lt_tensor(&input_len.view([b, 1]));
-            let targets = ids.narrow(1, 1, t - 1).where_self(
-                &keep,
-                &Tensor::full([b, t - 1], IGNORE_INDEX, (Kind::Int64, dev)),
-            );
-            let any = keep.any().int64_value(&[]) != 0;
-            any.then(|| {
-                let v = logits.size()[2];
-                logits.reshape([-1, v]).cross_entropy_loss::<Tensor>(
-                    &targets.reshape([-1]),
+            let keep = next.lt_tensor(&input_len.view([b, 1])).reshape([-1]);
+            let at = keep.nonzero().squeeze_dim(1);
+            (at.size()[0] > 0).then(|| {
+                let d = causal.size()[2];
+                let h = causal
+                    .narrow(1, 0, t - 1)
+                    .reshape([-1, d])
+                    .index_select(0, &at);
+                let targets = ids.narrow(1, 1, t - 1).reshape([-1]).index_select(0, &at);
+                self.gpt.logits(&h).cross_entropy_loss::<Tensor>(
+                    &targets,
                     None,
                     Reduction::Mean,
                     IGNORE_INDEX,
@@ -291,13 +381,35 @@ impl MultiTaskModel {
             ))
         };
         let out = match (head, &batch.targets) {
-            (Head::Lm, Targets::Tokens(tg)) => {
+            (Head::Lm, Targets::Tokens(tg)) if want_logits => {
                 let logits = self.gpt.logits(&hidden);
                 let loss = ce(&logits, &to_tensor(tg, &[b, t], dev));
                 HeadOutput {
                     loss,
                     aux_loss: None,
                     logits,
+                }
+            }
+            (Head::Lm, Targets::Tokens(tg)) => {
+                // Only the positions with a target go through the LM head.
+                let at: Vec<i64> = (0..tg.len() as i64)
+                    .filter(|&i| tg[i as usize] != IGNORE_INDEX)
+                    .collect();
+                let targets: Vec<i64> = at.iter().map(|&i| tg[i as usize]).collect();
+                let d = hidden.size()[2];
+                let at = Tensor::from_slice(&at).to_device(dev);
+                let h = hidden.reshape([-1, d]).index_select(0, &at);
+                let loss = self.gpt.logits(&h).cross_entropy_loss::<Tensor>(
+                    &Tensor::from_slice(&targets).to_device(dev),
+                    None,
+                    Reduction::Mean,
+                    IGNORE_INDEX,
+                    0.0,
+                );
+                HeadOutput {
+                    loss,
+                    aux_loss: None,
+                    logits: Tensor::new(),
                 }
             }
             (Head::Classify(lin), Targets::Classes(c)) => {

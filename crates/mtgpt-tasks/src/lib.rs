@@ -29,6 +29,7 @@ pub mod folder;
 pub mod format;
 pub mod heads;
 pub mod inputs;
+pub mod packing;
 pub mod stream;
 pub mod viterbi;
 
@@ -41,5 +42,6 @@ pub use heads::{
     Head, HeadOutput, HeadSpec, MultiTaskModel, best_span, predict_classes, predict_tags,
 };
 pub use inputs::{Input, parse_input, with_prediction};
+pub use packing::{Packed, pack};
 pub use stream::{StreamState, TaskStream, TokenBuf};
 pub use viterbi::TagScheme;

@@ -499,10 +499,10 @@ fn formatters_mark_the_input_part_and_the_aux_lm_loss_is_exact() {
     assert_eq!(l.attention(), mtgpt_core::Attention::Causal);
 }
 
-#[test]
-fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
-    let _serial = serial();
-    use mtgpt_core::{AdapterConfig, AdapterMode, Attention};
+/// Batches of every task kind, of different lengths, some with prefix attention and the
+/// auxiliary LM loss.
+fn mixed_batches() -> Vec<mtgpt_core::Batch> {
+    use mtgpt_core::Attention;
     let mut rng = Rng8::seed_from_u64(7);
     let labels = vec!["no".to_string(), "yes".to_string()];
     let tags = vec!["O".to_string(), "B-UP".to_string()];
@@ -554,6 +554,25 @@ fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
         })
         .collect();
     batches.push(gen_f.collate(&items).unwrap());
+    // Extractive QA, causal, with the auxiliary loss.
+    let qa = TaskFormatter::new(&TOK, "qa", TaskKind::ExtractiveQa, &[], 40)
+        .unwrap()
+        .with_options(Attention::Causal, 0.5);
+    let items: Vec<_> = (0..3)
+        .flat_map(|i| {
+            let context = format!("{} Paris {}", letters(&mut rng, 3 + i, LOWER), "abc");
+            let ex = Example::ExtractiveQa {
+                question: format!("where {}", letters(&mut rng, 2, LOWER)),
+                answer: Answer {
+                    text: "Paris".into(),
+                    start: context.find("Paris").unwrap(),
+                },
+                context,
+            };
+            qa.format(&ex, i).unwrap()
+        })
+        .collect();
+    batches.push(qa.collate(&items).unwrap());
     assert!(
         batches
             .iter()
@@ -562,39 +581,53 @@ fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
             .len()
             > 1
     );
+    batches
+}
 
-    for adapters in [false, true] {
-        tch::manual_seed(3);
-        let config = tiny_config();
-        let specs: Vec<HeadSpec> = [
-            ("cls", TaskKind::Classify, 2),
-            ("tag", TaskKind::Tagging, 2),
-            ("lm", TaskKind::Lm, 0),
-            ("gen", TaskKind::Generate, 0),
-        ]
-        .iter()
-        .map(|&(n, k, l)| HeadSpec {
-            name: n.into(),
-            kind: k,
-            num_labels: l,
-        })
-        .collect();
-        let mut m = MultiTaskModel::new(&config, &specs, Device::Cpu).unwrap();
-        if adapters {
-            let c = AdapterConfig {
-                mode: AdapterMode::Both,
-                rank: 2,
-                ..Default::default()
-            };
-            m.add_adapters(&c).unwrap();
-            tch::no_grad(|| {
-                for (_, sets) in m.gpt.adapter_layers() {
-                    for s in sets {
-                        s.b.shallow_clone().copy_(&s.b.randn_like());
-                    }
+/// The tiny trunk with heads for [`mixed_batches`], optionally with adapters of `mode`
+/// whose `B` is random (so they change the outputs).
+fn mixed_model(adapters: Option<mtgpt_core::AdapterMode>) -> MultiTaskModel {
+    tch::manual_seed(3);
+    let config = tiny_config();
+    let specs: Vec<HeadSpec> = [
+        ("cls", TaskKind::Classify, 2),
+        ("tag", TaskKind::Tagging, 2),
+        ("lm", TaskKind::Lm, 0),
+        ("gen", TaskKind::Generate, 0),
+        ("qa", TaskKind::ExtractiveQa, 0),
+    ]
+    .iter()
+    .map(|&(n, k, l)| HeadSpec {
+        name: n.into(),
+        kind: k,
+        num_labels: l,
+    })
+    .collect();
+    let mut m = MultiTaskModel::new(&config, &specs, Device::Cpu).unwrap();
+    if let Some(mode) = adapters {
+        let c = mtgpt_core::AdapterConfig {
+            mode,
+            rank: 2,
+            ..Default::default()
+        };
+        m.add_adapters(&c).unwrap();
+        tch::no_grad(|| {
+            for (_, sets) in m.gpt.adapter_layers() {
+                for s in sets {
+                    s.b.shallow_clone().copy_(&s.b.randn_like());
                 }
-            });
-        }
+            }
+        });
+    }
+    m
+}
+
+#[test]
+fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
+    let _serial = serial();
+    let batches = mixed_batches();
+    for adapters in [None, Some(mtgpt_core::AdapterMode::Both)] {
+        let m = mixed_model(adapters);
         let mixed = tch::no_grad(|| m.forward_mixed(&batches, false).unwrap());
         for (b, got) in batches.iter().zip(&mixed) {
             let alone = tch::no_grad(|| m.forward(b, false).unwrap());
@@ -602,9 +635,107 @@ fn one_pass_over_a_mixed_batch_equals_one_pass_per_task() {
             let dx = (&got.logits - &alone.logits).abs().max().double_value(&[]);
             assert!(
                 dl < 1e-5 && dx < 1e-4,
-                "{} (adapters {adapters}): loss {dl}, logits {dx}",
+                "{} (adapters {adapters:?}): loss {dl}, logits {dx}",
                 b.task
             );
+        }
+    }
+}
+
+#[test]
+fn packed_rows_give_the_losses_and_gradients_of_the_unpacked_batches() {
+    let _serial = serial();
+    use mtgpt_core::AdapterMode;
+    let batches = mixed_batches();
+    let tokens: usize = batches
+        .iter()
+        .map(|b| b.attention_mask.iter().filter(|&&m| m == 1).count())
+        .sum();
+    for adapters in [None, Some(AdapterMode::Both), Some(AdapterMode::PerTask)] {
+        let m = mixed_model(adapters);
+        let params: Vec<(String, tch::Tensor)> =
+            m.vs.variables()
+                .into_iter()
+                .filter(|(_, t)| t.requires_grad())
+                .collect();
+        let grads = |loss: tch::Tensor| -> Vec<tch::Tensor> {
+            for (_, p) in &params {
+                let mut g = p.grad();
+                if g.defined() {
+                    let _ = g.zero_();
+                }
+            }
+            loss.backward();
+            params
+                .iter()
+                .map(|(_, p)| {
+                    let g = p.grad();
+                    if g.defined() {
+                        g.copy()
+                    } else {
+                        p.zeros_like()
+                    }
+                })
+                .collect()
+        };
+        // Unpacked: every batch alone; packed: all of them in rows of 40 tokens.
+        let alone: Vec<f64> = batches
+            .iter()
+            .map(|b| m.forward(b, false).unwrap().loss.double_value(&[]))
+            .collect();
+        let sum_alone = batches
+            .iter()
+            .map(|b| m.forward(b, false).unwrap().loss)
+            .fold(tch::Tensor::from(0f32), |a, l| a + l);
+        let g_alone = grads(sum_alone);
+        let (outs, packed) = m.forward_packed(&batches, 40, false).unwrap();
+        assert_eq!(packed.tokens, tokens, "every real token packed once");
+        let rows: usize = batches.iter().map(|b| b.batch_size).sum();
+        assert!(packed.rows < rows, "{} packed rows for {rows}", packed.rows);
+        for ((b, got), want) in batches.iter().zip(&outs).zip(&alone) {
+            let l = got.loss.double_value(&[]);
+            assert!(
+                (l - want).abs() < 1e-5 * want.abs().max(1.0),
+                "{} (adapters {adapters:?}): packed loss {l} vs unpacked {want}",
+                b.task
+            );
+            assert_eq!(got.aux_loss.is_some(), b.lm_aux_weight > 0.0, "{}", b.task);
+        }
+        let sum_packed = outs
+            .into_iter()
+            .map(|o| o.loss)
+            .fold(tch::Tensor::from(0f32), |a, l| a + l);
+        let g_packed = grads(sum_packed);
+        for (((name, _), a), p) in params.iter().zip(&g_alone).zip(&g_packed) {
+            let scale = a.abs().max().double_value(&[]).max(1e-3);
+            let diff = (a - p).abs().max().double_value(&[]);
+            assert!(
+                diff < 1e-4 * scale,
+                "{name} (adapters {adapters:?}): gradient differs by {diff} (scale {scale})"
+            );
+        }
+    }
+}
+
+#[test]
+fn packed_sequences_do_not_see_each_other() {
+    let _serial = serial();
+    // Changing one sequence of a packed row changes none of its neighbours' outputs.
+    let m = mixed_model(None);
+    let batches = mixed_batches();
+    let cls = batches.iter().find(|b| b.task == "cls").unwrap().clone();
+    let (first, _) = tch::no_grad(|| m.forward_packed(&batches, 48, false).unwrap());
+    let mut changed = batches.clone();
+    let c = changed.iter_mut().find(|b| b.task == "cls").unwrap();
+    c.input_ids[1] = if c.input_ids[1] == 5 { 6 } else { 5 };
+    let (second, packed) = tch::no_grad(|| m.forward_packed(&changed, 48, false).unwrap());
+    assert!(packed.rows < batches.iter().map(|b| b.batch_size).sum::<usize>());
+    for ((b, x), y) in batches.iter().zip(&first).zip(&second) {
+        let d = (x.loss.double_value(&[]) - y.loss.double_value(&[])).abs();
+        if b.task == cls.task {
+            assert!(d > 0.0, "the changed task's loss moves");
+        } else {
+            assert!(d < 1e-6, "{} moved by {d}", b.task);
         }
     }
 }
