@@ -51,6 +51,9 @@ class MultiTask:
             pass
         self.trunk = GPT2Model(cfg)
         weights = load_file(os.path.join(folder, "model.safetensors"))
+        heads_file = os.path.join(folder, "heads.safetensors")  # an mtgpt model folder's heads
+        if os.path.exists(heads_file):
+            weights.update(load_file(heads_file))
         trunk = {k[len("transformer."):]: v for k, v in weights.items() if k.startswith("transformer.")}
         missing, unexpected = self.trunk.load_state_dict(trunk, strict=False)
         own = dict(self.trunk.named_parameters())

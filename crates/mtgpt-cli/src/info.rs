@@ -12,19 +12,7 @@ pub struct InfoArgs {
 
 /// CPU feature flags worth knowing for training speed, from `/proc/cpuinfo` (x86 Linux).
 fn cpu_features() -> (String, Vec<&'static str>) {
-    let text = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = text
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.trim().to_string())
-        .unwrap_or_else(|| std::env::consts::ARCH.to_string());
-    let flags: std::collections::HashSet<&str> = text
-        .lines()
-        .find_map(|l| l.strip_prefix("flags"))
-        .and_then(|l| l.split_once(':'))
-        .map(|(_, v)| v.split_whitespace().collect())
-        .unwrap_or_default();
+    let (model, flags) = mtgpt_core::cpu_flags();
     let wanted = [
         "avx2",
         "fma",
@@ -38,7 +26,7 @@ fn cpu_features() -> (String, Vec<&'static str>) {
     ];
     (
         model,
-        wanted.into_iter().filter(|f| flags.contains(f)).collect(),
+        wanted.into_iter().filter(|f| flags.contains(*f)).collect(),
     )
 }
 
@@ -49,6 +37,16 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     let devices = if cuda { tch::Cuda::device_count() } else { 0 };
     let threads = tch::get_num_threads();
     let amx = features.contains(&"amx_bf16");
+    let auto = mtgpt_core::auto_precision(cuda);
+    let auto_why = if cuda {
+        "CUDA"
+    } else if amx {
+        "AMX"
+    } else if features.contains(&"avx512_bf16") {
+        "AVX-512 BF16"
+    } else {
+        "no bf16 matrix instructions"
+    };
     if args.json {
         let v = json!({
             "mtgpt": env!("CARGO_PKG_VERSION"),
@@ -58,6 +56,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
             "cpu": cpu,
             "cpu_features": features,
             "bf16_matrix_units": amx,
+            "precision_auto": auto,
             "mkldnn": tch::utils::has_mkldnn(),
             "openmp": tch::utils::has_openmp(),
             "cuda": cuda,
@@ -84,6 +83,13 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
             "yes: precision = \"bf16\" runs matmuls on AMX"
         } else {
             "no"
+        }
+    );
+    println!(
+        "precision auto = {} here ({auto_why}; `[model] precision` fp32 or bf16 overrides it)",
+        match auto {
+            mtgpt_core::Precision::Fp32 => "fp32",
+            mtgpt_core::Precision::Bf16 => "bf16",
         }
     );
     println!(

@@ -30,6 +30,11 @@ pub struct TrainArgs {
     /// Gradient bytes per all-reduce in distributed training, in MiB.
     #[arg(long, default_value_t = 25, value_name = "MIB")]
     bucket_mib: usize,
+    /// Write every step's batches (unpadded rows, targets, learning rate) to this JSONL
+    /// file, the model at step 0 to `OUT/dump-init`: a replay for another framework
+    /// (`scripts/bench_joint_torch.py`).
+    #[arg(long, value_name = "FILE")]
+    dump_batches: Option<std::path::PathBuf>,
 }
 
 /// How `mtgpt train --distributed` reaches the other processes.
@@ -210,6 +215,7 @@ pub fn train(a: &TrainArgs) -> anyhow::Result<()> {
     opts.log_every = a.log_every;
     opts.progress = !a.no_progress;
     opts.inject_nan_at = a.inject_nan_at.clone();
+    opts.dump_batches = a.dump_batches.clone();
     #[cfg(not(feature = "mpi"))]
     if a.distributed.is_some() {
         anyhow::bail!(NO_MPI);
@@ -256,6 +262,15 @@ pub fn train(a: &TrainArgs) -> anyhow::Result<()> {
     println!(
         "trained_parameters={} parameters={} optimizer_state_bytes={}",
         s.parameters, s.all_parameters, s.optimizer_state_bytes
+    );
+    println!(
+        "useful_tokens={} examples={} train_seconds={:.1} useful_tokens_per_s={:.0} examples_per_s={:.1} useful_fraction={:.3}",
+        s.tokens,
+        s.examples,
+        s.train_seconds,
+        s.tokens as f64 / s.train_seconds.max(1e-9),
+        s.examples as f64 / s.train_seconds.max(1e-9),
+        s.useful_fraction
     );
     if s.guard_events > 0 {
         println!(

@@ -33,10 +33,11 @@ pub mod task;
 pub use adapters::{ADAPTER_TARGETS, AdapterConfig, AdapterMode, TrunkTraining};
 pub use config::{
     AugmentConfig, CompressConfig, Config, ConfigFile, DecodeConfig, GenerateAugmentConfig,
-    Importance, ModelConfig, ModelSection, Precision, PreprocessConfig, Preset, PruneScope,
-    SamplingConfig, SamplingStrategy, Schedule, TaskConfig, TokenizerConfig, TokenizerKind,
-    TrainConfig, WeightingConfig, WeightingStrategy,
+    Importance, ModelConfig, ModelSection, Precision, PrecisionChoice, PreprocessConfig, Preset,
+    PruneScope, SamplingConfig, SamplingStrategy, Schedule, TaskConfig, TokenizerConfig,
+    TokenizerKind, TrainConfig, WeightingConfig, WeightingStrategy,
 };
+pub use config::{auto_precision, cpu_flags};
 pub use error::{Error, Result};
 pub use load::{init_folder, init_shape};
 pub use task::{Answer, Attention, Batch, Example, IGNORE_INDEX, Targets, TaskKind};

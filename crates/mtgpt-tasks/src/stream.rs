@@ -176,6 +176,38 @@ impl TaskStream {
         }
     }
 
+    /// The length in tokens of the `j`-th sequence [`next_batch`](Self::next_batch) would
+    /// give from here (0 for an empty stream), without moving.
+    pub fn peek_len(&self, j: usize) -> usize {
+        match self {
+            TaskStream::Examples {
+                items,
+                order: o,
+                state,
+                seed,
+            } => {
+                if items.is_empty() {
+                    return 0;
+                }
+                let (mut at, mut epoch) = (state.cursor + j, state.epoch);
+                if at < o.len() {
+                    return items[o[at]].ids.len();
+                }
+                at -= o.len();
+                epoch += 1;
+                while at >= items.len() {
+                    at -= items.len();
+                    epoch += 1;
+                }
+                items[order(items.len(), *seed, epoch)[at]].ids.len()
+            }
+            TaskStream::Tokens { tokens, window, .. } => {
+                let w = (*window).min(tokens.as_slice().len());
+                if w == 0 { 0 } else { w + 1 }
+            }
+        }
+    }
+
     /// The next `n` sequences.
     pub fn next_batch(&mut self, n: usize) -> Vec<Formatted> {
         let mut out = Vec::with_capacity(n);
@@ -279,6 +311,24 @@ mod tests {
             s.restore(saved);
             assert_eq!(s.next_batch(9), want);
         }
+    }
+
+    #[test]
+    fn peek_len_sees_the_coming_sequences_across_epochs() {
+        let items: Vec<Formatted> = (1..=5)
+            .map(|i| Formatted {
+                ids: vec![0; i],
+                target: Target::Class(0),
+                input_len: i,
+            })
+            .collect();
+        let mut s = TaskStream::examples(items, 9);
+        s.next_batch(3);
+        let peeked: Vec<usize> = (0..12).map(|j| s.peek_len(j)).collect();
+        let got: Vec<usize> = s.next_batch(12).iter().map(|f| f.ids.len()).collect();
+        assert_eq!(peeked, got);
+        let t = TaskStream::tokens((0..50).collect(), 8, 7, 1);
+        assert_eq!(t.peek_len(3), 9);
     }
 
     #[test]

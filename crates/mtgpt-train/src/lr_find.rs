@@ -153,6 +153,7 @@ pub fn lr_find(config: &Config, opts: &TrainOptions, lf: &LrFindOptions) -> Resu
             false,
             0,
             None,
+            None,
         )?;
         let loss = so.task_losses.iter().map(|x| x.1).sum::<f64>() / n as f64;
         if !loss.is_finite() || !so.norm.is_finite() {

@@ -186,6 +186,22 @@ impl TaskSampler {
         tasks
     }
 
+    /// Draws one task per example of the next step's mixed batch until `take` refuses the
+    /// drawn task (a token budget is spent); the refused draw is not counted.
+    pub fn mixed_until(&mut self, mut take: impl FnMut(usize) -> bool) -> Vec<usize> {
+        let mut tasks = Vec::new();
+        loop {
+            let task = self.draw(1)[0];
+            if !take(task) {
+                break;
+            }
+            self.example_draws[task] += 1;
+            tasks.push(task);
+        }
+        self.step += 1;
+        tasks
+    }
+
     /// How many times each task was drawn: steps from [`next_task`](Self::next_task) plus
     /// examples from [`mixed_batch`](Self::mixed_batch).
     pub fn counts(&self) -> Vec<usize> {

@@ -148,7 +148,7 @@ pub(super) fn apply_init(
     c.tokenizer.path = tok.to_string_lossy().into_owned();
     let mut m = shape;
     m.dropout = section.dropout.unwrap_or(m.dropout);
-    m.precision = section.precision.unwrap_or(m.precision);
+    m.precision = section.precision.unwrap_or_default().resolve(false);
     c.model = m;
     c.init = Some(folder);
     Ok(())

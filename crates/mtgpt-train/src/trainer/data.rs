@@ -53,7 +53,12 @@ pub fn new_model(
     resuming: bool,
 ) -> Result<MultiTaskModel> {
     let specs: Vec<HeadSpec> = data.heads().iter().map(TaskHead::spec).collect();
-    let mut model = MultiTaskModel::new(&data.model_cfg, &specs, device)?;
+    let mut shape = data.model_cfg.clone();
+    if config.precision_auto && device.is_cuda() {
+        // `auto` means bf16 on CUDA (the config resolved it for the CPU).
+        shape.precision = mtgpt_core::Precision::Bf16;
+    }
+    let mut model = MultiTaskModel::new(&shape, &specs, device)?;
     if config.adapters.mode.enabled() {
         model.add_adapters(&config.adapters)?;
     }

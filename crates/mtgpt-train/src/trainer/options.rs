@@ -36,6 +36,10 @@ pub struct TrainOptions {
     /// Data-parallel training across ranks (`train.batch_size` is then per rank); only rank 0
     /// writes into `out`. `None`: this process trains alone.
     pub dist: Option<Distributed>,
+    /// Write every step's batches (unpadded rows, targets, learning rate) to this JSONL file,
+    /// after a header naming the model at step 0 (saved as `out/dump-init`), for a replay by
+    /// `scripts/bench_joint_torch.py`.
+    pub dump_batches: Option<PathBuf>,
 }
 
 impl TrainOptions {
@@ -56,6 +60,7 @@ impl TrainOptions {
             no_generate_augment: false,
             inject_nan_at: Vec::new(),
             dist: None,
+            dump_batches: None,
         }
     }
 }

@@ -60,6 +60,14 @@ pub(crate) struct Session<'a> {
     pub(super) final_scores: Vec<mtgpt_tasks::TaskScores>,
     pub(super) augmented: Vec<AugmentOutcome>,
     pub(super) tokens_seen: usize,
+    /// Token slots computed on (padding included), for the useful-token fraction.
+    pub(super) slots_seen: usize,
+    /// Examples trained on.
+    pub(super) examples_seen: usize,
+    /// Seconds spent in optimizer steps (evaluation and checkpoints left out).
+    pub(super) train_seconds: f64,
+    /// `--dump-batches`: where every step's batches are written.
+    pub(super) dump: Option<super::step::BatchDump>,
     pub(super) tick: Instant,
     pub(super) loop_started: Instant,
 }
@@ -182,6 +190,10 @@ impl<'a> Session<'a> {
             final_scores: Vec::new(),
             augmented: Vec::new(),
             tokens_seen: 0,
+            slots_seen: 0,
+            examples_seen: 0,
+            train_seconds: 0.0,
+            dump: None,
             tick: Instant::now(),
             loop_started: Instant::now(),
         })
@@ -214,9 +226,35 @@ impl<'a> Session<'a> {
             self.total,
             self.state.step,
         )?);
+        if let Some(path) = self.opts.dump_batches.clone().filter(|_| self.writer) {
+            self.open_dump(&path)?;
+        }
         self.tick = Instant::now();
         self.snapshot = Some(Snapshot::take(&self.all_vars, &self.opt, &self.weighting));
         self.loop_started = Instant::now();
+        Ok(())
+    }
+
+    /// Saves the model as it starts (`out/dump-init`) and opens the batch dump with its
+    /// header: that model, the pad id and the optimizer settings.
+    fn open_dump(&mut self, path: &Path) -> Result<()> {
+        use std::io::Write as _;
+        self.save_model("dump-init")?;
+        let c = &self.config.train;
+        let init = std::fs::canonicalize(self.out().join("dump-init"))
+            .map_err(super::checkpoint::io_err(self.out()))?;
+        let file = std::fs::File::create(path).map_err(super::checkpoint::io_err(path))?;
+        let mut out = std::io::BufWriter::new(file);
+        let header = json!({"header": {"init": init, "pad": self.data.tok.special().pad,
+            "weight_decay": c.weight_decay, "beta1": c.beta1, "beta2": c.beta2, "eps": c.eps,
+            "grad_clip": c.grad_clip, "dropout": self.model.gpt.config.dropout,
+            "threads": tch::get_num_threads(), "trunk_lr_factor": c.trunk_lr_factor}});
+        writeln!(out, "{header}").map_err(super::checkpoint::io_err(path))?;
+        self.dump = Some(super::step::BatchDump {
+            out,
+            step: 0,
+            lr: 0.0,
+        });
         Ok(())
     }
 
@@ -240,10 +278,18 @@ impl<'a> Session<'a> {
         tch::manual_seed(dropout_seed as i64);
         // The plan is of the global batch; each rank trains on its slice of every group.
         let global_batch = c.batch_size * self.world;
+        let budget = c.batch_tokens * self.world;
+        let mixed = c.sampling.mixed_batches;
         let plan = match self.pretrain.as_mut() {
-            Some(p) if step < c.pretrain_steps => p.plan(c.sampling.mixed_batches, global_batch),
-            _ => self.joint.plan(c.sampling.mixed_batches, global_batch),
+            Some(p) if step < c.pretrain_steps => p.plan(mixed, global_batch, budget, &self.runs),
+            _ => self.joint.plan(mixed, global_batch, budget, &self.runs),
         };
+        let lr = learning_rate(c, step, self.total) * self.guard.lr_scale();
+        if let Some(d) = self.dump.as_mut() {
+            d.step = step;
+            d.lr = lr;
+        }
+        let step_started = Instant::now();
         let so = run_step(
             &self.model,
             &self.formatters,
@@ -256,9 +302,11 @@ impl<'a> Session<'a> {
             self.opts.inject_nan_at.contains(&step),
             step_seed,
             self.dist,
+            self.dump.as_mut(),
         )?;
         self.tokens_seen += so.tokens;
-        let lr = learning_rate(c, step, self.total) * self.guard.lr_scale();
+        self.slots_seen += so.slots;
+        self.examples_seen += plan.iter().map(|g| g.1).sum::<usize>() * c.grad_accum;
         match self.guard.check(&so.task_losses, so.norm) {
             None => {
                 self.opt.step(lr);
@@ -273,6 +321,7 @@ impl<'a> Session<'a> {
         }
         self.opt.zero_grad();
         self.state.step += 1;
+        self.train_seconds += step_started.elapsed().as_secs_f64();
         Ok(StepDone { plan, out: so, lr })
     }
 
@@ -340,6 +389,8 @@ impl<'a> Session<'a> {
         let line = json!({"step": done, "phase": if step < c.pretrain_steps { "pretrain" } else { "joint" },
             "task": names.join("+"), "loss": loss, "losses": losses, "lr": lr, "grad_norm": so.norm,
             "weights": self.weighting.weights(), "tokens_per_s": self.tokens_seen as f64 / secs.max(1e-9),
+            "useful_fraction": self.tokens_seen as f64 / self.slots_seen.max(1) as f64,
+            "examples_per_s": self.examples_seen as f64 / secs.max(1e-9),
             "epochs": self.runs.iter().map(|r| (r.name.clone(), json!(r.stream.epochs()))).collect::<serde_json::Map<_, _>>()});
         log.record(&line)?;
         log.window.clear();
@@ -348,11 +399,12 @@ impl<'a> Session<'a> {
             .map(|&(t, _)| format!("{:.2}", self.runs[t].stream.epochs()))
             .collect();
         log.step_line(&format!(
-            "step {done}/{total} {} (epoch {}) loss {loss:.4} lr {lr:.2e} |g| {:.2} {:.0} tok/s",
+            "step {done}/{total} {} (epoch {}) loss {loss:.4} lr {lr:.2e} |g| {:.2} {:.0} tok/s ({:.0} % useful)",
             names.join("+"),
             epochs.join("+"),
             so.norm,
-            self.tokens_seen as f64 / secs.max(1e-9)
+            self.tokens_seen as f64 / secs.max(1e-9),
+            100.0 * self.tokens_seen as f64 / self.slots_seen.max(1) as f64
         ));
         Ok(())
     }
@@ -400,8 +452,13 @@ impl<'a> Session<'a> {
             d.comm.broadcast_f64(&mut shared, 0)?;
             agg = Some(shared[0]).filter(|a| !a.is_nan());
         }
+        let (train_s, wall_s) = (
+            self.train_seconds,
+            self.loop_started.elapsed().as_secs_f64(),
+        );
         self.log()
-            .record(&json!({"step": done, "eval": scores, "aggregate": agg}))?;
+            .record(&json!({"step": done, "eval": scores, "aggregate": agg,
+            "train_seconds": train_s, "seconds": wall_s}))?;
         self.log().say(&format!(
             "step {done}: validation aggregate {}",
             agg.map_or("-".into(), |a| format!("{a:.4}"))
@@ -476,9 +533,15 @@ impl<'a> Session<'a> {
     }
 
     /// Saves `model/` and says what the run did.
-    pub(crate) fn finish(self, started: Instant) -> Result<TrainSummary> {
+    pub(crate) fn finish(mut self, started: Instant) -> Result<TrainSummary> {
         if let Some(log) = &self.log {
             log.finish();
+        }
+        if let Some(mut d) = self.dump.take() {
+            use std::io::Write as _;
+            d.out
+                .flush()
+                .map_err(|e| Error::Invalid(format!("--dump-batches: {e}")))?;
         }
         if self.writer {
             self.save_model("model")?;
@@ -500,6 +563,10 @@ impl<'a> Session<'a> {
                 .sum(),
             all_parameters: self.all_vars.iter().map(|t| t.numel() as i64).sum(),
             optimizer_state_bytes: 4 * self.opt.state_elements(),
+            useful_fraction: self.tokens_seen as f64 / self.slots_seen.max(1) as f64,
+            train_seconds: self.train_seconds,
+            tokens: self.tokens_seen,
+            examples: self.examples_seen,
         })
     }
 }

@@ -17,8 +17,18 @@ pub(crate) struct Phase {
 }
 
 impl Phase {
-    /// `(task, examples)` groups of the next step.
-    pub(crate) fn plan(&mut self, mixed: bool, batch: usize) -> Vec<(usize, usize)> {
+    /// `(task, examples)` groups of the next step: `batch` examples, or with a token budget
+    /// (`tokens` > 0) as many coming examples as fit in it (at least one).
+    pub(crate) fn plan(
+        &mut self,
+        mixed: bool,
+        batch: usize,
+        tokens: usize,
+        runs: &[TaskRun],
+    ) -> Vec<(usize, usize)> {
+        if tokens > 0 {
+            return self.plan_tokens(mixed, tokens, runs);
+        }
         if mixed && self.tasks.len() > 1 {
             let mut counts = vec![0usize; self.tasks.len()];
             for k in self.sampler.mixed_batch(batch) {
@@ -34,6 +44,34 @@ impl Phase {
             vec![(self.tasks[self.sampler.next_task()], batch)]
         }
     }
+
+    fn plan_tokens(&mut self, mixed: bool, budget: usize, runs: &[TaskRun]) -> Vec<(usize, usize)> {
+        let mut counts = vec![0usize; self.tasks.len()];
+        let mut used = 0;
+        let tasks = &self.tasks;
+        // Takes the next example of task k while it fits (the first one always).
+        let mut take = |k: usize| {
+            let len = runs[tasks[k]].stream.peek_len(counts[k]).max(1);
+            let fits = used == 0 || used + len <= budget;
+            if fits {
+                used += len;
+                counts[k] += 1;
+            }
+            fits
+        };
+        if mixed && self.tasks.len() > 1 {
+            self.sampler.mixed_until(&mut take);
+        } else {
+            let k = self.sampler.next_task();
+            while take(k) {}
+        }
+        counts
+            .into_iter()
+            .enumerate()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| (self.tasks[k], n))
+            .collect()
+    }
 }
 
 /// The outcome of one forward/backward pass over a step's groups.
@@ -44,6 +82,52 @@ pub(crate) struct StepOut {
     pub(crate) norm: f64,
     /// Real tokens processed.
     pub(crate) tokens: usize,
+    /// Token slots the trunk computed on (padding included): `tokens / slots` is the
+    /// useful-token fraction.
+    pub(crate) slots: usize,
+}
+
+/// Where a run writes the batches it trains on (`mtgpt train --dump-batches`), for a replay
+/// by another framework (`scripts/bench_joint_torch.py`).
+pub(crate) struct BatchDump {
+    pub(crate) out: std::io::BufWriter<std::fs::File>,
+    /// The step being dumped and its learning rate.
+    pub(crate) step: usize,
+    pub(crate) lr: f64,
+}
+
+impl BatchDump {
+    /// One line per batch: its rows unpadded, their targets, input lengths and aux weight.
+    fn write(&mut self, batch: &mtgpt_core::Batch, kind: mtgpt_core::TaskKind) -> Result<()> {
+        use mtgpt_core::Targets;
+        use std::io::Write as _;
+        let t = batch.seq_len;
+        let lens: Vec<usize> = (0..batch.batch_size)
+            .map(|r| {
+                batch.attention_mask[r * t..(r + 1) * t]
+                    .iter()
+                    .filter(|&&m| m == 1)
+                    .count()
+            })
+            .collect();
+        fn rows<'v>(v: &'v [i64], lens: &[usize], t: usize) -> Vec<&'v [i64]> {
+            lens.iter()
+                .enumerate()
+                .map(|(r, &l)| &v[r * t..r * t + l])
+                .collect()
+        }
+        let targets = match &batch.targets {
+            Targets::Tokens(v) | Targets::Tags(v) => serde_json::json!(rows(v, &lens, t)),
+            Targets::Classes(c) => serde_json::json!(c),
+            Targets::Spans { start, end } => serde_json::json!({"start": start, "end": end}),
+        };
+        let line = serde_json::json!({
+            "step": self.step, "lr": self.lr, "task": batch.task, "kind": kind.as_str(),
+            "rows": rows(&batch.input_ids, &lens, t), "targets": targets, "input_len": batch.input_len,
+            "lm_aux_weight": batch.lm_aux_weight, "prefix_attention": batch.prefix_attention,
+        });
+        writeln!(self.out, "{line}").map_err(|e| Error::Invalid(format!("--dump-batches: {e}")))
+    }
 }
 
 /// An in-memory copy of the last good state, for the divergence guard.
@@ -103,6 +187,7 @@ pub(crate) fn run_step(
     inject_nan: bool,
     pcgrad_seed: u64,
     dist: Option<&Distributed>,
+    mut dump: Option<&mut BatchDump>,
 ) -> Result<StepOut> {
     let total: usize = plan.iter().map(|g| g.1).sum();
     let (rank, size) = dist.map_or((0, 1), |d| (d.comm.rank(), d.comm.size()));
@@ -110,8 +195,11 @@ pub(crate) fn run_step(
     let mut task_grads: Vec<Vec<Tensor>> = Vec::new();
     let mut task_losses = Vec::new();
     let mut tokens = 0;
-    if c.sampling.one_pass && plan.len() > 1 && !use_pcgrad {
-        // Every group's rows in one trunk pass, one backward.
+    let mut slots = 0;
+    let cols = model.gpt.config.block_size;
+    // Every group's rows in one trunk pass (packed, or stacked and padded), one backward.
+    let joint_pass = !use_pcgrad && (c.packing || (c.sampling.one_pass && plan.len() > 1));
+    if joint_pass {
         let mut sums = vec![0.0; plan.len()];
         for _ in 0..c.grad_accum {
             let mut batches = Vec::with_capacity(plan.len());
@@ -129,10 +217,21 @@ pub(crate) fn run_step(
                 }
                 let batch = formatters[task].collate(&items)?;
                 tokens += batch.attention_mask.iter().filter(|&&m| m == 1).count();
+                if let Some(d) = dump.as_deref_mut() {
+                    d.write(&batch, runs[task].kind)?;
+                }
                 batches.push(batch);
                 scale.push(Some(part));
             }
-            let outs = model.forward_mixed(&batches, true)?;
+            let outs = if c.packing {
+                let (outs, packed) = model.forward_packed(&batches, cols, true)?;
+                slots += packed.rows * packed.cols;
+                outs
+            } else {
+                let rows: usize = batches.iter().map(|b| b.batch_size).sum();
+                slots += rows * batches.iter().map(|b| b.seq_len).max().unwrap_or(0);
+                model.forward_mixed(&batches, true)?
+            };
             let mut outs = outs.into_iter();
             let mut total_loss: Option<Tensor> = None;
             for (g, (&(task, n), part)) in plan.iter().zip(&scale).enumerate() {
@@ -160,10 +259,7 @@ pub(crate) fn run_step(
             task_losses.push((task, sums[g] / c.grad_accum as f64));
         }
     }
-    for &(task, n) in plan
-        .iter()
-        .filter(|_| !(c.sampling.one_pass && plan.len() > 1 && !use_pcgrad))
-    {
+    for &(task, n) in plan.iter().filter(|_| !joint_pass) {
         let share = n as f64 / total.max(1) as f64;
         let mut sum = 0.0;
         // Every rank draws the whole group and trains on its own slice; the slice's loss is
@@ -180,7 +276,18 @@ pub(crate) fn run_step(
             }
             let batch = formatters[task].collate(&items)?;
             tokens += batch.attention_mask.iter().filter(|&&m| m == 1).count();
-            let out = model.forward(&batch, true)?;
+            if let Some(d) = dump.as_deref_mut() {
+                d.write(&batch, runs[task].kind)?;
+            }
+            let out = if c.packing {
+                let (mut outs, packed) =
+                    model.forward_packed(std::slice::from_ref(&batch), cols, true)?;
+                slots += packed.rows * packed.cols;
+                outs.remove(0)
+            } else {
+                slots += batch.batch_size * batch.seq_len;
+                model.forward(&batch, true)?
+            };
             let loss = if inject_nan {
                 out.loss * f64::NAN
             } else {
@@ -216,11 +323,13 @@ pub(crate) fn run_step(
         // average the gradients before clipping and before PCGrad's projections.
         let mut shared: Vec<f64> = task_losses.iter().map(|x| x.1).collect();
         shared.push(tokens as f64);
+        shared.push(slots as f64);
         d.comm.all_reduce_sum_f64(&mut shared)?;
         for (x, v) in task_losses.iter_mut().zip(&shared) {
             x.1 = *v;
         }
-        tokens = shared[shared.len() - 1] as usize;
+        tokens = shared[shared.len() - 2] as usize;
+        slots = shared[shared.len() - 1] as usize;
         if use_pcgrad {
             for g in &mut task_grads {
                 average_tensors(d.comm.as_ref(), g, trainable, d.bucket_bytes)?;
@@ -261,5 +370,6 @@ pub(crate) fn run_step(
         task_losses,
         norm,
         tokens,
+        slots,
     })
 }

@@ -34,6 +34,14 @@ pub struct TrainSummary {
     pub all_parameters: i64,
     /// Bytes of optimizer state (AdamW's two moments of every trained parameter).
     pub optimizer_state_bytes: i64,
+    /// Real tokens over the token slots the trunk computed on (1 = no padding at all).
+    pub useful_fraction: f64,
+    /// Seconds spent in optimizer steps (evaluations and checkpoints left out).
+    pub train_seconds: f64,
+    /// Real tokens trained on.
+    pub tokens: usize,
+    /// Examples (sequences) trained on.
+    pub examples: usize,
 }
 
 /// The log of a run. Ranks other than 0 (`writer` false) write and say nothing.
