@@ -233,6 +233,7 @@ def main():
         "steps": len(lines) - warmup, "seconds": seconds, "useful_tokens": useful, "examples": examples,
         "padded_tokens": padded, "useful_tokens_per_s": useful / seconds, "examples_per_s": examples / seconds,
         "first_losses": losses[:5], "last_loss_mean": sum(tail) / len(tail), "torch": torch.__version__,
+        "step_losses": losses,
     }
     line = json.dumps(result)
     print(line)

@@ -320,3 +320,71 @@ train = "{0}/ner.jsonl"
         "{topic}"
     );
 }
+
+#[test]
+fn the_pytorch_replay_of_dumped_batches_trains_to_mtgpt_s_losses() {
+    // `--dump-batches` writes every step's batches; scripts/bench_joint_torch.py replays them
+    // on the same model in PyTorch (transformers' GPT2Model): with fp32 and no dropout its
+    // step losses are mtgpt's, every task kind included (the benchmark compares like with
+    // like).
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let dump = dir.path().join("batches.jsonl");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let (out_s, dump_s) = (s(&out), s(&dump));
+    let o = mtgpt(&[
+        "train",
+        "--config",
+        "configs/smoke.toml",
+        "--out",
+        &out_s,
+        "--log-every",
+        "1",
+        "--dump-batches",
+        &dump_s,
+        "--set",
+        "train.steps=10",
+        "--set",
+        "train.pretrain_steps=2",
+        "--set",
+        "model.precision=fp32",
+        "--set",
+        "train.weighting.strategy=static",
+        "--set",
+        "train.eval_every=0",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("useful_fraction="), "{}", stdout(&o));
+    let text = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let ours: Vec<(String, f64)> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| Some((v["task"].as_str()?.to_string(), v["loss"].as_f64()?)))
+        .collect();
+    assert_eq!(ours.len(), 12);
+    let result = dir.path().join("torch.json");
+    let py = mtgpt_e2e::pyref_python();
+    let o = std::process::Command::new(py)
+        .arg(mtgpt_e2e::repo_root().join("scripts/bench_joint_torch.py"))
+        .args([&dump_s, "--warmup", "0", "--out", &s(&result)])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+    let theirs: Vec<f64> = v["step_losses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    assert_eq!(theirs.len(), ours.len());
+    let kinds: std::collections::HashSet<&str> = ours.iter().map(|x| x.0.as_str()).collect();
+    assert!(kinds.len() >= 3, "steps over several tasks: {kinds:?}");
+    for ((task, a), b) in ours.iter().zip(&theirs) {
+        assert!(
+            (a - b).abs() < 2e-3 * a.abs().max(1.0),
+            "{task}: mtgpt {a} vs PyTorch {b} ({ours:?} vs {theirs:?})"
+        );
+    }
+}

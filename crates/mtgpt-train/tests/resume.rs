@@ -408,3 +408,53 @@ alpha = 8"#;
         assert!((p - q).abs() < 1e-3 * q.abs().max(1.0), "{lx:?} vs {ly:?}");
     }
 }
+
+#[test]
+fn packed_training_learns_matches_unpacked_losses_and_resumes_exactly() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // Packing with a token budget per step, mixed batches in one packed pass, in fp32.
+    let extra = r#"packing = true
+batch_tokens = 48
+sampling = { mixed_batches = true }
+weighting = { strategy = "static" }"#;
+    let fp32 = ["model.precision=fp32".to_string()];
+    let cfg = config_set(dir.path(), 60, extra, "", &fp32);
+    let a = dir.path().join("a");
+    let summary = train(&cfg, &TrainOptions::new(&a)).unwrap();
+    assert_cls_learned(&summary);
+    assert!(
+        summary.useful_fraction > 0.8,
+        "useful fraction {}",
+        summary.useful_fraction
+    );
+    // The budget, not batch_size = 4, sets a step's size: no step holds more than 48 real
+    // tokens (every sequence here is shorter), and steps are filled.
+    let per_step = summary.tokens as f64 / summary.steps as f64;
+    assert!(
+        per_step > 24.0 && per_step <= 48.0,
+        "{per_step} tokens per step"
+    );
+    assert_resume_is_exact(&cfg, &a, &dir.path().join("b"));
+
+    // Packed and unpacked steps over the same examples give the same losses (no dropout).
+    let same = ["model.dropout=0.0".to_string(), fp32[0].clone()];
+    let plain = "weighting = { strategy = \"static\" }";
+    let packed = config_set(
+        dir.path(),
+        12,
+        &format!("packing = true\n{plain}"),
+        "",
+        &same,
+    );
+    let padded = config_set(dir.path(), 12, plain, "", &same);
+    let (x, y) = (dir.path().join("x"), dir.path().join("y"));
+    let sx = train(&packed, &TrainOptions::new(&x)).unwrap();
+    let sy = train(&padded, &TrainOptions::new(&y)).unwrap();
+    assert!(sx.useful_fraction > sy.useful_fraction);
+    let (lx, ly) = (step_losses(&x), step_losses(&y));
+    assert!(!lx.is_empty() && lx.len() == ly.len());
+    for (p, q) in lx.iter().zip(&ly) {
+        assert!((p - q).abs() < 1e-4 * q.abs().max(1.0), "{lx:?} vs {ly:?}");
+    }
+}
