@@ -33,6 +33,7 @@ seed = 5
 [model]
 init = "{fixture}"
 dropout = 0.0
+precision = "fp32"
 [preprocess]
 valid_fraction = 0.1
 test_fraction = 0.0

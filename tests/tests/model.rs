@@ -20,7 +20,7 @@ fn tiny_model(dir: &Path) -> String {
     let config = dir.join("tiny.toml");
     std::fs::write(
         &config,
-        "name = \"tiny\"\n[model]\nn_layer = 1\nn_head = 2\nd_model = 16\nblock_size = 48\n[[task]]\nname = \"lm\"\nkind = \"lm\"\ntrain = \"x.txt\"\n",
+        "name = \"tiny\"\n[model]\nn_layer = 1\nn_head = 2\nd_model = 16\nblock_size = 48\nprecision = \"fp32\"\n[[task]]\nname = \"lm\"\nkind = \"lm\"\ntrain = \"x.txt\"\n",
     )
     .unwrap();
     let model = dir.join("model");

@@ -20,6 +20,7 @@ seed = 3
 [model]
 init = "{fixture}"
 dropout = 0.0
+precision = "fp32"
 [preprocess]
 valid_fraction = 0.1
 test_fraction = 0.0

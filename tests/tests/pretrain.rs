@@ -29,6 +29,7 @@ fn base_config(dir: &Path) -> PathBuf {
         r#"name = "tiny-base"
 seed = 3
 [model]
+precision = "fp32"
 n_layer = 2
 n_head = 2
 d_model = 32
@@ -141,7 +142,7 @@ fn pretrain_writes_a_base_that_resumes_exactly_and_init_starts_from() {
     std::fs::write(
         &fine,
         format!(
-            "name = \"fine\"\n[model]\ninit = \"{}\"\n[train]\nsteps = 3\nbatch_size = 4\npretrain_steps = 0\neval_every = 0\ntrunk_lr_factor = 0.0\n[[task]]\nname = \"en\"\nkind = \"lm\"\ntrain = \"data/lm_en/valid.txt\"\n[[task]]\nname = \"cls\"\nkind = \"classify\"\ntrain = \"{}\"\nlabels = [\"neg\", \"pos\"]\n",
+            "name = \"fine\"\n[model]\ninit = \"{}\"\nprecision = \"fp32\"\n[train]\nsteps = 3\nbatch_size = 4\npretrain_steps = 0\neval_every = 0\ntrunk_lr_factor = 0.0\n[[task]]\nname = \"en\"\nkind = \"lm\"\ntrain = \"data/lm_en/valid.txt\"\n[[task]]\nname = \"cls\"\nkind = \"classify\"\ntrain = \"{}\"\nlabels = [\"neg\", \"pos\"]\n",
             s(&base),
             s(&jsonl)
         ),

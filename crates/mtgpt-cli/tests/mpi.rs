@@ -35,6 +35,7 @@ fn config(dir: &Path) -> Result<PathBuf> {
 seed = 11
 [model]
 preset = "tiny"
+precision = "fp32"
 n_layer = 2
 n_head = 2
 d_model = 64

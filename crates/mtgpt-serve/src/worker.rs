@@ -398,12 +398,24 @@ impl Worker {
                 .iter()
                 .map(|w| (w.key, w.ids.as_slice(), w.cfg.clone()))
                 .collect();
-            let admitted = self
-                .model
-                .select_task(task)
-                .map_err(|e| e.to_string())
-                .and_then(|()| dec.admit(&rows).map_err(|e| e.to_string()));
+            let admitted = unpanic(&format!("prefill of task `{task}`"), || {
+                self.model
+                    .select_task(task)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| dec.admit(&rows).map_err(|e| e.to_string()))
+            });
             if let Err(e) = admitted {
+                if let Unwound::Panic(_) = e {
+                    // The running rows may be half-changed too: they fail with the new ones.
+                    let keys = dec.keys();
+                    *dec = Decoder::new(&self.model.gpt, pad);
+                    for st in keys.iter().filter_map(|k| streams.remove(k)) {
+                        let _ = st.events.send(GenEvent::Failed(ApiError::status(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("generation failed: {e}"),
+                        )));
+                    }
+                }
                 for w in &batch {
                     if let Some(st) = streams.remove(&w.key) {
                         let _ = st.events.send(GenEvent::Failed(ApiError::status(
@@ -425,40 +437,44 @@ impl Worker {
         let keys = dec.keys();
         let t0 = Instant::now();
         let mut produced = 0usize;
-        let stepped = self
-            .model
-            .select_task(&self.heads[h].name)
-            .map_err(|e| e.to_string())
-            .and_then(|()| {
-                dec.step(&mut |key, tok| {
-                    produced += 1;
-                    let Some(st) = streams.get_mut(&key) else {
-                        return false;
-                    };
-                    if tok == eot {
-                        return false;
-                    }
-                    st.toks.push(tok as u32);
-                    let text = self.tok.decode(&st.toks, true).unwrap_or_default();
-                    // Hold back an unfinished character (a byte-level token may end mid-way).
-                    let mut end = text.trim_end_matches('\u{fffd}').len();
-                    let mut go_on = true;
-                    if let Some(cut) = st.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-                        end = cut;
-                        go_on = false;
-                        st.stopped = true;
-                    }
-                    if end > st.sent {
-                        let delta = text[st.sent..end].to_string();
-                        st.sent = end;
-                        if st.events.send(GenEvent::Delta(delta)).is_err() {
+        let what = format!("decoding step of task `{}`", self.heads[h].name);
+        let stepped = unpanic(&what, || {
+            self.model
+                .select_task(&self.heads[h].name)
+                .map_err(|e| e.to_string())
+                .and_then(|()| {
+                    dec.step(&mut |key, tok| {
+                        produced += 1;
+                        let Some(st) = streams.get_mut(&key) else {
+                            return false;
+                        };
+                        if tok == eot {
                             return false;
                         }
-                    }
-                    go_on
+                        st.toks.push(tok as u32);
+                        let text = self.tok.decode(&st.toks, true).unwrap_or_default();
+                        // Hold back an unfinished character (a byte-level token may end mid-way).
+                        let mut end = text.trim_end_matches('\u{fffd}').len();
+                        let mut go_on = true;
+                        if let Some(cut) =
+                            st.stop.iter().filter_map(|s| text.find(s.as_str())).min()
+                        {
+                            end = cut;
+                            go_on = false;
+                            st.stopped = true;
+                        }
+                        if end > st.sent {
+                            let delta = text[st.sent..end].to_string();
+                            st.sent = end;
+                            if st.events.send(GenEvent::Delta(delta)).is_err() {
+                                return false;
+                            }
+                        }
+                        go_on
+                    })
+                    .map_err(|e| e.to_string())
                 })
-                .map_err(|e| e.to_string())
-            });
+        });
         self.metrics.generated(produced, t0.elapsed().as_secs_f64());
         match stepped {
             Ok(done) => {
@@ -539,11 +555,14 @@ impl Worker {
             .iter()
             .flat_map(|(_, p, _)| p.iter().map(|i| i.example.clone()))
             .collect();
-        let result =
-            Evaluator::new(&self.model, &self.tok, head, self.max_len[h]).and_then(|mut e| {
-                e.batch = self.max_batch;
-                e.predict(&examples)
-            });
+        let result = unpanic(&format!("prediction of task `{task}`"), || {
+            Evaluator::new(&self.model, &self.tok, head, self.max_len[h])
+                .and_then(|mut e| {
+                    e.batch = self.max_batch;
+                    e.predict(&examples)
+                })
+                .map_err(|e| e.to_string())
+        });
         // One forward pass per `max_batch` rows (Evaluator::batch), the last one smaller.
         for start in (0..examples.len()).step_by(self.max_batch) {
             self.metrics
@@ -689,5 +708,58 @@ impl Worker {
             },
             stream,
         ))
+    }
+}
+
+/// Runs one model call of the worker thread, turning a panic inside it (libtorch errors
+/// surface as panics in `tch`) into an error for the requests of that call, logged with
+/// `what`, so the model thread and every other request go on.
+fn unpanic<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, Unwound> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(Unwound::Error),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!("model thread: {what} panicked: {msg}");
+            Err(Unwound::Panic(format!("internal error in {what}: {msg}")))
+        }
+    }
+}
+
+/// Why a guarded model call failed.
+enum Unwound {
+    /// It returned an error.
+    Error(String),
+    /// It panicked (its state may be half-changed).
+    Panic(String),
+}
+
+impl std::fmt::Display for Unwound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unwound::Error(e) | Unwound::Panic(e) => f.write_str(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Unwound, unpanic};
+
+    #[test]
+    fn a_panicking_model_call_becomes_an_error_and_the_thread_goes_on() {
+        let r: Result<(), Unwound> = unpanic("probe", || panic!("shape mismatch {}", 3));
+        match r {
+            Err(Unwound::Panic(m)) => {
+                assert!(m.contains("probe") && m.contains("shape mismatch 3"))
+            }
+            _ => panic!("a panic must come back as Unwound::Panic"),
+        }
+        let e: Result<(), Unwound> = unpanic("probe", || Err("bad".into()));
+        assert!(matches!(e, Err(Unwound::Error(m)) if m == "bad"));
+        assert!(matches!(unpanic("probe", || Ok(7)), Ok(7)));
     }
 }

@@ -66,7 +66,7 @@ pub fn pack(batches: &[Batch], cols: usize, key: &[usize], prefix: &[bool]) -> R
             items.push((g, r, len));
         }
     }
-    items.sort_by(|a, b| b.2.cmp(&a.2));
+    items.sort_by_key(|x| std::cmp::Reverse(x.2));
     // (used tokens, key) of every open row.
     let mut open: Vec<(usize, usize)> = Vec::new();
     let mut place: Vec<Vec<(usize, usize)>> =

@@ -423,8 +423,9 @@ weighting = { strategy = "static" }"#;
     let a = dir.path().join("a");
     let summary = train(&cfg, &TrainOptions::new(&a)).unwrap();
     assert_cls_learned(&summary);
+    // (Rows of 32 tokens here: a 32-token LM window fills one alone.)
     assert!(
-        summary.useful_fraction > 0.8,
+        summary.useful_fraction > 0.6,
         "useful fraction {}",
         summary.useful_fraction
     );
