@@ -150,6 +150,29 @@ pub fn markdown(r: &ReportInputs) -> String {
         best.strip_prefix(out).unwrap_or(best).display()
     );
     let _ = writeln!(md, "{}\n", trunk_line(config));
+    if let (Some(tokens), Some(secs), Some(useful)) = (
+        summary["tokens"].as_f64(),
+        summary["train_seconds"].as_f64(),
+        summary["useful_fraction"].as_f64(),
+    ) {
+        let examples = summary["examples"].as_f64().unwrap_or(0.0);
+        let _ = writeln!(
+            md,
+            "Training throughput: {:.0} real tokens/s and {:.1} examples/s over {secs:.0} s of optimizer steps; useful-token fraction {useful:.3} (packing {}, {}, precision {}).\n",
+            tokens / secs.max(1e-9),
+            examples / secs.max(1e-9),
+            if config.train.packing { "on" } else { "off" },
+            if config.train.batch_tokens > 0 {
+                format!("{} tokens per step", config.train.batch_tokens)
+            } else {
+                format!("{} examples per step", config.train.batch_size)
+            },
+            match m.precision {
+                mtgpt_core::Precision::Fp32 => "fp32",
+                mtgpt_core::Precision::Bf16 => "bf16",
+            }
+        );
+    }
     let _ = writeln!(md, "## Test scores\n");
     let mut head = "| task | kind | metric | ".to_string();
     let mut rule = "| --- | --- | --- | ".to_string();

@@ -72,6 +72,10 @@ pub struct Evaluator<'a> {
     /// `tagging`: decode the best tag path the scheme allows (BIO/BMES, [`TagScheme`])
     /// instead of each word's most likely tag.
     pub constrained: bool,
+    /// `classify`, `tagging`, `extractive_qa`: run each chunk's sequences packed end to end
+    /// ([`MultiTaskModel::forward_packed`]; the same outputs up to float rounding, far fewer
+    /// padding tokens). On by default.
+    pub packed: bool,
     scheme: TagScheme,
 }
 
@@ -96,6 +100,7 @@ impl<'a> Evaluator<'a> {
             task,
             fmt,
             batch: 16,
+            packed: true,
             decode: task.decode(),
             constrained: true,
             scheme: TagScheme::new(&task.labels),
@@ -153,7 +158,15 @@ impl<'a> Evaluator<'a> {
             items.extend(self.fmt.format(&ex, offset + i)?);
         }
         let batch = self.fmt.collate(&items)?;
-        let logits = self.model.forward(&batch, false)?.logits;
+        let logits = if self.packed && self.task.kind != TaskKind::Lm {
+            let cols = self.model.gpt.config.block_size;
+            let (mut outs, _) =
+                self.model
+                    .forward_packed(std::slice::from_ref(&batch), cols, false)?;
+            outs.remove(0).logits
+        } else {
+            self.model.forward(&batch, false)?.logits
+        };
         match self.task.kind {
             TaskKind::Lm => {
                 let t = batch.seq_len as i64;

@@ -331,6 +331,15 @@ pub fn write_report(out: &Path, config: &Config, summary: &TrainSummary) -> Resu
     );
     let _ = writeln!(
         md,
+        "| throughput | {:.0} real tokens/s, {:.1} examples/s in {:.0} s of optimizer steps; useful-token fraction {:.3} (packing {}) |",
+        summary.tokens as f64 / summary.train_seconds.max(1e-9),
+        summary.examples as f64 / summary.train_seconds.max(1e-9),
+        summary.train_seconds,
+        summary.useful_fraction,
+        if config.train.packing { "on" } else { "off" }
+    );
+    let _ = writeln!(
+        md,
         "| best aggregate validation score | {} |",
         summary.best_score.map_or("-".into(), |b| format!("{b:.4}"))
     );
