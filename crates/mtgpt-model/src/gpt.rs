@@ -293,20 +293,8 @@ impl Gpt {
         let past = cache.as_ref().map_or(0, |c| c.len());
         // Checked up front for a clear message; single decoding steps skip the two reductions
         // (the embedding lookup still rejects a bad id with an error).
-        let (lo, hi) = if past > 0 && t == 1 {
-            (0, 0)
-        } else {
-            (
-                input_ids.min().int64_value(&[]),
-                input_ids.max().int64_value(&[]),
-            )
-        };
-        if lo < 0 || hi >= c.vocab_size as i64 {
-            return Err(Error::Invalid(format!(
-                "token id {} outside the vocabulary [0, {})",
-                if lo < 0 { lo } else { hi },
-                c.vocab_size
-            )));
+        if !(past > 0 && t == 1) {
+            self.check_ids(input_ids)?;
         }
         if past + t > c.block_size as i64 {
             return Err(Error::Invalid(format!(
@@ -448,17 +436,7 @@ impl Gpt {
                 c.block_size
             )));
         }
-        let (lo, hi) = (
-            input_ids.min().int64_value(&[]),
-            input_ids.max().int64_value(&[]),
-        );
-        if lo < 0 || hi >= c.vocab_size as i64 {
-            return Err(Error::Invalid(format!(
-                "token id {} outside the vocabulary [0, {})",
-                if lo < 0 { lo } else { hi },
-                c.vocab_size
-            )));
-        }
+        self.check_ids(input_ids)?;
         let dev = self.device();
         let seg = segment.to_kind(Kind::Int64).to_device(dev);
         let pos = position.to_kind(Kind::Int64).to_device(dev);
@@ -486,6 +464,22 @@ impl Gpt {
             train,
             false,
         )
+    }
+
+    /// Every id of `input_ids` inside the vocabulary, or an error naming the first bad one.
+    fn check_ids(&self, input_ids: &Tensor) -> Result<()> {
+        let (lo, hi) = (
+            input_ids.min().int64_value(&[]),
+            input_ids.max().int64_value(&[]),
+        );
+        let v = self.config.vocab_size as i64;
+        if lo < 0 || hi >= v {
+            return Err(Error::Invalid(format!(
+                "token id {} outside the vocabulary [0, {v})",
+                if lo < 0 { lo } else { hi },
+            )));
+        }
+        Ok(())
     }
 
     /// Embeddings, the blocks and the final norm, for the positions and mask a caller built.

@@ -34,12 +34,7 @@ impl Phase {
             for k in self.sampler.mixed_batch(batch) {
                 counts[k] += 1;
             }
-            counts
-                .into_iter()
-                .enumerate()
-                .filter(|(_, n)| *n > 0)
-                .map(|(k, n)| (self.tasks[k], n))
-                .collect()
+            self.groups(counts)
         } else {
             vec![(self.tasks[self.sampler.next_task()], batch)]
         }
@@ -65,6 +60,11 @@ impl Phase {
             let k = self.sampler.next_task();
             while take(k) {}
         }
+        self.groups(counts)
+    }
+
+    /// `(task, examples)` of every phase task with examples in `counts`.
+    fn groups(&self, counts: Vec<usize>) -> Vec<(usize, usize)> {
         counts
             .into_iter()
             .enumerate()
