@@ -79,6 +79,15 @@ pub struct Evaluator<'a> {
     scheme: TagScheme,
 }
 
+/// Whether packing `batch` into rows of `cols` tokens saves at least a tenth of its token
+/// slots: rows of about equal length (one text sent 32 times) gain nothing from it and pay
+/// for longer attention rows.
+fn packing_pays(batch: &mtgpt_core::Batch, cols: usize) -> bool {
+    let padded = batch.batch_size * batch.seq_len;
+    crate::packing::pack(std::slice::from_ref(batch), cols, &[0], &[false])
+        .is_ok_and(|p| (p.rows * p.cols) as f64 <= 0.9 * padded as f64)
+}
+
 fn has_cjk(s: &str) -> bool {
     s.chars().any(mtgpt_text::segment::is_han)
 }
@@ -158,8 +167,9 @@ impl<'a> Evaluator<'a> {
             items.extend(self.fmt.format(&ex, offset + i)?);
         }
         let batch = self.fmt.collate(&items)?;
-        let logits = if self.packed && self.task.kind != TaskKind::Lm {
-            let cols = self.model.gpt.config.block_size;
+        let cols = self.model.gpt.config.block_size;
+        let logits = if self.packed && self.task.kind != TaskKind::Lm && packing_pays(&batch, cols)
+        {
             let (mut outs, _) =
                 self.model
                     .forward_packed(std::slice::from_ref(&batch), cols, false)?;
