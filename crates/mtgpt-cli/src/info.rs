@@ -87,10 +87,7 @@ pub fn run(args: &InfoArgs) -> anyhow::Result<()> {
     );
     println!(
         "precision auto = {} here ({auto_why}; `[model] precision` fp32 or bf16 overrides it)",
-        match auto {
-            mtgpt_core::Precision::Fp32 => "fp32",
-            mtgpt_core::Precision::Bf16 => "bf16",
-        }
+        auto.as_str()
     );
     println!(
         "mkldnn {} openmp {}",

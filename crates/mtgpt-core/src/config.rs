@@ -72,6 +72,16 @@ pub enum Precision {
     Bf16,
 }
 
+impl Precision {
+    /// The name used in configs (`fp32`, `bf16`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Bf16 => "bf16",
+        }
+    }
+}
+
 /// `precision` as a config writes it: a [`Precision`], or `auto` (the default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

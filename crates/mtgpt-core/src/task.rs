@@ -212,6 +212,20 @@ pub enum Targets {
 pub const IGNORE_INDEX: i64 = -100;
 
 impl Batch {
+    /// Real (unpadded) tokens of row `r`; rows are right-padded.
+    pub fn row_len(&self, r: usize) -> usize {
+        let t = self.seq_len;
+        self.attention_mask[r * t..(r + 1) * t]
+            .iter()
+            .filter(|&&m| m == 1)
+            .count()
+    }
+
+    /// Real tokens of every row together.
+    pub fn real_tokens(&self) -> usize {
+        self.attention_mask.iter().filter(|&&m| m == 1).count()
+    }
+
     /// Checks that every buffer has the length its shape implies.
     pub fn check_shapes(&self) -> Result<(), String> {
         let n = self.batch_size * self.seq_len;

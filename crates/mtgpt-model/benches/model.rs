@@ -34,10 +34,7 @@ fn bench(c: &mut Criterion) {
             let v = config.vocab_size as i64;
             let ids = Tensor::randint(v, [batch, seq + 1], (Kind::Int64, Device::Cpu));
             let (x, y) = (ids.narrow(1, 0, seq), ids.narrow(1, 1, seq));
-            let p = match precision {
-                Precision::Fp32 => "fp32",
-                Precision::Bf16 => "bf16",
-            };
+            let p = precision.as_str();
             let mut g = c.benchmark_group(format!("{name}/{p}"));
             g.sample_size(10);
             g.throughput(Throughput::Elements((batch * seq) as u64));

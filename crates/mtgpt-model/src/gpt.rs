@@ -454,10 +454,10 @@ impl Gpt {
             .logical_and(&sk.gt(0))
             .logical_and(&seen)
             .logical_or(&own);
-        let positions = pos.clamp(0, c.block_size as i64 - 1);
+        // A position outside the table is the embedding lookup's error.
         self.run_blocks(
             input_ids,
-            &positions,
+            &pos,
             &AttnMask::Explicit(allowed),
             None,
             0,

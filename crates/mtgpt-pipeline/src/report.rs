@@ -167,10 +167,7 @@ pub fn markdown(r: &ReportInputs) -> String {
             } else {
                 format!("{} examples per step", config.train.batch_size)
             },
-            match m.precision {
-                mtgpt_core::Precision::Fp32 => "fp32",
-                mtgpt_core::Precision::Bf16 => "bf16",
-            }
+            m.precision.as_str()
         );
     }
     let _ = writeln!(md, "## Test scores\n");

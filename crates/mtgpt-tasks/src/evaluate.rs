@@ -79,15 +79,6 @@ pub struct Evaluator<'a> {
     scheme: TagScheme,
 }
 
-/// Whether packing `batch` into rows of `cols` tokens saves at least a tenth of its token
-/// slots: rows of about equal length (one text sent 32 times) gain nothing from it and pay
-/// for longer attention rows.
-fn packing_pays(batch: &mtgpt_core::Batch, cols: usize) -> bool {
-    let padded = batch.batch_size * batch.seq_len;
-    crate::packing::pack(std::slice::from_ref(batch), cols, &[0], &[false])
-        .is_ok_and(|p| (p.rows * p.cols) as f64 <= 0.9 * padded as f64)
-}
-
 fn has_cjk(s: &str) -> bool {
     s.chars().any(mtgpt_text::segment::is_han)
 }
@@ -167,15 +158,19 @@ impl<'a> Evaluator<'a> {
             items.extend(self.fmt.format(&ex, offset + i)?);
         }
         let batch = self.fmt.collate(&items)?;
-        let cols = self.model.gpt.config.block_size;
-        let logits = if self.packed && self.task.kind != TaskKind::Lm && packing_pays(&batch, cols)
-        {
-            let (mut outs, _) =
-                self.model
-                    .forward_packed(std::slice::from_ref(&batch), cols, false)?;
-            outs.remove(0).logits
+        let one = std::slice::from_ref(&batch);
+        // Packed only when that saves at least a tenth of the token slots: rows of about
+        // equal length (one text sent 32 times) gain nothing and pay for longer attention rows.
+        let packed = if self.packed && self.task.kind != TaskKind::Lm {
+            let p = self.model.pack(one, self.model.gpt.config.block_size)?;
+            let padded = batch.batch_size * batch.seq_len;
+            ((p.rows * p.cols) as f64 <= 0.9 * padded as f64).then_some(p)
         } else {
-            self.model.forward(&batch, false)?.logits
+            None
+        };
+        let logits = match packed {
+            Some(p) => self.model.forward_packing(one, &p, false)?.remove(0).logits,
+            None => self.model.forward(&batch, false)?.logits,
         };
         match self.task.kind {
             TaskKind::Lm => {

@@ -141,15 +141,7 @@ impl MultiTaskModel {
             return Ok(Vec::new());
         };
         let dev = self.gpt.device();
-        let mut kinds = Vec::with_capacity(batches.len());
-        for batch in batches {
-            batch.check_shapes().map_err(Error::Invalid)?;
-            let (kind, _) = self
-                .heads
-                .get(&batch.task)
-                .ok_or_else(|| Error::Invalid(format!("no head for task `{}`", batch.task)))?;
-            kinds.push(*kind);
-        }
+        let kinds = self.kinds(batches)?;
         // Stack the rows, right-padded to the longest batch.
         let t_max = batches.iter().map(|b| b.seq_len).max().unwrap_or(1);
         let rows: usize = batches.iter().map(|b| b.batch_size).sum();
@@ -223,41 +215,41 @@ impl MultiTaskModel {
         Ok(outs)
     }
 
-    /// Runs several batches (of one task each) through one trunk pass over **packed** rows
-    /// ([`crate::packing::pack`]: sequences end to end in rows of at most `cols` tokens, each
-    /// attending only to itself, positions restarting per sequence), then each batch's head
-    /// on its own positions read back in its own layout. The losses equal
-    /// [`MultiTaskModel::forward_mixed`]'s up to float rounding; LM heads' logits are left
-    /// undefined (training needs the losses), the other heads' are as usual. Rows hold one
-    /// task each when the trunk has per-task adapters. Also returns the packing, for its
-    /// token counts.
-    pub fn forward_packed(
-        &self,
-        batches: &[Batch],
-        cols: usize,
-        train: bool,
-    ) -> Result<(Vec<HeadOutput>, crate::packing::Packed)> {
-        let dev = self.gpt.device();
-        let mut kinds = Vec::with_capacity(batches.len());
-        for batch in batches {
-            let (kind, _) = self
-                .heads
-                .get(&batch.task)
-                .ok_or_else(|| Error::Invalid(format!("no head for task `{}`", batch.task)))?;
-            kinds.push(*kind);
-        }
-        let per_task = self
-            .gpt
+    /// The task kind of each batch (whose shapes are checked), or an error naming a task
+    /// without a head.
+    fn kinds(&self, batches: &[Batch]) -> Result<Vec<TaskKind>> {
+        batches
+            .iter()
+            .map(|batch| {
+                batch.check_shapes().map_err(Error::Invalid)?;
+                self.heads
+                    .get(&batch.task)
+                    .map(|(kind, _)| *kind)
+                    .ok_or_else(|| Error::Invalid(format!("no head for task `{}`", batch.task)))
+            })
+            .collect()
+    }
+
+    /// Whether the trunk selects adapters per task (so a packed row holds one task).
+    fn per_task_adapters(&self) -> bool {
+        self.gpt
             .adapters
             .as_ref()
-            .is_some_and(|l| l.mode.per_task());
-        // Rows hold one task each under per-task adapters (they are selected per row).
-        let names: Vec<&str> = batches.iter().map(|b| b.task.as_str()).collect();
-        let key: Vec<usize> = names
+            .is_some_and(|l| l.mode.per_task())
+    }
+
+    /// How [`MultiTaskModel::forward_packed`] packs `batches` into rows of at most `cols`
+    /// tokens ([`crate::packing::pack`]): rows hold one task each when the trunk has
+    /// per-task adapters (they are selected per row), and each batch's input part attends
+    /// both ways under prefix attention.
+    pub fn pack(&self, batches: &[Batch], cols: usize) -> Result<crate::packing::Packed> {
+        let kinds = self.kinds(batches)?;
+        let per_task = self.per_task_adapters();
+        let key: Vec<usize> = batches
             .iter()
-            .map(|n| {
+            .map(|b| {
                 if per_task {
-                    names.iter().position(|m| m == n).unwrap_or(0)
+                    batches.iter().position(|x| x.task == b.task).unwrap_or(0)
                 } else {
                     0
                 }
@@ -268,17 +260,61 @@ impl MultiTaskModel {
             .zip(&kinds)
             .map(|(b, k)| b.prefix_attention && *k != TaskKind::Lm)
             .collect();
-        let packed = crate::packing::pack(batches, cols, &key, &prefix)?;
+        crate::packing::pack(batches, cols, &key, &prefix)
+    }
+
+    /// Runs several batches (of one task each) through one trunk pass over **packed** rows
+    /// ([`MultiTaskModel::pack`]: sequences end to end in rows of at most `cols` tokens, each
+    /// attending only to itself, positions restarting per sequence), then each batch's head
+    /// on its own positions read back in its own layout. The losses equal
+    /// [`MultiTaskModel::forward_mixed`]'s up to float rounding; LM heads' logits are left
+    /// undefined (training needs the losses), the other heads' are as usual. Also returns
+    /// the packing, for its token counts.
+    pub fn forward_packed(
+        &self,
+        batches: &[Batch],
+        cols: usize,
+        train: bool,
+    ) -> Result<(Vec<HeadOutput>, crate::packing::Packed)> {
+        let packed = self.pack(batches, cols)?;
+        let outs = self.forward_packing(batches, &packed, train)?;
+        Ok((outs, packed))
+    }
+
+    /// [`MultiTaskModel::forward_packed`] with the packing `packed` that
+    /// [`MultiTaskModel::pack`] made of these `batches`.
+    pub fn forward_packing(
+        &self,
+        batches: &[Batch],
+        packed: &crate::packing::Packed,
+        train: bool,
+    ) -> Result<Vec<HeadOutput>> {
+        let kinds = self.kinds(batches)?;
+        if packed.place.len() != batches.len()
+            || packed
+                .place
+                .iter()
+                .zip(batches)
+                .any(|(p, b)| p.len() != b.batch_size)
+        {
+            return Err(Error::Invalid(
+                "forward_packing: the packing was made of other batches".into(),
+            ));
+        }
+        let dev = self.gpt.device();
         let (r, c) = (packed.rows as i64, packed.cols as i64);
         let ids = to_tensor(&packed.ids, &[r, c], dev);
         let seg = to_tensor(&packed.segment, &[r, c], dev);
         let pos = to_tensor(&packed.position, &[r, c], dev);
-        let pfx = prefix
+        // Only a prefix-attention batch has bidirectional blocks (an input is never empty).
+        let pfx = packed
+            .prefix_end
             .iter()
-            .any(|&p| p)
+            .any(|&p| p > 0)
             .then(|| to_tensor(&packed.prefix_end, &[r, c], dev));
+        let names: Vec<&str> = batches.iter().map(|b| b.task.as_str()).collect();
         match &self.gpt.adapters {
-            Some(layout) if per_task && names.iter().any(|n| *n != names[0]) => {
+            Some(layout) if self.per_task_adapters() && names.iter().any(|n| *n != names[0]) => {
                 let row_names: Vec<&str> = packed.row_batch.iter().map(|&g| names[g]).collect();
                 self.gpt.select_adapters(
                     layout
@@ -304,7 +340,7 @@ impl MultiTaskModel {
             let mask = to_tensor(&mask, &[bg, tg], dev);
             outs.push(self.head_forward(batch, *kind, h, &ids, &mask, train, false)?);
         }
-        Ok((outs, packed))
+        Ok(outs)
     }
 
     /// The loss and logits of `batch`'s head on its trunk output `hidden` `[B, T, d]`, with
@@ -320,9 +356,8 @@ impl MultiTaskModel {
         ids: &Tensor,
         mask: &Tensor,
         train: bool,
-        logits: bool,
+        want_logits: bool,
     ) -> Result<HeadOutput> {
-        let want_logits = logits;
         let head = &self.heads[&batch.task].1;
         let dev = self.gpt.device();
         let (b, t) = (batch.batch_size as i64, batch.seq_len as i64);

@@ -33,15 +33,6 @@ pub struct Packed {
     pub tokens: usize,
 }
 
-/// Real tokens of row `r` of `batch` (rows are right-padded).
-fn row_len(batch: &Batch, r: usize) -> usize {
-    let t = batch.seq_len;
-    batch.attention_mask[r * t..(r + 1) * t]
-        .iter()
-        .filter(|&&m| m == 1)
-        .count()
-}
-
 /// Packs the rows of `batches` into rows of at most `cols` tokens, first fit by decreasing
 /// length (ties in input order, so a packing is a function of its input). `key` gives each
 /// batch a group: rows only hold sequences of one group (per-task adapters select per row);
@@ -56,7 +47,7 @@ pub fn pack(batches: &[Batch], cols: usize, key: &[usize], prefix: &[bool]) -> R
     for (g, batch) in batches.iter().enumerate() {
         batch.check_shapes().map_err(Error::Invalid)?;
         for r in 0..batch.batch_size {
-            let len = row_len(batch, r);
+            let len = batch.row_len(r);
             if len > cols {
                 return Err(Error::Invalid(format!(
                     "task `{}`: a sequence of {len} tokens does not fit packed rows of {cols}",
@@ -104,7 +95,7 @@ pub fn pack(batches: &[Batch], cols: usize, key: &[usize], prefix: &[bool]) -> R
     order.sort();
     for (row, col, g, r) in order {
         let batch = &batches[g];
-        let len = row_len(batch, r);
+        let len = batch.row_len(r);
         count[row] += 1;
         let src = r * batch.seq_len;
         let pfx = if prefix[g] {
@@ -142,7 +133,7 @@ impl Packed {
         let t = batch.seq_len;
         let mut out = Vec::with_capacity(batch.batch_size * t);
         for (r, &(row, col)) in self.place[g].iter().enumerate() {
-            let len = row_len(batch, r);
+            let len = batch.row_len(r);
             let base = row * self.cols + col;
             for p in 0..t {
                 out.push((base + if p < len { p } else { 0 }) as i64);
@@ -195,7 +186,7 @@ mod tests {
         for (g, bt) in [&a, &b].into_iter().enumerate() {
             let idx = p.unpack_index(g, bt);
             for r in 0..bt.batch_size {
-                let len = row_len(bt, r);
+                let len = bt.row_len(r);
                 for q in 0..len {
                     let at = idx[r * bt.seq_len + q] as usize;
                     assert_eq!(p.ids[at], bt.input_ids[r * bt.seq_len + q]);

@@ -251,11 +251,17 @@ impl<'a> Session<'a> {
             "threads": tch::get_num_threads(), "trunk_lr_factor": c.trunk_lr_factor}});
         writeln!(out, "{header}").map_err(super::checkpoint::io_err(path))?;
         self.dump = Some(super::step::BatchDump {
+            path: path.to_path_buf(),
             out,
             step: 0,
             lr: 0.0,
         });
         Ok(())
+    }
+
+    /// Real tokens over the token slots the trunk computed on, so far.
+    fn useful_fraction(&self) -> f64 {
+        self.tokens_seen as f64 / self.slots_seen.max(1) as f64
     }
 
     /// Whether every step is done.
@@ -360,6 +366,7 @@ impl<'a> Session<'a> {
         let done = self.state.step;
         let total = self.total;
         let rate = self.tokens_seen as f64 / self.tick.elapsed().as_secs_f64().max(1e-9);
+        let useful = self.useful_fraction();
         let log = self.log.as_mut().expect("opened");
         log.progress(done, || {
             let losses: Vec<String> = self
@@ -389,7 +396,7 @@ impl<'a> Session<'a> {
         let line = json!({"step": done, "phase": if step < c.pretrain_steps { "pretrain" } else { "joint" },
             "task": names.join("+"), "loss": loss, "losses": losses, "lr": lr, "grad_norm": so.norm,
             "weights": self.weighting.weights(), "tokens_per_s": self.tokens_seen as f64 / secs.max(1e-9),
-            "useful_fraction": self.tokens_seen as f64 / self.slots_seen.max(1) as f64,
+            "useful_fraction": useful,
             "examples_per_s": self.examples_seen as f64 / secs.max(1e-9),
             "epochs": self.runs.iter().map(|r| (r.name.clone(), json!(r.stream.epochs()))).collect::<serde_json::Map<_, _>>()});
         log.record(&line)?;
@@ -404,7 +411,7 @@ impl<'a> Session<'a> {
             epochs.join("+"),
             so.norm,
             self.tokens_seen as f64 / secs.max(1e-9),
-            100.0 * self.tokens_seen as f64 / self.slots_seen.max(1) as f64
+            100.0 * useful
         ));
         Ok(())
     }
@@ -539,13 +546,12 @@ impl<'a> Session<'a> {
         }
         if let Some(mut d) = self.dump.take() {
             use std::io::Write as _;
-            d.out
-                .flush()
-                .map_err(|e| Error::Invalid(format!("--dump-batches: {e}")))?;
+            d.out.flush().map_err(super::checkpoint::io_err(&d.path))?;
         }
         if self.writer {
             self.save_model("model")?;
         }
+        let useful = self.useful_fraction();
         Ok(TrainSummary {
             steps: self.state.step,
             best_score: self.state.best_score,
@@ -563,7 +569,7 @@ impl<'a> Session<'a> {
                 .sum(),
             all_parameters: self.all_vars.iter().map(|t| t.numel() as i64).sum(),
             optimizer_state_bytes: 4 * self.opt.state_elements(),
-            useful_fraction: self.tokens_seen as f64 / self.slots_seen.max(1) as f64,
+            useful_fraction: useful,
             train_seconds: self.train_seconds,
             tokens: self.tokens_seen,
             examples: self.examples_seen,

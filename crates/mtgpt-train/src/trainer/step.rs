@@ -90,6 +90,7 @@ pub(crate) struct StepOut {
 /// Where a run writes the batches it trains on (`mtgpt train --dump-batches`), for a replay
 /// by another framework (`scripts/bench_joint_torch.py`).
 pub(crate) struct BatchDump {
+    pub(crate) path: std::path::PathBuf,
     pub(crate) out: std::io::BufWriter<std::fs::File>,
     /// The step being dumped and its learning rate.
     pub(crate) step: usize,
@@ -102,14 +103,7 @@ impl BatchDump {
         use mtgpt_core::Targets;
         use std::io::Write as _;
         let t = batch.seq_len;
-        let lens: Vec<usize> = (0..batch.batch_size)
-            .map(|r| {
-                batch.attention_mask[r * t..(r + 1) * t]
-                    .iter()
-                    .filter(|&&m| m == 1)
-                    .count()
-            })
-            .collect();
+        let lens: Vec<usize> = (0..batch.batch_size).map(|r| batch.row_len(r)).collect();
         fn rows<'v>(v: &'v [i64], lens: &[usize], t: usize) -> Vec<&'v [i64]> {
             lens.iter()
                 .enumerate()
@@ -126,7 +120,25 @@ impl BatchDump {
             "rows": rows(&batch.input_ids, &lens, t), "targets": targets, "input_len": batch.input_len,
             "lm_aux_weight": batch.lm_aux_weight, "prefix_attention": batch.prefix_attention,
         });
-        writeln!(self.out, "{line}").map_err(|e| Error::Invalid(format!("--dump-batches: {e}")))
+        writeln!(self.out, "{line}").map_err(super::checkpoint::io_err(&self.path))
+    }
+}
+
+/// One trunk pass over a step's batches — packed, or stacked and padded — and the token
+/// slots it computed on.
+fn pass(
+    model: &MultiTaskModel,
+    batches: &[mtgpt_core::Batch],
+    packing: bool,
+    train: bool,
+) -> Result<(Vec<mtgpt_tasks::HeadOutput>, usize)> {
+    if packing {
+        let (outs, packed) = model.forward_packed(batches, model.gpt.config.block_size, train)?;
+        Ok((outs, packed.rows * packed.cols))
+    } else {
+        let rows: usize = batches.iter().map(|b| b.batch_size).sum();
+        let cols = batches.iter().map(|b| b.seq_len).max().unwrap_or(0);
+        Ok((model.forward_mixed(batches, train)?, rows * cols))
     }
 }
 
@@ -196,7 +208,6 @@ pub(crate) fn run_step(
     let mut task_losses = Vec::new();
     let mut tokens = 0;
     let mut slots = 0;
-    let cols = model.gpt.config.block_size;
     // Every group's rows in one trunk pass (packed, or stacked and padded), one backward.
     let joint_pass = !use_pcgrad && (c.packing || (c.sampling.one_pass && plan.len() > 1));
     if joint_pass {
@@ -216,22 +227,15 @@ pub(crate) fn run_step(
                     }
                 }
                 let batch = formatters[task].collate(&items)?;
-                tokens += batch.attention_mask.iter().filter(|&&m| m == 1).count();
+                tokens += batch.real_tokens();
                 if let Some(d) = dump.as_deref_mut() {
                     d.write(&batch, runs[task].kind)?;
                 }
                 batches.push(batch);
                 scale.push(Some(part));
             }
-            let outs = if c.packing {
-                let (outs, packed) = model.forward_packed(&batches, cols, true)?;
-                slots += packed.rows * packed.cols;
-                outs
-            } else {
-                let rows: usize = batches.iter().map(|b| b.batch_size).sum();
-                slots += rows * batches.iter().map(|b| b.seq_len).max().unwrap_or(0);
-                model.forward_mixed(&batches, true)?
-            };
+            let (outs, computed) = pass(model, &batches, c.packing, true)?;
+            slots += computed;
             let mut outs = outs.into_iter();
             let mut total_loss: Option<Tensor> = None;
             for (g, (&(task, n), part)) in plan.iter().zip(&scale).enumerate() {
@@ -275,19 +279,13 @@ pub(crate) fn run_step(
                 }
             }
             let batch = formatters[task].collate(&items)?;
-            tokens += batch.attention_mask.iter().filter(|&&m| m == 1).count();
+            tokens += batch.real_tokens();
             if let Some(d) = dump.as_deref_mut() {
                 d.write(&batch, runs[task].kind)?;
             }
-            let out = if c.packing {
-                let (mut outs, packed) =
-                    model.forward_packed(std::slice::from_ref(&batch), cols, true)?;
-                slots += packed.rows * packed.cols;
-                outs.remove(0)
-            } else {
-                slots += batch.batch_size * batch.seq_len;
-                model.forward(&batch, true)?
-            };
+            let (mut outs, computed) = pass(model, std::slice::from_ref(&batch), c.packing, true)?;
+            slots += computed;
+            let out = outs.remove(0);
             let loss = if inject_nan {
                 out.loss * f64::NAN
             } else {
