@@ -439,7 +439,11 @@ fn the_server_answers_like_predict_speaks_openai_and_survives_bad_requests() {
         !metrics.lines().any(|l| l.contains("status=\"5")),
         "a 5xx was answered: {metrics}"
     );
-    assert!(server.stop().success());
+    let status = server.stop();
+    assert!(
+        status.success(),
+        "mtgpt serve exited with {status:?} after SIGTERM"
+    );
 
     // With a key: 401 without it or with a wrong one; the right one passes.
     let server = Server::start(&m, &["--api-key", "sekret"]);
@@ -473,7 +477,11 @@ fn the_server_answers_like_predict_speaks_openai_and_survives_bad_requests() {
     .unwrap();
     assert_eq!(report["wrong_key"], 401, "{report}");
 
-    assert!(server.stop().success());
+    let status = server.stop();
+    assert!(
+        status.success(),
+        "mtgpt serve exited with {status:?} after SIGTERM"
+    );
 
     // SIGTERM while two requests are in flight — one still sending its body, one held by
     // the batcher for its 1.5 s wait (the other being in flight, it waits for company): both

@@ -37,12 +37,12 @@ pub enum Error {
 /// a free port), and serves until SIGTERM or Ctrl-C, finishing requests in flight.
 pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(std::net::SocketAddr)) -> Result<(), Error> {
     let metrics = Arc::new(metrics::Metrics::default());
-    let worker = worker::start(&opts, metrics.clone()).map_err(Error::Load)?;
+    let (worker, model_thread) = worker::start(&opts, metrics.clone()).map_err(Error::Load)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let served = rt.block_on(async move {
         let listener = tokio::net::TcpListener::bind(opts.addr).await?;
         on_ready(listener.local_addr()?);
         let state = routes::AppState {
@@ -53,7 +53,13 @@ pub fn serve(opts: ServeOptions, on_ready: impl FnOnce(std::net::SocketAddr)) ->
         axum::serve(listener, routes::router(state))
             .with_graceful_shutdown(shutdown())
             .await
-    })?;
+    });
+    // Dropping the runtime drops every task and with them the last handles on the worker;
+    // the model thread then ends, and is waited for, so the process never exits (running
+    // libtorch's static destructors) while that thread still frees tensors.
+    drop(rt);
+    let _ = model_thread.join();
+    served?;
     Ok(())
 }
 

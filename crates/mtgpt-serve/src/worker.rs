@@ -168,13 +168,17 @@ struct Worker {
 }
 
 /// Loads the model on a new thread and starts the batcher; returns once the model is loaded
-/// (or failed to).
-pub fn start(opts: &ServeOptions, metrics: Arc<Metrics>) -> Result<WorkerHandle, String> {
+/// (or failed to), with the thread's handle: it ends once every [`WorkerHandle`] is dropped
+/// and the work it holds is answered.
+pub fn start(
+    opts: &ServeOptions,
+    metrics: Arc<Metrics>,
+) -> Result<(WorkerHandle, std::thread::JoinHandle<()>), String> {
     let (tx, rx) = sync_channel::<(Job, Instant)>(opts.queue.max(1));
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let opts = opts.clone();
     let m = metrics.clone();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("mtgpt-model".into())
         .spawn(move || match load(&opts, m) {
             Ok(w) => {
@@ -199,12 +203,13 @@ pub fn start(opts: &ServeOptions, metrics: Arc<Metrics>) -> Result<WorkerHandle,
     let (tasks, block_size) = ready_rx
         .recv()
         .map_err(|_| "the model thread stopped while loading".to_string())??;
-    Ok(WorkerHandle {
+    let handle = WorkerHandle {
         tx,
         metrics,
         tasks: Arc::new(tasks),
         block_size,
-    })
+    };
+    Ok((handle, thread))
 }
 
 fn load(opts: &ServeOptions, metrics: Arc<Metrics>) -> Result<Worker, String> {
