@@ -38,11 +38,13 @@ fn specs() -> Vec<HeadSpec> {
             name: "lm".into(),
             kind: TaskKind::Lm,
             num_labels: 0,
+            tag_context: 0,
         },
         HeadSpec {
             name: "cls".into(),
             kind: TaskKind::Classify,
             num_labels: 3,
+            tag_context: 0,
         },
     ]
 }
@@ -192,6 +194,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             labels: vec![],
             attention: Default::default(),
             decode: None,
+            tag_context: 0,
         },
         TaskHead {
             name: "cls".into(),
@@ -199,6 +202,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             labels: vec!["a".into(), "b".into(), "c".into()],
             attention: Default::default(),
             decode: None,
+            tag_context: 0,
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();
@@ -287,6 +291,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             labels: vec![],
             attention: Default::default(),
             decode: None,
+            tag_context: 0,
         },
         TaskHead {
             name: "cls".into(),
@@ -294,6 +299,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             labels: vec!["a".into(), "b".into(), "c".into()],
             attention: Default::default(),
             decode: None,
+            tag_context: 0,
         },
     ];
     small.save(dir.path(), &tasks, None).unwrap();
@@ -382,6 +388,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             labels: vec![],
             attention: Default::default(),
             decode: None,
+            tag_context: 0,
         },
         TaskHead {
             name: "cls".into(),
@@ -389,6 +396,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             labels: vec!["a".into(), "b".into(), "c".into()],
             attention: Default::default(),
             decode: None,
+            tag_context: 0,
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();

@@ -831,9 +831,24 @@ pub struct TaskConfig {
     /// How a `generate` task decodes when scored and predicted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decode: Option<DecodeConfig>,
+    /// `tagging`: how many following tokens the tag head reads beside the token itself
+    /// (right context on a causal trunk); default [`DEFAULT_TAG_CONTEXT`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_context: Option<usize>,
 }
 
+/// The tag head's right context when a tagging task does not set `tag_context`.
+pub const DEFAULT_TAG_CONTEXT: usize = 2;
+
 impl TaskConfig {
+    /// The tag head's right context in force (0 for kinds other than `tagging`).
+    pub fn tag_context(&self) -> usize {
+        match self.kind {
+            TaskKind::Tagging => self.tag_context.unwrap_or(DEFAULT_TAG_CONTEXT),
+            _ => 0,
+        }
+    }
+
     /// The attention mode in force: the configured one, else the kind's default (`lm` is
     /// always causal).
     pub fn attention(&self) -> crate::Attention {

@@ -168,6 +168,16 @@ fn bad_values_name_file_line_key_and_value() {
             "kind = \"tagging\"\nstem = \"english\"",
             "stemming would break the tagging spans",
         ),
+        (
+            "train = \"a.txt\"",
+            "train = \"a.txt\"\ntag_context = 2",
+            "key `task[0].tag_context` = 2: only tagging tasks take it",
+        ),
+        (
+            "kind = \"classify\"",
+            "kind = \"tagging\"\ntag_context = 17",
+            "key `task[1].tag_context` = 17: must be in 0..=16",
+        ),
     ];
     for (from, to, want) in cases {
         let text = MINI.replacen(from, to, 1);

@@ -31,6 +31,14 @@ pub struct TaskHead {
     /// How a `generate` task decodes (`None`: [`DecodeConfig::default`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decode: Option<DecodeConfig>,
+    /// `tagging`: how many following tokens the tag head reads (folders written before the
+    /// option read none).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub tag_context: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 fn is_causal(a: &Attention) -> bool {
@@ -46,6 +54,7 @@ impl TaskHead {
             labels,
             attention: t.attention(),
             decode: t.decode,
+            tag_context: t.tag_context(),
         }
     }
 
@@ -60,6 +69,11 @@ impl TaskHead {
             name: self.name.clone(),
             kind: self.kind,
             num_labels: self.labels.len(),
+            tag_context: if self.kind == TaskKind::Tagging {
+                self.tag_context
+            } else {
+                0
+            },
         }
     }
 }

@@ -17,8 +17,14 @@ pub enum Head {
     Classify(Linear),
     /// `extractive_qa`: per-token start and end logits.
     Span(Linear),
-    /// `tagging`: per-token tag logits.
-    Tagging(Linear),
+    /// `tagging`: per-token tag logits from the token's hidden state and those of the
+    /// `context` tokens after it (right context on a causal trunk; 0 = the token alone).
+    Tagging {
+        /// `[d·(context + 1)] → tags`.
+        lin: Linear,
+        /// How many following tokens the head reads.
+        context: i64,
+    },
 }
 
 /// What a head returns for a batch.
@@ -54,6 +60,8 @@ pub struct HeadSpec {
     pub kind: TaskKind,
     /// Number of classes or tags (0 for the other kinds).
     pub num_labels: usize,
+    /// `tagging`: how many following tokens the tag head reads (0 for the other kinds).
+    pub tag_context: usize,
 }
 
 fn to_tensor(v: &[i64], shape: &[i64], dev: Device) -> Tensor {
@@ -82,7 +90,11 @@ impl MultiTaskModel {
                 }
                 TaskKind::ExtractiveQa => Head::Span(Linear::new(&p / "span", d, 2, 0.02)),
                 TaskKind::Tagging => {
-                    Head::Tagging(Linear::new(&p / "tag", d, s.num_labels as i64, 0.02))
+                    let context = s.tag_context as i64;
+                    Head::Tagging {
+                        lin: Linear::new(&p / "tag", d * (context + 1), s.num_labels as i64, 0.02),
+                        context,
+                    }
                 }
             };
             heads.insert(s.name.clone(), (s.kind, head));
@@ -478,9 +490,12 @@ impl MultiTaskModel {
                     logits,
                 }
             }
-            (Head::Tagging(lin), Targets::Tags(tg)) => {
+            (Head::Tagging { lin, context }, Targets::Tags(tg)) => {
                 let logits = lin
-                    .forward(&hidden, self.gpt.config.precision)
+                    .forward(
+                        &right_context(&hidden, mask, *context),
+                        self.gpt.config.precision,
+                    )
                     .to_kind(Kind::Float);
                 let loss = ce(&logits, &to_tensor(tg, &[b, t], dev));
                 HeadOutput {
@@ -500,6 +515,29 @@ impl MultiTaskModel {
             None => out,
         })
     }
+}
+
+/// `hidden` `[B, T, d]` with the hidden states of the `context` following positions
+/// appended to each position's (`[B, T, d·(context + 1)]`); padding and positions past a
+/// row's end read as zeros, so the result does not depend on how the rows were padded.
+fn right_context(hidden: &Tensor, mask: &Tensor, context: i64) -> Tensor {
+    if context == 0 {
+        return hidden.shallow_clone();
+    }
+    let t = hidden.size()[1];
+    let real = hidden * mask.to_kind(hidden.kind()).unsqueeze(-1);
+    let mut parts = vec![hidden.shallow_clone()];
+    for k in 1..=context {
+        parts.push(if k < t {
+            Tensor::cat(
+                &[real.narrow(1, k, t - k), real.narrow(1, 0, k).zeros_like()],
+                1,
+            )
+        } else {
+            real.zeros_like()
+        });
+    }
+    Tensor::cat(&parts, 2)
 }
 
 /// Per-row predicted class ids from `classify` logits `[B, C]`.

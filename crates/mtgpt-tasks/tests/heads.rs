@@ -1,6 +1,6 @@
 //! Each head trains on a tiny synthetic task until its metric is near perfect, on a tiny
 //! trunk; `freeze_trunk` leaves the trunk untouched.
-use mtgpt_core::{Answer, Example, ModelConfig, Precision, TaskKind, TokenizerKind};
+use mtgpt_core::{Answer, Example, ModelConfig, Precision, Targets, TaskKind, TokenizerKind};
 use mtgpt_model::{GenerateConfig, generate};
 use mtgpt_tasks::{
     HeadSpec, MultiTaskModel, Target, TaskFormatter, best_span, predict_classes, predict_tags,
@@ -58,12 +58,23 @@ fn tiny_config() -> ModelConfig {
 }
 
 fn model(task: &str, kind: TaskKind, labels: usize) -> MultiTaskModel {
+    // Tagging reads two tokens of right context, as tagging tasks do by default.
+    let context = if kind == TaskKind::Tagging {
+        mtgpt_core::DEFAULT_TAG_CONTEXT
+    } else {
+        0
+    };
+    model_with_context(task, kind, labels, context)
+}
+
+fn model_with_context(task: &str, kind: TaskKind, labels: usize, context: usize) -> MultiTaskModel {
     tch::manual_seed(1);
     let config = tiny_config();
     let spec = HeadSpec {
         name: task.into(),
         kind,
         num_labels: labels,
+        tag_context: context,
     };
     MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap()
 }
@@ -229,6 +240,7 @@ fn span_head_finds_the_answer() {
         labels: vec![],
         attention: Default::default(),
         decode: None,
+        tag_context: 0,
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 40).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
@@ -292,6 +304,7 @@ fn generate_head_learns_to_copy() {
         labels: vec![],
         attention: Default::default(),
         decode: None,
+        tag_context: 0,
     };
     let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
     eval.decode.max_new_tokens = 6;
@@ -360,6 +373,7 @@ fn model_folders_round_trip_heads_and_tasks() {
         labels: vec!["no".into(), "yes".into()],
         attention: Default::default(),
         decode: None,
+        tag_context: 0,
     }];
     let dir = tempfile::tempdir().unwrap();
     m.save(dir.path(), &tasks, Some("name = \"x\"\n")).unwrap();
@@ -388,13 +402,13 @@ fn model_folders_round_trip_heads_and_tasks() {
 }
 
 /// Token accuracy of a tagging model whose tag of each letter is whether the *next* letter is
-/// an `a` (right context only).
-fn right_context_accuracy(attention: mtgpt_core::Attention) -> f64 {
+/// an `a` (right context only), with the tag head reading `context` following tokens.
+fn right_context_accuracy(attention: mtgpt_core::Attention, context: usize) -> f64 {
     let labels = vec!["P".to_string(), "Q".to_string()];
     let f = TaskFormatter::new(&TOK, "tag", TaskKind::Tagging, &labels, 48)
         .unwrap()
         .with_options(attention, 0.0);
-    let m = model("tag", TaskKind::Tagging, 2);
+    let m = model_with_context("tag", TaskKind::Tagging, 2, context);
     let make = |rng: &mut Rng8| {
         let s = letters(rng, 8, b"ab");
         let tokens: Vec<String> = s.chars().map(String::from).collect();
@@ -416,6 +430,7 @@ fn right_context_accuracy(attention: mtgpt_core::Attention) -> f64 {
         labels,
         attention,
         decode: None,
+        tag_context: context,
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 48).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
@@ -424,15 +439,70 @@ fn right_context_accuracy(attention: mtgpt_core::Attention) -> f64 {
 }
 
 #[test]
-fn prefix_attention_and_a_repeated_input_let_a_tag_read_the_next_word() {
+fn prefix_attention_a_repeated_input_and_a_right_context_head_let_a_tag_read_the_next_word() {
     let _serial = serial();
-    let prefix = right_context_accuracy(mtgpt_core::Attention::Prefix);
-    let repeat = right_context_accuracy(mtgpt_core::Attention::Repeat);
-    let causal = right_context_accuracy(mtgpt_core::Attention::Causal);
+    let prefix = right_context_accuracy(mtgpt_core::Attention::Prefix, 0);
+    let repeat = right_context_accuracy(mtgpt_core::Attention::Repeat, 0);
+    // Letters after letters are read with their space (` b`): the next letter is two
+    // tokens on.
+    let window = right_context_accuracy(mtgpt_core::Attention::Causal, 2);
+    let causal = right_context_accuracy(mtgpt_core::Attention::Causal, 0);
     assert!(prefix >= 0.97, "prefix: {prefix}");
     assert!(repeat >= 0.97, "repeat: {repeat}");
-    // Causal attention cannot see the next letter: a coin flip on every tag but the last.
+    assert!(window >= 0.97, "causal with tag_context 2: {window}");
+    // Causal attention alone cannot see the next letter: a coin flip on every tag but the
+    // last.
     assert!(causal <= 0.75, "causal: {causal}");
+}
+
+/// On a causal trunk, a tag head with right context `c` reads exactly the `c` tokens after
+/// each position: changing token `i + c` moves position `i`'s tag logits, changing a later
+/// one does not; padding after the row does not matter.
+#[test]
+fn a_tag_head_reads_exactly_its_right_context() {
+    let _serial = serial();
+    let labels = vec!["P".to_string(), "Q".to_string()];
+    let f = TaskFormatter::new(&TOK, "tag", TaskKind::Tagging, &labels, 48).unwrap();
+    let tokens: Vec<String> = "abababab".chars().map(String::from).collect();
+    let tags = vec!["P".to_string(); tokens.len()];
+    let items = f.format(&Example::Tagging { tokens, tags }, 0).unwrap();
+    let batch = f.collate(&items).unwrap();
+    let t = batch.seq_len;
+    // Token `at` replaced by another id, and `pad` masked positions appended.
+    let edit = |at: Option<usize>, pad: usize| {
+        let mut b = batch.clone();
+        if let Some(k) = at {
+            // The task token's id: a valid id no letter has.
+            b.input_ids[k] = batch.input_ids[0];
+            assert_ne!(b.input_ids[k], batch.input_ids[k]);
+        }
+        let last = *b.input_ids.last().unwrap();
+        b.input_ids.extend(std::iter::repeat_n(last, pad));
+        b.attention_mask.extend(std::iter::repeat_n(0, pad));
+        if let Targets::Tags(tg) = &mut b.targets {
+            tg.extend(std::iter::repeat_n(mtgpt_core::IGNORE_INDEX, pad));
+        }
+        b.seq_len = t + pad;
+        b
+    };
+    for context in [0usize, 2] {
+        let m = model_with_context("tag", TaskKind::Tagging, 2, context);
+        // Position 1's tag logits (position 0 is the task token).
+        let at1 = |b: &mtgpt_core::Batch| m.forward(b, false).unwrap().logits.get(0).get(1);
+        let base = at1(&batch);
+        let moved = |b: mtgpt_core::Batch| f64::try_from((at1(&b) - &base).abs().max()).unwrap();
+        // Token 1 + context is read (for context 0, that is the token itself)...
+        assert!(
+            moved(edit(Some(1 + context), 0)) > 1e-6,
+            "context {context}"
+        );
+        // ...the one after it is not, nor is padding.
+        assert!(
+            moved(edit(Some(2 + context), 0)) < 1e-6,
+            "context {context}"
+        );
+        assert!(moved(edit(None, 5)) < 1e-5, "padding, context {context}");
+    }
 }
 
 #[test]
@@ -601,6 +671,7 @@ fn mixed_model(adapters: Option<mtgpt_core::AdapterMode>) -> MultiTaskModel {
         name: n.into(),
         kind: k,
         num_labels: l,
+        tag_context: if k == TaskKind::Tagging { 2 } else { 0 },
     })
     .collect();
     let mut m = MultiTaskModel::new(&config, &specs, Device::Cpu).unwrap();

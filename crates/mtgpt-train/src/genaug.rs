@@ -73,6 +73,7 @@ pub fn generate_examples(
             name: head.name.clone(),
             kind: TaskKind::Lm,
             num_labels: 0,
+            tag_context: 0,
         }],
         device,
     )?;

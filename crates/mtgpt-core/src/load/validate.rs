@@ -361,6 +361,18 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
                 ),
             ));
         }
+        if let Some(c) = task.tag_context {
+            if task.kind != TaskKind::Tagging {
+                return Err(err(
+                    &key("tag_context"),
+                    c.to_string(),
+                    &format!("only tagging tasks take it, this one is {}", task.kind),
+                ));
+            }
+            if c > 16 {
+                return Err(err(&key("tag_context"), c.to_string(), "must be in 0..=16"));
+            }
+        }
         if task.kind == TaskKind::Lm && task.lm_aux_weight != 0.0 {
             return Err(err(
                 &key("lm_aux_weight"),
