@@ -808,6 +808,10 @@ pub struct TaskConfig {
     /// Static loss weight.
     #[serde(default = "default_weight")]
     pub weight: f64,
+    /// The task counts as `sample_weight` × its training-set size in the task mixture
+    /// (before `sampling.cap`): > 1 draws it more often, < 1 less (T5's mixing rates).
+    #[serde(default = "default_weight", skip_serializing_if = "is_one")]
+    pub sample_weight: f64,
     /// Snowball stemmer language applied to the task's words (e.g. `"english"`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stem: Option<String>,
@@ -925,6 +929,10 @@ impl Default for GenerateAugmentConfig {
 
 fn default_weight() -> f64 {
     1.0
+}
+
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
 }
 
 /// Scope of unstructured magnitude pruning.

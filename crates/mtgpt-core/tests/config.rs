@@ -178,6 +178,11 @@ fn bad_values_name_file_line_key_and_value() {
             "kind = \"tagging\"\ntag_context = 17",
             "key `task[1].tag_context` = 17: must be in 0..=16",
         ),
+        (
+            "train = \"a.txt\"",
+            "train = \"a.txt\"\nsample_weight = 0.0",
+            "key `task[0].sample_weight` = 0: must be a number in (0, 1000]",
+        ),
     ];
     for (from, to, want) in cases {
         let text = MINI.replacen(from, to, 1);

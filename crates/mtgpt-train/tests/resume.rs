@@ -459,3 +459,36 @@ weighting = { strategy = "static" }"#;
         assert!((p - q).abs() < 1e-4 * q.abs().max(1.0), "{lx:?} vs {ly:?}");
     }
 }
+
+/// Per task, the epochs trained so far in the last logged step of a run.
+fn last_epochs(run: &Path) -> serde_json::Map<String, serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v.get("epochs").and_then(|e| e.as_object().cloned()))
+        .last()
+        .expect("a logged step with epochs")
+}
+
+#[test]
+fn sample_weight_draws_a_task_more_often() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    // Epochs of cls per epoch of lm.
+    let ratio = |cls_extra: &str, out: &str| {
+        let mut cfg = config_with(dir.path(), 200, "", cls_extra);
+        cfg.train.eval_every = 0;
+        let run = dir.path().join(out);
+        train(&cfg, &TrainOptions::new(run.clone())).unwrap();
+        let e = last_epochs(&run);
+        e["cls"].as_f64().unwrap() / e["lm"].as_f64().unwrap()
+    };
+    let plain = ratio("", "plain");
+    // At the default temperature 2, eight times the size is √8 ≈ 2.8 times the odds.
+    let weighted = ratio("sample_weight = 8.0", "weighted");
+    assert!(
+        weighted > 2.0 * plain,
+        "cls epochs per lm epoch: {plain:.3} plain, {weighted:.3} with sample_weight 8"
+    );
+}

@@ -274,6 +274,16 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
                 "must be a number ≥ 0",
             ));
         }
+        if !(task.sample_weight.is_finite()
+            && task.sample_weight > 0.0
+            && task.sample_weight <= 1000.0)
+        {
+            return Err(err(
+                &key("sample_weight"),
+                task.sample_weight.to_string(),
+                "must be a number in (0, 1000]",
+            ));
+        }
         if let Some(labels) = &task.labels {
             if !task.kind.has_label_set() {
                 return Err(err(

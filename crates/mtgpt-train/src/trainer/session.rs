@@ -97,7 +97,18 @@ impl<'a> Session<'a> {
             .filter(|t| t.requires_grad())
             .map(Tensor::shallow_clone)
             .collect();
-        let sizes: Vec<usize> = runs.iter().map(|r| r.stream.len()).collect();
+        // The mixture counts each task as `sample_weight` × its size.
+        let sizes: Vec<usize> = runs
+            .iter()
+            .map(|r| {
+                let w = config
+                    .tasks
+                    .iter()
+                    .find(|t| t.name == r.name)
+                    .map_or(1.0, |t| t.sample_weight);
+                (r.stream.len() as f64 * w).round() as usize
+            })
+            .collect();
         let lm_tasks: Vec<usize> = runs
             .iter()
             .enumerate()
