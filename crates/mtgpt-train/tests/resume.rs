@@ -467,7 +467,7 @@ fn last_epochs(run: &Path) -> serde_json::Map<String, serde_json::Value> {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v.get("epochs").and_then(|e| e.as_object().cloned()))
-        .last()
+        .next_back()
         .expect("a logged step with epochs")
 }
 
