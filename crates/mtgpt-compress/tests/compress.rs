@@ -39,12 +39,14 @@ fn specs() -> Vec<HeadSpec> {
             kind: TaskKind::Lm,
             num_labels: 0,
             tag_context: 0,
+            tag_words: false,
         },
         HeadSpec {
             name: "cls".into(),
             kind: TaskKind::Classify,
             num_labels: 3,
             tag_context: 0,
+            tag_words: false,
         },
     ]
 }
@@ -195,6 +197,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             attention: Default::default(),
             decode: None,
             tag_context: 0,
+            tag_words: false,
         },
         TaskHead {
             name: "cls".into(),
@@ -203,6 +206,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             attention: Default::default(),
             decode: None,
             tag_context: 0,
+            tag_words: false,
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();
@@ -292,6 +296,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             attention: Default::default(),
             decode: None,
             tag_context: 0,
+            tag_words: false,
         },
         TaskHead {
             name: "cls".into(),
@@ -300,6 +305,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             attention: Default::default(),
             decode: None,
             tag_context: 0,
+            tag_words: false,
         },
     ];
     small.save(dir.path(), &tasks, None).unwrap();
@@ -389,6 +395,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             attention: Default::default(),
             decode: None,
             tag_context: 0,
+            tag_words: false,
         },
         TaskHead {
             name: "cls".into(),
@@ -397,6 +404,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             attention: Default::default(),
             decode: None,
             tag_context: 0,
+            tag_words: false,
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();

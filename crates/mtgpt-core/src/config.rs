@@ -839,12 +839,31 @@ pub struct TaskConfig {
     /// (right context on a causal trunk); default [`DEFAULT_TAG_CONTEXT`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_context: Option<usize>,
+    /// `tagging`: tag Chinese text per jieba word (the units a pre-segmented BPE was trained
+    /// on) instead of per token, spreading each word's tag back over its tokens; needs BIO
+    /// tags. Default: on for BIO tag sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag_words: Option<bool>,
+}
+
+/// Whether `labels` are BIO tags: each `O`, `B-X` or `I-X`.
+pub fn is_bio(labels: &[String]) -> bool {
+    labels
+        .iter()
+        .all(|l| l == "O" || l.starts_with("B-") || l.starts_with("I-"))
 }
 
 /// The tag head's right context when a tagging task does not set `tag_context`.
 pub const DEFAULT_TAG_CONTEXT: usize = 2;
 
 impl TaskConfig {
+    /// Whether a tagging task with tag set `labels` tags per jieba word: the configured
+    /// `tag_words`, else whether `labels` are BIO tags (`O`, `B-X`, `I-X`); false for other
+    /// kinds.
+    pub fn tag_words(&self, labels: &[String]) -> bool {
+        self.kind == TaskKind::Tagging && self.tag_words.unwrap_or_else(|| is_bio(labels))
+    }
+
     /// The tag head's right context in force (0 for kinds other than `tagging`).
     pub fn tag_context(&self) -> usize {
         match self.kind {

@@ -37,7 +37,7 @@ pub use config::{
     PruneScope, SamplingConfig, SamplingStrategy, Schedule, TaskConfig, TokenizerConfig,
     TokenizerKind, TrainConfig, WeightingConfig, WeightingStrategy,
 };
-pub use config::{DEFAULT_TAG_CONTEXT, auto_precision, cpu_flags};
+pub use config::{DEFAULT_TAG_CONTEXT, auto_precision, cpu_flags, is_bio};
 pub use error::{Error, Result};
 pub use load::{init_folder, init_shape};
 pub use task::{Answer, Attention, Batch, Example, IGNORE_INDEX, Targets, TaskKind};

@@ -241,7 +241,8 @@ impl TaskData {
             .map(|(i, (t, h))| {
                 Ok(
                     TaskFormatter::new(tok, &t.name, t.kind, &h.labels, self.max_len(i, block))?
-                        .with_options(t.attention(), t.lm_aux_weight),
+                        .with_options(t.attention(), t.lm_aux_weight)
+                        .with_word_groups(h.tag_words)?,
                 )
             })
             .collect()

@@ -93,7 +93,8 @@ impl<'a> Evaluator<'a> {
     ) -> Result<Self> {
         let max_len = max_len.min(model.gpt.config.block_size);
         let fmt = TaskFormatter::new(tok, &task.name, task.kind, &task.labels, max_len)?
-            .with_options(task.attention, 0.0);
+            .with_options(task.attention, 0.0)
+            .with_word_groups(task.tag_words)?;
         Ok(Evaluator {
             model,
             tok,
@@ -249,12 +250,18 @@ impl<'a> Evaluator<'a> {
                         .get(r as i64)
                         .index_select(0, &Tensor::from_slice(&at).to_device(logp.device()));
                     let rows: Vec<Vec<f32>> = Vec::try_from(&rows)?;
-                    // Words cut by max_len get the fallback tag.
+                    let groups = self.fmt.groups_of(tokens);
+                    // Words cut by max_len get the fallback tag; a word group's tag is spread
+                    // over its tokens.
                     let tags = |path: Vec<usize>| {
                         let mut t: Vec<String> = path
                             .into_iter()
                             .map(|p| self.task.labels[p].clone())
                             .collect();
+                        if let Some(g) = &groups {
+                            t.resize(g.len(), fallback.clone());
+                            t = crate::format::expand_group_tags(g, &t);
+                        }
                         t.resize(tokens.len(), fallback.clone());
                         Prediction::Tags(t)
                     };

@@ -35,6 +35,10 @@ pub struct TaskHead {
     /// option read none).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub tag_context: usize,
+    /// `tagging`: Chinese tokens tagged per jieba word (folders written before the option:
+    /// per token).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tag_words: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -51,10 +55,11 @@ impl TaskHead {
         TaskHead {
             name: t.name.clone(),
             kind: t.kind,
-            labels,
             attention: t.attention(),
             decode: t.decode,
             tag_context: t.tag_context(),
+            tag_words: t.tag_words(&labels),
+            labels,
         }
     }
 

@@ -8,7 +8,7 @@
 //! | `lm` | `task text eot` | next token everywhere |
 //! | `classify` | `task text [sep text_pair] eot` | class of the sequence (pooled at its last real token) |
 //! | `extractive_qa` | `task question sep context-window eot` | start/end token of the answer in the window; windows without it point at the task token |
-//! | `tagging` | `task word₁ word₂ … eot` | tag on each word's first sub-token (after a separating space), other positions ignored |
+//! | `tagging` | `task word₁ word₂ … eot` | tag on each word's first sub-token (after a separating space), other positions ignored; with word groups ([`TaskFormatter::with_word_groups`]) Chinese characters are first joined into jieba words |
 //! | `generate` | `task source sep target eot` | next token on the target and the final eot only |
 //!
 //! Too-long inputs are truncated (the text, never the special tokens); QA contexts longer than
@@ -83,6 +83,66 @@ pub struct TaskFormatter<'a> {
     pub qa_stride: usize,
     attention: Attention,
     lm_aux_weight: f64,
+    /// Tagging: jieba words of Chinese tokens are tagged as one unit.
+    word_groups: Option<mtgpt_text::segment::Segmenter>,
+}
+
+/// Lengths (in tokens) of the word groups of a tagging example's `tokens`: runs of Chinese
+/// tokens go together as the jieba words of their text (a group always ends at a token
+/// boundary, so a word boundary inside a token moves to the token's end), every other token
+/// is a group of its own. The lengths sum to `tokens.len()`.
+pub fn word_groups(seg: &mtgpt_text::segment::Segmenter, tokens: &[String]) -> Vec<usize> {
+    let han = |t: &str| !t.is_empty() && t.chars().all(mtgpt_text::segment::is_han);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < tokens.len() {
+        if !han(&tokens[i]) {
+            out.push(1);
+            i += 1;
+            continue;
+        }
+        // A run of Han tokens, and the jieba word ends (byte offsets) of its text.
+        let mut j = i;
+        while j < tokens.len() && han(&tokens[j]) {
+            j += 1;
+        }
+        let text: String = tokens[i..j].concat();
+        let mut ends = std::collections::HashSet::new();
+        let mut at = 0;
+        for piece in seg.pieces(&text) {
+            at += piece.len();
+            ends.insert(at);
+        }
+        let (mut len, mut end) = (0, 0);
+        for t in &tokens[i..j] {
+            len += 1;
+            end += t.len();
+            if ends.contains(&end) {
+                out.push(len);
+                len = 0;
+            }
+        }
+        if len > 0 {
+            out.push(len);
+        }
+        i = j;
+    }
+    out
+}
+
+/// Tags of the tokens of word groups `groups` from one BIO tag per group: a `B-X` group is
+/// `B-X I-X …`, an `I-X` group all `I-X`, any other tag repeated.
+pub fn expand_group_tags(groups: &[usize], tags: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    for (&n, tag) in groups.iter().zip(tags) {
+        let rest = match tag.strip_prefix("B-") {
+            Some(x) => format!("I-{x}"),
+            None => tag.clone(),
+        };
+        out.push(tag.clone());
+        out.extend(std::iter::repeat_n(rest, n.saturating_sub(1)));
+    }
+    out
 }
 
 fn ids(tok: &TextTokenizer, text: &str) -> Result<Vec<i64>> {
@@ -127,7 +187,39 @@ impl<'a> TaskFormatter<'a> {
             qa_stride: max_len / 4,
             attention: Attention::Causal,
             lm_aux_weight: 0.0,
+            word_groups: None,
         })
+    }
+
+    /// This formatter tagging jieba words instead of single Chinese tokens when `on` (a
+    /// tagging task's `tag_words`): each group's tag is its first token's, predictions are
+    /// spread back over the group's tokens ([`expand_group_tags`]). Needs BIO tags; a no-op
+    /// for other kinds. Uses the tokenizer's own pre-segmenter, so groups are the pieces its
+    /// BPE was trained on.
+    pub fn with_word_groups(mut self, on: bool) -> Result<Self> {
+        if !on || self.kind != TaskKind::Tagging {
+            return Ok(self);
+        }
+        let mut labels: Vec<String> = self.labels.keys().cloned().collect();
+        labels.sort();
+        if !mtgpt_core::is_bio(&labels) {
+            return Err(Error::Invalid(format!(
+                "task `{}`: tag_words needs BIO tags (O, B-X, I-X), these are {labels:?}",
+                self.task
+            )));
+        }
+        let seg = self
+            .tok
+            .segmenter()
+            .cloned()
+            .unwrap_or_else(|| mtgpt_text::segment::Segmenter::new(true));
+        self.word_groups = Some(seg);
+        Ok(self)
+    }
+
+    /// The word groups of a tagging example's tokens when this formatter groups them.
+    pub fn groups_of(&self, tokens: &[String]) -> Option<Vec<usize>> {
+        self.word_groups.as_ref().map(|s| word_groups(s, tokens))
     }
 
     /// This formatter with the task's attention mode (forced causal for `lm`) and auxiliary
@@ -251,6 +343,21 @@ impl<'a> TaskFormatter<'a> {
                 one(seq, Target::Tokens(targets), Some(first_target))
             }
             Example::Tagging { tokens, tags } => {
+                // Word groups: one unit per jieba word, tagged with its first token's tag.
+                let grouped = self.groups_of(tokens).map(|groups| {
+                    let (mut words, mut first) = (Vec::new(), Vec::new());
+                    let mut i = 0;
+                    for n in groups {
+                        words.push(tokens[i..i + n].concat());
+                        first.push(tags.get(i).cloned().unwrap_or_default());
+                        i += n;
+                    }
+                    (words, first)
+                });
+                let (tokens, tags) = match &grouped {
+                    Some((w, t)) => (w, t),
+                    None => (tokens, tags),
+                };
                 // `repeat`: the sentence twice, `task s sep s eot`, tags on the second copy,
                 // whose every token has read the whole first one (right context on a causal
                 // trunk); each copy gets half the room.

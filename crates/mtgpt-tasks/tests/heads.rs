@@ -75,6 +75,7 @@ fn model_with_context(task: &str, kind: TaskKind, labels: usize, context: usize)
         kind,
         num_labels: labels,
         tag_context: context,
+        tag_words: false,
     };
     MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap()
 }
@@ -241,6 +242,7 @@ fn span_head_finds_the_answer() {
         attention: Default::default(),
         decode: None,
         tag_context: 0,
+        tag_words: false,
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 40).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
@@ -305,6 +307,7 @@ fn generate_head_learns_to_copy() {
         attention: Default::default(),
         decode: None,
         tag_context: 0,
+        tag_words: false,
     };
     let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
     eval.decode.max_new_tokens = 6;
@@ -374,6 +377,7 @@ fn model_folders_round_trip_heads_and_tasks() {
         attention: Default::default(),
         decode: None,
         tag_context: 0,
+        tag_words: false,
     }];
     let dir = tempfile::tempdir().unwrap();
     m.save(dir.path(), &tasks, Some("name = \"x\"\n")).unwrap();
@@ -431,6 +435,7 @@ fn right_context_accuracy(attention: mtgpt_core::Attention, context: usize) -> f
         attention,
         decode: None,
         tag_context: context,
+        tag_words: false,
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 48).unwrap();
     let mut rng = Rng8::seed_from_u64(95);

@@ -415,6 +415,11 @@ impl TextTokenizer {
         self.inner.token_to_id(&task_token(task))
     }
 
+    /// The jieba segmenter this tokenizer pre-segments with, if any.
+    pub fn segmenter(&self) -> Option<&Segmenter> {
+        self.segmenter.as_ref()
+    }
+
     /// The underlying Hugging Face tokenizer.
     pub fn hf(&self) -> &tokenizers::Tokenizer {
         &self.inner

@@ -371,6 +371,13 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
                 ),
             ));
         }
+        if task.tag_words.is_some() && task.kind != TaskKind::Tagging {
+            return Err(err(
+                &key("tag_words"),
+                format!("{:?}", task.tag_words),
+                &format!("only tagging tasks take it, this one is {}", task.kind),
+            ));
+        }
         if let Some(c) = task.tag_context {
             if task.kind != TaskKind::Tagging {
                 return Err(err(
