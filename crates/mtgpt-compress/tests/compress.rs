@@ -39,14 +39,12 @@ fn specs() -> Vec<HeadSpec> {
             kind: TaskKind::Lm,
             num_labels: 0,
             tag_context: 0,
-            tag_words: false,
         },
         HeadSpec {
             name: "cls".into(),
             kind: TaskKind::Classify,
             num_labels: 3,
             tag_context: 0,
-            tag_words: false,
         },
     ]
 }

@@ -75,7 +75,6 @@ fn model_with_context(task: &str, kind: TaskKind, labels: usize, context: usize)
         kind,
         num_labels: labels,
         tag_context: context,
-        tag_words: false,
     };
     MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap()
 }
@@ -813,5 +812,97 @@ fn packed_sequences_do_not_see_each_other() {
         } else {
             assert!(d < 1e-6, "{} moved by {d}", b.task);
         }
+    }
+}
+
+#[test]
+fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
+    use mtgpt_tasks::format::{expand_group_tags, word_groups};
+    use mtgpt_text::segment::Segmenter;
+    let _serial = serial();
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let chars = |s: &str| s.chars().map(String::from).collect::<Vec<_>>();
+    let seg = Segmenter::new(true);
+    // 我 来到 北京 清华大学, then two non-Chinese tokens on their own.
+    let mut tokens = chars("我来到北京清华大学");
+    tokens.extend(strings(&["NBA", "2008"]));
+    assert_eq!(word_groups(&seg, &tokens), vec![1, 2, 2, 4, 1, 1]);
+    // A group never splits a token: 来到北 as one token keeps 来到 and 北京 together.
+    let merged = strings(&["我", "来到北", "京"]);
+    assert_eq!(word_groups(&seg, &merged), vec![1, 2]);
+    assert_eq!(
+        expand_group_tags(&[1, 2, 3], &strings(&["O", "B-LOC", "I-ORG"])),
+        strings(&["O", "B-LOC", "I-LOC", "I-ORG", "I-ORG", "I-ORG"])
+    );
+
+    // The formatter labels one position per word; the evaluator answers per token.
+    let opts = TrainOptions {
+        kind: TokenizerKind::Char,
+        vocab_size: 100,
+        min_frequency: 1,
+        tasks: vec!["tag".into()],
+        presegment: Some(seg.clone()),
+    };
+    let zh = TextTokenizer::train(["我来到北京清华大学"].into_iter(), &opts).unwrap();
+    let labels = strings(&["B-LOC", "I-LOC", "O"]);
+    let f = TaskFormatter::new(&zh, "tag", TaskKind::Tagging, &labels, 48)
+        .unwrap()
+        .with_word_groups(true)
+        .unwrap();
+    let ex = Example::Tagging {
+        tokens: chars("我来到北京清华大学"),
+        tags: strings(&[
+            "O", "O", "O", "B-LOC", "I-LOC", "B-LOC", "I-LOC", "I-LOC", "I-LOC",
+        ]),
+    };
+    let items = f.format(&ex, 0).unwrap();
+    let Target::Tags(tg) = &items[0].target else {
+        panic!("tagging target")
+    };
+    let labelled: Vec<i64> = tg
+        .iter()
+        .copied()
+        .filter(|&t| t != mtgpt_core::IGNORE_INDEX)
+        .collect();
+    // O O B-LOC B-LOC: each word's first tag.
+    assert_eq!(labelled, vec![2, 2, 0, 0]);
+    let bioes = strings(&["S-LOC", "O"]);
+    let e = TaskFormatter::new(&zh, "tag", TaskKind::Tagging, &bioes, 48)
+        .unwrap()
+        .with_word_groups(true)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("BIO"), "{e}");
+
+    let mut config = tiny_config();
+    config.vocab_size = zh.vocab_size();
+    let spec = HeadSpec {
+        name: "tag".into(),
+        kind: TaskKind::Tagging,
+        num_labels: 3,
+        tag_context: 2,
+    };
+    let m = MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap();
+    let head = mtgpt_tasks::TaskHead {
+        name: "tag".into(),
+        kind: TaskKind::Tagging,
+        labels,
+        attention: Default::default(),
+        decode: None,
+        tag_context: 2,
+        tag_words: true,
+    };
+    let eval = mtgpt_tasks::Evaluator::new(&m, &zh, &head, 48).unwrap();
+    let mtgpt_tasks::Prediction::Tags(tags) = &eval.predict(std::slice::from_ref(&ex)).unwrap()[0]
+    else {
+        panic!("tags")
+    };
+    assert_eq!(tags.len(), 9);
+    // Within each word, the tokens after the first continue its tag.
+    let mut i = 0;
+    for n in [1usize, 2, 2, 4] {
+        let want = expand_group_tags(&[n], &tags[i..i + 1]);
+        assert_eq!(&tags[i..i + n], &want[..], "word at {i}: {tags:?}");
+        i += n;
     }
 }
