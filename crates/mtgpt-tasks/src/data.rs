@@ -239,11 +239,9 @@ impl TaskData {
             .zip(&self.heads)
             .enumerate()
             .map(|(i, (t, h))| {
-                Ok(
-                    TaskFormatter::new(tok, &t.name, t.kind, &h.labels, self.max_len(i, block))?
-                        .with_options(t.attention(), t.lm_aux_weight)
-                        .with_word_groups(h.tag_words)?,
-                )
+                TaskFormatter::new(tok, &t.name, t.kind, &h.labels, self.max_len(i, block))?
+                    .with_options(t.attention(), t.lm_aux_weight)
+                    .with_word_groups(h.tag_words)
             })
             .collect()
     }
