@@ -99,7 +99,18 @@ class MultiTask:
                 pooled = hidden[torch.arange(B), last]
                 loss = ce(pooled @ w + bias, b["targets"])
             elif kind == "tagging":
-                loss = ce(hidden @ w + bias, b["targets"])
+                # tag_context: the hidden states of the next c tokens beside the token's own
+                # (padding and positions past the row read as zeros); c from the weight shape.
+                d = hidden.shape[-1]
+                c = w.shape[0] // d - 1
+                real = hidden * b["mask"].to(hidden.dtype).unsqueeze(-1)
+                parts = [hidden]
+                for k in range(1, c + 1):
+                    shifted = torch.zeros_like(real)
+                    if k < T:
+                        shifted[:, : T - k] = real[:, k:]
+                    parts.append(shifted)
+                loss = ce(torch.cat(parts, -1) @ w + bias, b["targets"])
             elif kind == "extractive_qa":
                 logits = (hidden @ w + bias).masked_fill(b["mask"].eq(0).unsqueeze(-1), -1e9)
                 start, end = b["targets"]
