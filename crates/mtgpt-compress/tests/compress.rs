@@ -196,6 +196,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             decode: None,
             tag_context: 0,
             tag_words: false,
+            word_splits: Default::default(),
         },
         TaskHead {
             name: "cls".into(),
@@ -205,6 +206,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             decode: None,
             tag_context: 0,
             tag_words: false,
+            word_splits: Default::default(),
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();
@@ -295,6 +297,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             decode: None,
             tag_context: 0,
             tag_words: false,
+            word_splits: Default::default(),
         },
         TaskHead {
             name: "cls".into(),
@@ -304,6 +307,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             decode: None,
             tag_context: 0,
             tag_words: false,
+            word_splits: Default::default(),
         },
     ];
     small.save(dir.path(), &tasks, None).unwrap();
@@ -394,6 +398,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             decode: None,
             tag_context: 0,
             tag_words: false,
+            word_splits: Default::default(),
         },
         TaskHead {
             name: "cls".into(),
@@ -403,6 +408,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             decode: None,
             tag_context: 0,
             tag_words: false,
+            word_splits: Default::default(),
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();

@@ -206,6 +206,26 @@ impl TaskData {
         })
     }
 
+    /// Learns the word splits of every tagging task that tags words
+    /// ([`crate::format::learn_word_splits`]) from its training split, augmented copies
+    /// included, with the segmenter `tok` groups by; the heads keep them, so the model folder
+    /// carries them to prediction.
+    pub fn learn_word_splits(&mut self, tok: &TextTokenizer) -> Result<()> {
+        let seg = crate::format::group_segmenter(tok);
+        for i in 0..self.heads.len() {
+            if self.heads[i].kind != TaskKind::Tagging || !self.heads[i].tag_words {
+                continue;
+            }
+            let examples = self.examples(i, "train", true)?.unwrap_or_default();
+            let pairs = examples.iter().filter_map(|e| match e {
+                Example::Tagging { tokens, tags } => Some((tokens.as_slice(), tags.as_slice())),
+                _ => None,
+            });
+            self.heads[i].word_splits = crate::format::learn_word_splits(&seg, pairs);
+        }
+        Ok(())
+    }
+
     /// Keeps only the tasks whose name `keep` accepts (config and heads alike).
     pub fn retain_tasks(&mut self, keep: impl Fn(&str) -> bool) {
         let (tasks, heads): (Vec<_>, Vec<_>) = std::mem::take(&mut self.config.tasks)
@@ -241,7 +261,7 @@ impl TaskData {
             .map(|(i, (t, h))| {
                 TaskFormatter::new(tok, &t.name, t.kind, &h.labels, self.max_len(i, block))?
                     .with_options(t.attention(), t.lm_aux_weight)
-                    .with_word_groups(h.tag_words)
+                    .with_word_groups(h.tag_words, &h.word_splits)
             })
             .collect()
     }

@@ -94,7 +94,7 @@ impl<'a> Evaluator<'a> {
         let max_len = max_len.min(model.gpt.config.block_size);
         let fmt = TaskFormatter::new(tok, &task.name, task.kind, &task.labels, max_len)?
             .with_options(task.attention, 0.0)
-            .with_word_groups(task.tag_words)?;
+            .with_word_groups(task.tag_words, &task.word_splits)?;
         Ok(Evaluator {
             model,
             tok,

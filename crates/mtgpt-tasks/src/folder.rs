@@ -2,6 +2,7 @@
 //! `config.json`), the heads in `heads.safetensors`, the tasks (kind, labels) in `tasks.json`,
 //! the resolved run config in `mtgpt.toml` when known, and `tokenizer.json`.
 use crate::error::{Error, Result};
+use crate::format::WordSplits;
 use crate::heads::{HeadSpec, MultiTaskModel};
 use mtgpt_core::{Attention, DecodeConfig, ModelConfig, TaskConfig, TaskKind};
 use mtgpt_model::io::{load_weights, read_config, save_trunk, save_weights, write_text_atomically};
@@ -39,6 +40,10 @@ pub struct TaskHead {
     /// per token).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tag_words: bool,
+    /// `tagging` with `tag_words`: the words that the training tags cut, and where
+    /// ([`crate::format::learn_word_splits`]); learnt when training starts.
+    #[serde(default, skip_serializing_if = "WordSplits::is_empty")]
+    pub word_splits: WordSplits,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -59,6 +64,7 @@ impl TaskHead {
             decode: t.decode,
             tag_context: t.tag_context(),
             tag_words: t.tag_words(&labels),
+            word_splits: WordSplits::new(),
             labels,
         }
     }

@@ -85,13 +85,78 @@ pub struct TaskFormatter<'a> {
     lm_aux_weight: f64,
     /// Tagging: jieba words of Chinese tokens are tagged as one unit.
     word_groups: Option<mtgpt_text::segment::Segmenter>,
+    /// Tagging with word groups: words that the training tags cut, and where.
+    word_splits: WordSplits,
+}
+
+/// Word groups the training tags of a tagging task cut ([`learn_word_splits`]): a group's text
+/// → the byte offsets inside it where a new group starts. A word such as 访华 ("visit China",
+/// `O B-LOC`) is then tagged as 访 + 华 wherever it appears, so the per-word tags can still
+/// say where an entity starts and ends.
+pub type WordSplits = std::collections::BTreeMap<String, Vec<usize>>;
+
+/// The segmenter that groups a tagging task's Chinese tokens into words: the tokenizer's own
+/// pre-segmenter, else jieba with its HMM.
+pub fn group_segmenter(tok: &TextTokenizer) -> mtgpt_text::segment::Segmenter {
+    tok.segmenter()
+        .cloned()
+        .unwrap_or_else(|| mtgpt_text::segment::Segmenter::new(true))
+}
+
+/// The tag that continues `prev` inside one group: `B-X` and `I-X` go on as `I-X`, any other
+/// tag as itself.
+fn continued(prev: &str) -> String {
+    match prev.strip_prefix("B-") {
+        Some(x) => format!("I-{x}"),
+        None => prev.to_string(),
+    }
+}
+
+/// The word splits that make the per-group tags of `examples` (tokens and their BIO tags,
+/// grouped by `seg` as [`word_groups`] does) exact: wherever a token's tag is not the one its
+/// predecessor's continues, a group that holds both is cut there. Splits of one word in
+/// different sentences are united.
+pub fn learn_word_splits<'e>(
+    seg: &mtgpt_text::segment::Segmenter,
+    examples: impl IntoIterator<Item = (&'e [String], &'e [String])>,
+) -> WordSplits {
+    let mut found: std::collections::BTreeMap<String, std::collections::BTreeSet<usize>> =
+        std::collections::BTreeMap::new();
+    for (tokens, tags) in examples {
+        let mut i = 0;
+        for n in word_groups(seg, tokens, &WordSplits::new()) {
+            let (group, gtags) = (&tokens[i..i + n], tags.get(i..i + n));
+            i += n;
+            let Some(gtags) = gtags else { continue };
+            let mut at = 0;
+            let mut cuts = Vec::new();
+            for k in 0..n {
+                if k > 0 && gtags[k] != continued(&gtags[k - 1]) {
+                    cuts.push(at);
+                }
+                at += group[k].len();
+            }
+            if !cuts.is_empty() {
+                found.entry(group.concat()).or_default().extend(cuts);
+            }
+        }
+    }
+    found
+        .into_iter()
+        .map(|(w, c)| (w, c.into_iter().collect()))
+        .collect()
 }
 
 /// Lengths (in tokens) of the word groups of a tagging example's `tokens`: runs of Chinese
 /// tokens go together as the jieba words of their text (a group always ends at a token
 /// boundary, so a word boundary inside a token moves to the token's end), every other token
-/// is a group of its own. The lengths sum to `tokens.len()`.
-pub fn word_groups(seg: &mtgpt_text::segment::Segmenter, tokens: &[String]) -> Vec<usize> {
+/// is a group of its own. A group whose text `splits` names is cut where it says (at token
+/// boundaries only). The lengths sum to `tokens.len()`.
+pub fn word_groups(
+    seg: &mtgpt_text::segment::Segmenter,
+    tokens: &[String],
+    splits: &WordSplits,
+) -> Vec<usize> {
     let han = |t: &str| !t.is_empty() && t.chars().all(mtgpt_text::segment::is_han);
     let mut out = Vec::new();
     let mut i = 0;
@@ -114,20 +179,44 @@ pub fn word_groups(seg: &mtgpt_text::segment::Segmenter, tokens: &[String]) -> V
             ends.insert(at);
         }
         let (mut len, mut end) = (0, 0);
+        let mut run = Vec::new();
         for t in &tokens[i..j] {
             len += 1;
             end += t.len();
             if ends.contains(&end) {
-                out.push(len);
+                run.push(len);
                 len = 0;
             }
         }
         if len > 0 {
-            out.push(len);
+            run.push(len);
+        }
+        let mut s = i;
+        for n in run {
+            split_group(&tokens[s..s + n], splits, &mut out);
+            s += n;
         }
         i = j;
     }
     out
+}
+
+/// Pushes the lengths of group `group`: itself, or its parts where `splits` cuts its text.
+fn split_group(group: &[String], splits: &WordSplits, out: &mut Vec<usize>) {
+    let Some(cuts) = splits.get(&group.concat()) else {
+        out.push(group.len());
+        return;
+    };
+    let (mut len, mut at) = (0, 0);
+    for t in group {
+        if len > 0 && cuts.contains(&at) {
+            out.push(len);
+            len = 0;
+        }
+        len += 1;
+        at += t.len();
+    }
+    out.push(len);
 }
 
 /// Tags of the tokens of word groups `groups` from one BIO tag per group: a `B-X` group is
@@ -135,10 +224,7 @@ pub fn word_groups(seg: &mtgpt_text::segment::Segmenter, tokens: &[String]) -> V
 pub fn expand_group_tags(groups: &[usize], tags: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     for (&n, tag) in groups.iter().zip(tags) {
-        let rest = match tag.strip_prefix("B-") {
-            Some(x) => format!("I-{x}"),
-            None => tag.clone(),
-        };
+        let rest = continued(tag);
         out.push(tag.clone());
         out.extend(std::iter::repeat_n(rest, n.saturating_sub(1)));
     }
@@ -188,6 +274,7 @@ impl<'a> TaskFormatter<'a> {
             attention: Attention::Causal,
             lm_aux_weight: 0.0,
             word_groups: None,
+            word_splits: WordSplits::new(),
         })
     }
 
@@ -195,8 +282,9 @@ impl<'a> TaskFormatter<'a> {
     /// tagging task's `tag_words`): each group's tag is its first token's, predictions are
     /// spread back over the group's tokens ([`expand_group_tags`]). Needs BIO tags; a no-op
     /// for other kinds. Uses the tokenizer's own pre-segmenter, so groups are the pieces its
-    /// BPE was trained on.
-    pub fn with_word_groups(mut self, on: bool) -> Result<Self> {
+    /// BPE was trained on. Groups named in `splits` (learnt from the training tags by
+    /// [`learn_word_splits`]) are cut where it says.
+    pub fn with_word_groups(mut self, on: bool, splits: &WordSplits) -> Result<Self> {
         if !on || self.kind != TaskKind::Tagging {
             return Ok(self);
         }
@@ -208,18 +296,16 @@ impl<'a> TaskFormatter<'a> {
                 self.task
             )));
         }
-        let seg = self
-            .tok
-            .segmenter()
-            .cloned()
-            .unwrap_or_else(|| mtgpt_text::segment::Segmenter::new(true));
-        self.word_groups = Some(seg);
+        self.word_groups = Some(group_segmenter(self.tok));
+        self.word_splits = splits.clone();
         Ok(self)
     }
 
     /// The word groups of a tagging example's tokens when this formatter groups them.
     pub fn groups_of(&self, tokens: &[String]) -> Option<Vec<usize>> {
-        self.word_groups.as_ref().map(|s| word_groups(s, tokens))
+        self.word_groups
+            .as_ref()
+            .map(|s| word_groups(s, tokens, &self.word_splits))
     }
 
     /// This formatter with the task's attention mode (forced causal for `lm`) and auxiliary

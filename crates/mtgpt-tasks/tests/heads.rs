@@ -242,6 +242,7 @@ fn span_head_finds_the_answer() {
         decode: None,
         tag_context: 0,
         tag_words: false,
+        word_splits: Default::default(),
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 40).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
@@ -307,6 +308,7 @@ fn generate_head_learns_to_copy() {
         decode: None,
         tag_context: 0,
         tag_words: false,
+        word_splits: Default::default(),
     };
     let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
     eval.decode.max_new_tokens = 6;
@@ -377,6 +379,7 @@ fn model_folders_round_trip_heads_and_tasks() {
         decode: None,
         tag_context: 0,
         tag_words: false,
+        word_splits: Default::default(),
     }];
     let dir = tempfile::tempdir().unwrap();
     m.save(dir.path(), &tasks, Some("name = \"x\"\n")).unwrap();
@@ -435,6 +438,7 @@ fn right_context_accuracy(attention: mtgpt_core::Attention, context: usize) -> f
         decode: None,
         tag_context: context,
         tag_words: false,
+        word_splits: Default::default(),
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 48).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
@@ -826,10 +830,13 @@ fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
     // 我 来到 北京 清华大学, then two non-Chinese tokens on their own.
     let mut tokens = chars("我来到北京清华大学");
     tokens.extend(strings(&["NBA", "2008"]));
-    assert_eq!(word_groups(&seg, &tokens), vec![1, 2, 2, 4, 1, 1]);
+    assert_eq!(
+        word_groups(&seg, &tokens, &Default::default()),
+        vec![1, 2, 2, 4, 1, 1]
+    );
     // A group never splits a token: 来到北 as one token keeps 来到 and 北京 together.
     let merged = strings(&["我", "来到北", "京"]);
-    assert_eq!(word_groups(&seg, &merged), vec![1, 2]);
+    assert_eq!(word_groups(&seg, &merged, &Default::default()), vec![1, 2]);
     assert_eq!(
         expand_group_tags(&[1, 2, 3], &strings(&["O", "B-LOC", "I-ORG"])),
         strings(&["O", "B-LOC", "I-LOC", "I-ORG", "I-ORG", "I-ORG"])
@@ -847,7 +854,7 @@ fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
     let labels = strings(&["B-LOC", "I-LOC", "O"]);
     let f = TaskFormatter::new(&zh, "tag", TaskKind::Tagging, &labels, 48)
         .unwrap()
-        .with_word_groups(true)
+        .with_word_groups(true, &Default::default())
         .unwrap();
     let ex = Example::Tagging {
         tokens: chars("我来到北京清华大学"),
@@ -869,7 +876,7 @@ fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
     let bioes = strings(&["S-LOC", "O"]);
     let e = TaskFormatter::new(&zh, "tag", TaskKind::Tagging, &bioes, 48)
         .unwrap()
-        .with_word_groups(true)
+        .with_word_groups(true, &Default::default())
         .unwrap_err()
         .to_string();
     assert!(e.contains("BIO"), "{e}");
@@ -891,6 +898,7 @@ fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
         decode: None,
         tag_context: 2,
         tag_words: true,
+        word_splits: Default::default(),
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &zh, &head, 48).unwrap();
     let mtgpt_tasks::Prediction::Tags(tags) = &eval.predict(std::slice::from_ref(&ex)).unwrap()[0]
@@ -905,4 +913,60 @@ fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
         assert_eq!(&tags[i..i + n], &want[..], "word at {i}: {tags:?}");
         i += n;
     }
+}
+
+#[test]
+fn word_splits_learnt_from_the_training_tags_make_the_word_tags_exact() {
+    use mtgpt_tasks::format::{expand_group_tags, learn_word_splits, word_groups};
+    use mtgpt_text::segment::Segmenter;
+    let _serial = serial();
+    let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let chars = |s: &str| s.chars().map(String::from).collect::<Vec<_>>();
+    let seg = Segmenter::new(true);
+    // jieba keeps 访华 ("visit China") and 中国政府 whole; the tags cut both.
+    let a = chars("他访华");
+    let a_tags = strings(&["O", "O", "B-LOC"]);
+    let b = chars("中国政府");
+    let b_tags = strings(&["B-LOC", "I-LOC", "O", "O"]);
+    let c = chars("北京大学");
+    let c_tags = strings(&["B-ORG", "I-ORG", "I-ORG", "I-ORG"]);
+    let none = Default::default();
+    assert_eq!(word_groups(&seg, &a, &none), vec![1, 2]);
+    assert_eq!(word_groups(&seg, &b, &none), vec![4]);
+    assert_eq!(word_groups(&seg, &c, &none), vec![4]);
+    let train = [(&a, &a_tags), (&b, &b_tags), (&c, &c_tags)];
+    let splits = learn_word_splits(
+        &seg,
+        train.iter().map(|(t, g)| (t.as_slice(), g.as_slice())),
+    );
+    // Byte offsets inside the word's text where a new group starts; 北京大学 is one entity.
+    let want: mtgpt_tasks::format::WordSplits = [
+        ("访华".to_string(), vec![3]),
+        ("中国政府".to_string(), vec![6]),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(splits, want);
+    for (tokens, tags) in train {
+        let groups = word_groups(&seg, tokens, &splits);
+        assert_eq!(groups.iter().sum::<usize>(), tokens.len());
+        let mut first = Vec::new();
+        let mut i = 0;
+        for &n in &groups {
+            first.push(tags[i].clone());
+            i += n;
+        }
+        // Each group's first tag, spread back, gives the gold tags again.
+        assert_eq!(&expand_group_tags(&groups, &first), tags, "{tokens:?}");
+    }
+    // Elsewhere the same word is cut the same way; other words are untouched.
+    assert_eq!(
+        word_groups(&seg, &chars("总理访华"), &splits),
+        vec![2, 1, 1]
+    );
+    // A cut inside a token is not made (groups never split tokens).
+    assert_eq!(
+        word_groups(&seg, &strings(&["他", "访华"]), &splits),
+        vec![1, 1]
+    );
 }

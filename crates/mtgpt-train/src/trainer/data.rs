@@ -136,7 +136,8 @@ fn data_from(
     prep_reused: bool,
 ) -> Result<RunData> {
     let tok = TextTokenizer::load(&dir.join("tokenizer.json"))?;
-    let tasks = TaskData::from_manifest(config, dir, manifest)?;
+    let mut tasks = TaskData::from_manifest(config, dir, manifest)?;
+    tasks.learn_word_splits(&tok)?;
     warn_single_label(&tasks)?;
     let mut model_cfg = config.model.clone();
     // From `model.init`, the embedding keeps at least the folder's rows (a checkpoint may pad
