@@ -702,6 +702,11 @@ pub struct TrainConfig {
     pub eps: f64,
     /// Global gradient-norm clip; 0 = off.
     pub grad_clip: f64,
+    /// Decay of an exponential moving average of the trained weights (Polyak averaging);
+    /// 0 = off. When on, validation, `best/` and `model/` use the averaged weights
+    /// (bias-corrected, so early evaluations are not pulled towards the start); training goes
+    /// on from the raw ones. 0.998 averages over roughly the last 500 steps.
+    pub ema_decay: f64,
     /// Evaluate on the valid splits every this many steps; 0 = only at the end.
     pub eval_every: usize,
     /// Evaluations without improvement before stopping; 0 = never stop early.
@@ -747,6 +752,7 @@ impl Default for TrainConfig {
             beta2: 0.95,
             eps: 1e-8,
             grad_clip: 1.0,
+            ema_decay: 0.0,
             eval_every: 250,
             patience: 0,
             checkpoint_every: 500,

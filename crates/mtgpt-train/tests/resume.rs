@@ -153,13 +153,9 @@ fn assert_resume_is_exact(cfg: &Config, a: &Path, b: &Path) {
     );
     let dst = b.join("checkpoints/step-00000032");
     std::fs::create_dir_all(&dst).unwrap();
-    for f in [
-        "weights.safetensors",
-        "optimizer.safetensors",
-        "trainer.json",
-        "config.toml",
-    ] {
-        std::fs::copy(src.join(f), dst.join(f)).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
     }
     if a.join("augment").exists() {
         std::fs::create_dir_all(b.join("augment")).unwrap();
@@ -185,6 +181,50 @@ fn assert_resume_is_exact(cfg: &Config, a: &Path, b: &Path) {
     )
     .unwrap();
     assert!(end_a == end_b, "resumed weights differ");
+    let model = |d: &Path| std::fs::read(d.join("model/model.safetensors")).unwrap();
+    assert!(model(a) == model(b), "resumed model/ differs");
+}
+
+#[test]
+fn the_weight_average_goes_into_the_saved_models_not_into_training_and_resumes_exactly() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = config(dir.path(), 60);
+    let avg = config_with(dir.path(), 60, "ema_decay = 0.9", "");
+    let (p, a) = (dir.path().join("plain"), dir.path().join("a"));
+    train(&plain, &TrainOptions::new(&p)).unwrap();
+    let summary = train(&avg, &TrainOptions::new(&a)).unwrap();
+    assert_cls_learned(&summary);
+    let last = |d: &Path, f: &str| {
+        std::fs::read(latest_checkpoint(&d.join("checkpoints")).unwrap().join(f)).unwrap()
+    };
+    // The optimizer trains the raw weights: the same with and without the average.
+    assert!(last(&p, "weights.safetensors") == last(&a, "weights.safetensors"));
+    assert!(!last(&a, "ema.safetensors").is_empty());
+    // model/ holds the average, which is not the last step's weights.
+    let model = |d: &Path| std::fs::read(d.join("model/model.safetensors")).unwrap();
+    assert!(
+        model(&p) != model(&a),
+        "model/ should hold the averaged weights"
+    );
+    assert_resume_is_exact(&avg, &a, &dir.path().join("b"));
+    // A checkpoint without the average cannot resume a run that keeps one.
+    let c = dir.path().join("c");
+    std::fs::create_dir_all(c.join("checkpoints")).unwrap();
+    let src = p.join("checkpoints/step-00000032");
+    let dst = c.join("checkpoints/step-00000032");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let mut opts = TrainOptions::new(&c);
+    opts.resume = true;
+    let e = train(&avg, &opts).unwrap_err().to_string();
+    assert!(
+        e.contains("ema.safetensors") && e.contains("ema_decay"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -154,6 +154,13 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
         f64::MAX,
         "≥ 0 (0 turns clipping off)",
     )?;
+    finite_in(
+        "train.ema_decay",
+        t.ema_decay,
+        0.0,
+        0.999_999,
+        "in [0, 1) (0 turns the weight average off)",
+    )?;
     if !(t.spike_factor.is_finite() && t.spike_factor > 1.0) {
         return Err(err(
             "train.spike_factor",

@@ -75,6 +75,9 @@ pub(crate) fn read_checkpoint(
     serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
 }
 
+/// A checkpoint's weight average (`train.ema_decay`), beside the optimizer moments.
+pub(crate) const EMA_FILE: &str = "ema.safetensors";
+
 pub(crate) fn save_model(
     model: &MultiTaskModel,
     tok: &TextTokenizer,
@@ -95,6 +98,7 @@ pub(crate) fn write_checkpoint(
     dir: &Path,
     model: &MultiTaskModel,
     opt: &AdamW,
+    ema: Option<&super::ema::Ema>,
     state: &TrainerState,
     run_config: &str,
     keep: usize,
@@ -102,7 +106,7 @@ pub(crate) fn write_checkpoint(
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let name = format!("step-{:08}", state.step);
     let tmp = dir.join(format!("{name}.tmp"));
-    let written = fill_checkpoint(&tmp, model, opt, state, run_config);
+    let written = fill_checkpoint(&tmp, model, opt, ema, state, run_config);
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(Error::Invalid(format!(
@@ -144,6 +148,7 @@ fn fill_checkpoint(
     tmp: &Path,
     model: &MultiTaskModel,
     opt: &AdamW,
+    ema: Option<&super::ema::Ema>,
     state: &TrainerState,
     run_config: &str,
 ) -> Result<()> {
@@ -153,17 +158,22 @@ fn fill_checkpoint(
     std::fs::create_dir_all(tmp).map_err(io_err(tmp))?;
     save_weights(&model.vs, &tmp.join("weights.safetensors"), "")?;
     write_safetensors(&tmp.join("optimizer.safetensors"), &opt.state())?;
+    let mut files = vec![
+        "weights.safetensors",
+        "optimizer.safetensors",
+        "trainer.json",
+        "config.toml",
+    ];
+    if let Some(e) = ema {
+        write_safetensors(&tmp.join(EMA_FILE), &e.state())?;
+        files.push(EMA_FILE);
+    }
     let text = serde_json::to_string_pretty(state).map_err(|e| Error::Invalid(e.to_string()))?;
     let path = tmp.join("trainer.json");
     std::fs::write(&path, text).map_err(io_err(&path))?;
     let path = tmp.join("config.toml");
     std::fs::write(&path, run_config).map_err(io_err(&path))?;
-    for f in [
-        "weights.safetensors",
-        "optimizer.safetensors",
-        "trainer.json",
-        "config.toml",
-    ] {
+    for f in files {
         let p = tmp.join(f);
         std::fs::File::open(&p)
             .and_then(|f| f.sync_all())

@@ -14,6 +14,7 @@ use std::time::Instant;
 mod augment;
 mod checkpoint;
 pub mod data;
+mod ema;
 mod options;
 mod resume;
 mod session;

@@ -14,6 +14,18 @@ impl Session<'_> {
             Error::Invalid(format!("--resume: no checkpoint in {}", ckpt_dir.display()))
         })?;
         self.state = read_checkpoint(&dir, &self.model, &mut self.opt)?;
+        if let Some(ema) = self.ema.as_mut() {
+            let file = dir.join(super::checkpoint::EMA_FILE);
+            if !file.exists() {
+                return Err(Error::Invalid(format!(
+                    "{}: missing; the checkpoint was written without train.ema_decay, so it \
+                     cannot resume a run that averages the weights",
+                    file.display()
+                )));
+            }
+            let tensors = mtgpt_model::io::read_safetensors(&file)?;
+            ema.load_state(&tensors, &file.display().to_string())?;
+        }
         let path = dir.join("trainer.json");
         let state = &self.state;
         let written_by = state.world_size.unwrap_or(1);

@@ -45,6 +45,8 @@ pub(crate) struct Session<'a> {
     /// Every variable, sorted by name (snapshots), and those that train.
     pub(super) all_vars: Vec<Tensor>,
     pub(super) trainable: Vec<Tensor>,
+    /// `train.ema_decay` > 0: the running average of `trainable`.
+    pub(super) ema: Option<super::ema::Ema>,
     pub(super) pretrain: Option<Phase>,
     pub(super) joint: Phase,
     /// LM pretraining steps + joint steps.
@@ -97,6 +99,13 @@ impl<'a> Session<'a> {
             .filter(|t| t.requires_grad())
             .map(Tensor::shallow_clone)
             .collect();
+        let ema = (c.ema_decay > 0.0).then(|| {
+            let named: Vec<(String, Tensor)> = sorted_vars(&model)
+                .into_iter()
+                .filter(|(_, t)| t.requires_grad())
+                .collect();
+            super::ema::Ema::new(c.ema_decay, &named)
+        });
         // The mixture counts each task as `sample_weight` × its size.
         let sizes: Vec<usize> = runs
             .iter()
@@ -188,6 +197,7 @@ impl<'a> Session<'a> {
             opt,
             all_vars,
             trainable,
+            ema,
             pretrain,
             joint,
             total: c.pretrain_steps + c.steps,
@@ -327,6 +337,9 @@ impl<'a> Session<'a> {
         match self.guard.check(&so.task_losses, so.norm) {
             None => {
                 self.opt.step(lr);
+                if let Some(e) = self.ema.as_mut() {
+                    e.update(&self.trainable);
+                }
                 for &(t, l) in &so.task_losses {
                     self.weighting.observe(t, l)?;
                     let name = self.runs[t].name.clone();
@@ -457,9 +470,7 @@ impl<'a> Session<'a> {
                 lm_tokens: self.opts.eval_lm_tokens,
                 samples: 0,
             };
-            self.data
-                .tasks
-                .score(&self.model, &self.data.tok, "valid", &limits)?
+            self.averaged(|s| s.data.tasks.score(&s.model, &s.data.tok, "valid", &limits))?
                 .scores
         } else {
             Vec::new()
@@ -485,7 +496,7 @@ impl<'a> Session<'a> {
             self.state.best_score = agg;
             self.state.evals_without_improvement = 0;
             if self.writer {
-                self.save_model("best")?;
+                self.averaged(|s| s.save_model("best"))?;
             }
         } else {
             self.state.evals_without_improvement += 1;
@@ -528,6 +539,7 @@ impl<'a> Session<'a> {
                     &self.out().join("checkpoints"),
                     &self.model,
                     &self.opt,
+                    self.ema.as_ref(),
                     &self.state,
                     &self.run_config,
                     c.keep_checkpoints,
@@ -538,6 +550,15 @@ impl<'a> Session<'a> {
             self.snapshot = Some(Snapshot::take(&self.all_vars, &self.opt, &self.weighting));
         }
         Ok(())
+    }
+
+    /// Runs `f` with the weight average in the model when `train.ema_decay` is on (the raw
+    /// weights come back afterwards), else as it is.
+    fn averaged<R>(&self, f: impl FnOnce(&Self) -> R) -> R {
+        match &self.ema {
+            Some(e) => e.with_averaged(&self.trainable, || f(self)),
+            None => f(self),
+        }
     }
 
     fn save_model(&self, name: &str) -> Result<()> {
@@ -560,7 +581,7 @@ impl<'a> Session<'a> {
             d.out.flush().map_err(super::checkpoint::io_err(&d.path))?;
         }
         if self.writer {
-            self.save_model("model")?;
+            self.averaged(|s| s.save_model("model"))?;
         }
         let useful = self.useful_fraction();
         Ok(TrainSummary {
