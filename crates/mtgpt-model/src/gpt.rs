@@ -269,9 +269,58 @@ impl Gpt {
         input_ids: &Tensor,
         attention_mask: Option<&Tensor>,
         prefix: Option<&Tensor>,
+        cache: Option<&mut KvCache>,
+        train: bool,
+        keep_layers: bool,
+    ) -> Result<GptOutput> {
+        self.forward_full_at(
+            input_ids,
+            attention_mask,
+            prefix,
+            cache,
+            train,
+            keep_layers,
+            None,
+        )
+    }
+
+    /// The final hidden states at a few positions only: `at` (`[n]` i64) indexes the
+    /// flattened `[batch · seq]` positions of `input_ids`, and the output is `hidden`
+    /// `[n, d_model]` fp32, equal to [`Gpt::forward_full`]'s at those positions up to float
+    /// rounding. The last block runs its queries, projection and MLP at those positions
+    /// alone (its keys and values everywhere), so a head that reads one position per
+    /// sequence (classification) skips most of that block. Without a cache, in evaluation.
+    pub fn hidden_at(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        prefix: Option<&Tensor>,
+        at: &Tensor,
+    ) -> Result<Tensor> {
+        self.forward_full_at(
+            input_ids,
+            attention_mask,
+            prefix,
+            None,
+            false,
+            false,
+            Some(at),
+        )
+        .map(|o| o.hidden)
+    }
+
+    /// [`Gpt::forward_full`]; with `at`, only those flat positions come out of the last
+    /// block ([`Gpt::hidden_at`]).
+    #[allow(clippy::too_many_arguments)]
+    fn forward_full_at(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: Option<&Tensor>,
+        prefix: Option<&Tensor>,
         mut cache: Option<&mut KvCache>,
         train: bool,
         keep_layers: bool,
+        at: Option<&Tensor>,
     ) -> Result<GptOutput> {
         let c = &self.config;
         let (b, t) = input_ids.size2().map_err(|_| {
@@ -397,6 +446,7 @@ impl Gpt {
             past,
             train,
             keep_layers,
+            at,
         )
     }
 
@@ -416,6 +466,33 @@ impl Gpt {
         position: &Tensor,
         prefix_end: Option<&Tensor>,
         train: bool,
+    ) -> Result<GptOutput> {
+        self.forward_packed_at(input_ids, segment, position, prefix_end, train, None)
+    }
+
+    /// [`Gpt::forward_packed`]'s final hidden states at the flat positions `at` (`[n]` i64
+    /// into `[rows · cols]`) only, `[n, d_model]` fp32, as [`Gpt::hidden_at`] does for
+    /// unpacked rows. In evaluation.
+    pub fn packed_hidden_at(
+        &self,
+        input_ids: &Tensor,
+        segment: &Tensor,
+        position: &Tensor,
+        prefix_end: Option<&Tensor>,
+        at: &Tensor,
+    ) -> Result<Tensor> {
+        self.forward_packed_at(input_ids, segment, position, prefix_end, false, Some(at))
+            .map(|o| o.hidden)
+    }
+
+    fn forward_packed_at(
+        &self,
+        input_ids: &Tensor,
+        segment: &Tensor,
+        position: &Tensor,
+        prefix_end: Option<&Tensor>,
+        train: bool,
+        at: Option<&Tensor>,
     ) -> Result<GptOutput> {
         let (b, t) = input_ids.size2().map_err(|_| {
             Error::Invalid(format!(
@@ -463,6 +540,7 @@ impl Gpt {
             0,
             train,
             false,
+            at,
         )
     }
 
@@ -493,9 +571,35 @@ impl Gpt {
         past: i64,
         train: bool,
         keep_layers: bool,
+        at: Option<&Tensor>,
     ) -> Result<GptOutput> {
         let c = &self.config;
-        let b = input_ids.size()[0];
+        let (b, t) = (input_ids.size()[0], input_ids.size()[1]);
+        let at = match at {
+            None => None,
+            Some(_) if cache.is_some() || keep_layers => {
+                return Err(Error::Invalid(
+                    "hidden states at chosen positions are computed without a cache".into(),
+                ));
+            }
+            Some(a) => {
+                let a = a.to_kind(Kind::Int64).to_device(self.device());
+                if a.dim() != 1 || a.size()[0] == 0 {
+                    return Err(Error::Invalid(format!(
+                        "positions must be a non-empty [n] list, got {:?}",
+                        a.size()
+                    )));
+                }
+                let (lo, hi) = (a.min().int64_value(&[]), a.max().int64_value(&[]));
+                if lo < 0 || hi >= b * t {
+                    return Err(Error::Invalid(format!(
+                        "position {} outside the {b} × {t} input",
+                        if lo < 0 { lo } else { hi }
+                    )));
+                }
+                Some(a)
+            }
+        };
         let p = c.precision;
         let drop = if train { c.dropout } else { 0.0 };
         let adapters: Vec<AdapterRows> = self
@@ -535,7 +639,16 @@ impl Gpt {
             adapters: &adapters,
             train,
         };
+        let n_blocks = self.blocks.len();
         for (i, block) in self.blocks.iter().enumerate() {
+            if let (Some(at), true) = (&at, i + 1 == n_blocks) {
+                // The last block at the chosen positions only.
+                let x_at = block.forward_at(&x, mask, at, &pass);
+                return Ok(GptOutput {
+                    hidden: self.ln_f.forward(&x_at).squeeze_dim(1),
+                    layers,
+                });
+            }
             let max_len = c.block_size as i64;
             let slot = cache
                 .as_deref_mut()
@@ -551,8 +664,13 @@ impl Gpt {
                 layers.push(x.shallow_clone());
             }
         }
+        let hidden = self.ln_f.forward(&x);
         Ok(GptOutput {
-            hidden: self.ln_f.forward(&x),
+            // No blocks at all: the embeddings' positions.
+            hidden: match &at {
+                Some(at) => hidden.reshape([b * t, -1]).index_select(0, at),
+                None => hidden,
+            },
             layers,
         })
     }

@@ -170,6 +170,9 @@ impl<'a> Evaluator<'a> {
             None
         };
         let logits = match packed {
+            _ if self.task.kind == TaskKind::Classify => {
+                self.model.classify_logits(&batch, packed.as_ref())?
+            }
             Some(p) => self.model.forward_packing(one, &p, false)?.remove(0).logits,
             None => self.model.forward(&batch, false)?.logits,
         };

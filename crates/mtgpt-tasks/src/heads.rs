@@ -355,6 +355,77 @@ impl MultiTaskModel {
         Ok(outs)
     }
 
+    /// The `classify` logits `[B, classes]` (fp32) of `batch`, in evaluation, with the trunk
+    /// read at each row's last real token only ([`Gpt::hidden_at`]: most of the last block
+    /// is skipped). Equal to [`MultiTaskModel::forward`]'s logits up to float rounding; with
+    /// `packed` ([`MultiTaskModel::pack`] of this one batch) the rows run packed.
+    pub fn classify_logits(
+        &self,
+        batch: &Batch,
+        packed: Option<&crate::packing::Packed>,
+    ) -> Result<Tensor> {
+        let kind = self.kinds(std::slice::from_ref(batch))?[0];
+        let Head::Classify(lin) = &self.heads[&batch.task].1 else {
+            return Err(Error::Invalid(format!(
+                "task `{}` is {kind}, not classify",
+                batch.task
+            )));
+        };
+        let dev = self.gpt.device();
+        self.gpt.select_task(&batch.task)?;
+        let hidden = match packed {
+            Some(p) => {
+                if p.place.len() != 1 || p.place[0].len() != batch.batch_size {
+                    return Err(Error::Invalid(
+                        "classify_logits: the packing was made of another batch".into(),
+                    ));
+                }
+                let at: Vec<i64> = p.place[0]
+                    .iter()
+                    .enumerate()
+                    .map(|(r, &(row, col))| {
+                        (row * p.cols + col + batch.row_len(r).max(1) - 1) as i64
+                    })
+                    .collect();
+                let (r, c) = (p.rows as i64, p.cols as i64);
+                let pfx = p
+                    .prefix_end
+                    .iter()
+                    .any(|&x| x > 0)
+                    .then(|| to_tensor(&p.prefix_end, &[r, c], dev));
+                self.gpt.packed_hidden_at(
+                    &to_tensor(&p.ids, &[r, c], dev),
+                    &to_tensor(&p.segment, &[r, c], dev),
+                    &to_tensor(&p.position, &[r, c], dev),
+                    pfx.as_ref(),
+                    &to_tensor(&at, &[at.len() as i64], dev),
+                )?
+            }
+            None => {
+                let (b, t) = (batch.batch_size as i64, batch.seq_len as i64);
+                let at: Vec<i64> = (0..batch.batch_size)
+                    .map(|r| (r * batch.seq_len + batch.row_len(r).max(1) - 1) as i64)
+                    .collect();
+                let mask: Vec<i64> = batch.attention_mask.iter().map(|&m| m as i64).collect();
+                let padded = mask.contains(&0);
+                let mask = to_tensor(&mask, &[b, t], dev);
+                let prefix = batch.prefix_attention.then(|| {
+                    let l: Vec<i64> = batch.input_len.iter().map(|&l| l as i64).collect();
+                    to_tensor(&l, &[b], dev)
+                });
+                self.gpt.hidden_at(
+                    &to_tensor(&batch.input_ids, &[b, t], dev),
+                    padded.then_some(&mask),
+                    prefix.as_ref(),
+                    &to_tensor(&at, &[b], dev),
+                )?
+            }
+        };
+        Ok(lin
+            .forward(&hidden, self.gpt.config.precision)
+            .to_kind(Kind::Float))
+    }
+
     /// The loss and logits of `batch`'s head on its trunk output `hidden` `[B, T, d]`, with
     /// the batch's `ids` and `mask` (`[B, T]`, as the trunk read them). Without `logits`, an
     /// LM head projects only the positions that have a target, and its output's logits are

@@ -970,3 +970,67 @@ fn word_splits_learnt_from_the_training_tags_make_the_word_tags_exact() {
         vec![1, 1]
     );
 }
+
+#[test]
+fn classify_logits_read_at_the_last_tokens_equal_the_full_pass() {
+    let _serial = serial();
+    use mtgpt_core::{AdapterMode, Attention};
+    let prefix = mixed_batches().remove(0);
+    assert!(prefix.prefix_attention && prefix.attention_mask.contains(&0));
+    // The same task read causally.
+    let labels = vec!["no".to_string(), "yes".to_string()];
+    let causal_fmt = TaskFormatter::new(&TOK, "cls", TaskKind::Classify, &labels, 40)
+        .unwrap()
+        .with_options(Attention::Causal, 0.0);
+    let mut rng = Rng8::seed_from_u64(11);
+    let items: Vec<_> = (0..4)
+        .flat_map(|i| {
+            let ex = Example::Classify {
+                text: letters(&mut rng, 2 + 5 * i, LOWER),
+                text_pair: None,
+                label: "no".into(),
+            };
+            causal_fmt.format(&ex, i).unwrap()
+        })
+        .collect();
+    let causal = causal_fmt.collate(&items).unwrap();
+    for adapters in [None, Some(AdapterMode::Both), Some(AdapterMode::PerTask)] {
+        let m = mixed_model(adapters);
+        for batch in [&prefix, &causal] {
+            tch::no_grad(|| {
+                let want = m.forward(batch, false).unwrap().logits;
+                let packed = m.pack(std::slice::from_ref(batch), 48).unwrap();
+                assert!(packed.rows < batch.batch_size, "rows share a packed row");
+                for p in [None, Some(&packed)] {
+                    let got = m.classify_logits(batch, p).unwrap();
+                    assert_eq!(got.size(), want.size());
+                    let d = (&got - &want).abs().max().double_value(&[]);
+                    assert!(
+                        d < 1e-5,
+                        "adapters {adapters:?}, prefix {}, packed {}: logits differ by {d}",
+                        batch.prefix_attention,
+                        p.is_some()
+                    );
+                }
+            });
+        }
+    }
+    // Positions outside the input are refused, and other heads are not classify.
+    let m = mixed_model(None);
+    let ids = tch::Tensor::from_slice(&prefix.input_ids)
+        .view([prefix.batch_size as i64, prefix.seq_len as i64]);
+    let past_end = (prefix.batch_size * prefix.seq_len) as i64;
+    let err = m
+        .gpt
+        .hidden_at(
+            &ids,
+            None,
+            None,
+            &tch::Tensor::from_slice(&[0i64, past_end]),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("outside"), "{err}");
+    let tag = mixed_batches().remove(1);
+    let err = m.classify_logits(&tag, None).unwrap_err();
+    assert!(err.to_string().contains("not classify"), "{err}");
+}

@@ -119,24 +119,137 @@ impl CausalSelfAttention {
         if let Some((slot, past, max_len, reserve)) = cache {
             (k, v) = append_kv(slot, &k, &v, past, max_len, reserve);
         }
-        let keys = k.size()[2];
-        let y = if q.kind() == Kind::BFloat16 && t > 1 && keys <= BF16_MATH_ATTENTION_MAX_KEYS {
-            let allowed = match mask {
-                AttnMask::Causal => Some(Tensor::ones([t, t], (Kind::Bool, q.device())).tril(0)),
-                AttnMask::None => None,
-                AttnMask::Explicit(m) => Some(m.shallow_clone()),
-            };
-            math_attention(&q, &k, &v, allowed.as_ref(), dropout)
-        } else {
-            let (m, causal) = match mask {
-                AttnMask::Causal => (None, true),
-                AttnMask::None => (None, false),
-                AttnMask::Explicit(m) => (Some(m), false),
-            };
-            Tensor::scaled_dot_product_attention(&q, &k, &v, m, dropout, causal, None, false)
-        };
+        let y = attend(&q, &k, &v, mask, t > 1, dropout);
         let y = y.transpose(1, 2).contiguous().view([b, t, inner]);
         self.c_proj.forward_adapted(&y, precision, adapters, train)
+    }
+
+    /// The attention output `[n, 1, h·hd]` at the flat positions `at` (`[n]` into
+    /// `[b · t]`) of `x` `[b, t, d]` (no cache): queries there, keys and values everywhere
+    /// in their rows, each query masked as it is in the full pass. `rows` is the row of each
+    /// position and `at_pass` the pass with adapters chosen per position.
+    fn forward_at(
+        &self,
+        x: &Tensor,
+        mask: &AttnMask,
+        at: &Tensor,
+        rows: &Tensor,
+        pass: &Pass<'_>,
+        at_pass: &Pass<'_>,
+    ) -> Tensor {
+        let (b, t, _) = x.size3().unwrap_or((0, 0, 0));
+        let (hd, h) = (self.head_dim, self.n_head);
+        let inner = h * hd;
+        let n = at.size()[0];
+        let qkv = self
+            .c_attn
+            .forward_adapted(x, pass.precision, pass.adapters, pass.train);
+        let parts = qkv.split(inner, -1);
+        let q = parts[0]
+            .reshape([b * t, h, hd])
+            .index_select(0, at)
+            .view([n, h, 1, hd]);
+        let kv = |z: &Tensor| z.view([b, t, h, hd]).transpose(1, 2).index_select(0, rows);
+        let (k, v) = (kv(&parts[1]), kv(&parts[2]));
+        let dev = x.device();
+        let allowed = match mask {
+            AttnMask::Causal => {
+                let col = at.remainder(t).view([n, 1]);
+                Tensor::arange(t, (Kind::Int64, dev))
+                    .view([1, t])
+                    .le_tensor(&col)
+                    .view([n, 1, 1, t])
+            }
+            AttnMask::None => Tensor::ones([n, 1, 1, t], (Kind::Bool, dev)),
+            AttnMask::Explicit(m) => {
+                let keys = m.size()[3];
+                m.expand([b, 1, t, keys], false)
+                    .reshape([b * t, keys])
+                    .index_select(0, at)
+                    .view([n, 1, 1, keys])
+            }
+        };
+        let y = attend(
+            &q,
+            &k,
+            &v,
+            &AttnMask::Explicit(allowed),
+            t > 1,
+            pass.dropout,
+        );
+        let y = y.view([n, 1, inner]);
+        self.c_proj
+            .forward_adapted(&y, at_pass.precision, at_pass.adapters, at_pass.train)
+    }
+}
+
+/// Masked attention of `q` over `k`, `v` (`[b, h, q, hd]`, `[b, h, k, hd]`): bf16 runs as
+/// plain products and a softmax up to [`BF16_MATH_ATTENTION_MAX_KEYS`] keys when the pass
+/// has several queries per row (`multi`), otherwise libtorch's fused kernel.
+fn attend(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &AttnMask,
+    multi: bool,
+    dropout: f64,
+) -> Tensor {
+    let t = q.size()[2];
+    let keys = k.size()[2];
+    if q.kind() == Kind::BFloat16 && multi && keys <= BF16_MATH_ATTENTION_MAX_KEYS {
+        let allowed = match mask {
+            AttnMask::Causal => Some(Tensor::ones([t, t], (Kind::Bool, q.device())).tril(0)),
+            AttnMask::None => None,
+            AttnMask::Explicit(m) => Some(m.shallow_clone()),
+        };
+        math_attention(q, k, v, allowed.as_ref(), dropout)
+    } else {
+        let (m, causal) = match mask {
+            AttnMask::Causal => (None, true),
+            AttnMask::None => (None, false),
+            AttnMask::Explicit(m) => (Some(m), false),
+        };
+        Tensor::scaled_dot_product_attention(q, k, v, m, dropout, causal, None, false)
+    }
+}
+
+impl Block {
+    /// The block's output `[n, 1, d]` at the flat positions `at` (`[n]` i64 into `[b · t]`)
+    /// of its input `x` `[b, t, d]`: attention with queries there only, then the projection,
+    /// the MLP and both residuals at those positions alone. Per-row adapters follow each
+    /// position's row.
+    pub(super) fn forward_at(
+        &self,
+        x: &Tensor,
+        mask: &AttnMask,
+        at: &Tensor,
+        pass: &Pass<'_>,
+    ) -> Tensor {
+        let (_, t, d) = x.size3().unwrap_or((0, 0, 0));
+        let n = at.size()[0];
+        let rows = at.divide_scalar_mode(t, "floor");
+        let adapters: Vec<AdapterRows> = pass
+            .adapters
+            .iter()
+            .map(|a| match a {
+                AdapterRows::All(k) => AdapterRows::All(*k),
+                AdapterRows::Rows(r) => {
+                    AdapterRows::Rows(r.to_device(rows.device()).index_select(0, &rows))
+                }
+            })
+            .collect();
+        let at_pass = Pass {
+            adapters: &adapters,
+            ..*pass
+        };
+        let drop = pass.dropout;
+        let a = self
+            .attn
+            .forward_at(&self.ln_1.forward(x), mask, at, &rows, pass, &at_pass);
+        let x_at = x.reshape([-1, d]).index_select(0, at).view([n, 1, d]);
+        let x_at = &x_at + super::dropout(super::float(a), drop);
+        let m = self.mlp.forward(&self.ln_2.forward(&x_at), &at_pass);
+        &x_at + super::dropout(super::float(m), drop)
     }
 }
 
