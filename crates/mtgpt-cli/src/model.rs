@@ -131,6 +131,9 @@ pub struct GenerateArgs {
     /// Beam search with this many beams.
     #[arg(long, default_value_t = 1)]
     num_beams: usize,
+    /// No stop token before this many new tokens.
+    #[arg(long, default_value_t = 0)]
+    min_new_tokens: usize,
     /// Extra stop text (must be one token, e.g. `<|sep|>`); `<|endoftext|>` always stops.
     #[arg(long)]
     stop: Vec<String>,
@@ -175,6 +178,7 @@ pub fn generate_cmd(a: &GenerateArgs) -> anyhow::Result<()> {
         seed: a.seed,
         no_repeat_ngram_size: a.no_repeat_ngram_size,
         prefix_prompt: false,
+        min_new_tokens: a.min_new_tokens,
     };
     let outs = generate(&m.gpt, &prompts, sp.pad as i64, &cfg)?;
     for (p, o) in a.prompt.iter().zip(outs) {

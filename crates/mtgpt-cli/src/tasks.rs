@@ -58,6 +58,10 @@ pub struct PredictArgs {
     /// `generate` tasks: most new tokens (default: the task's `decode.max_new_tokens`).
     #[arg(long)]
     max_new_tokens: Option<usize>,
+    /// `generate` tasks: no end of text before this many new tokens (default: the task's
+    /// `decode.min_new_tokens`, 0 unless set).
+    #[arg(long)]
+    min_new_tokens: Option<usize>,
 }
 
 /// Writes the input lines with a `prediction` field added.
@@ -83,6 +87,9 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
     eval.batch = a.batch;
     if let Some(n) = a.no_repeat_ngram_size {
         eval.decode.no_repeat_ngram_size = n;
+    }
+    if let Some(n) = a.min_new_tokens {
+        eval.decode.min_new_tokens = n;
     }
     if let Some(p) = a.repetition_penalty {
         if !(p.is_finite() && p >= 1.0) {

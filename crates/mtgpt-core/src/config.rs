@@ -905,6 +905,8 @@ pub struct DecodeConfig {
     pub repetition_penalty: f64,
     /// Most new tokens.
     pub max_new_tokens: usize,
+    /// The end of text is not generated before this many new tokens (0 = any time).
+    pub min_new_tokens: usize,
 }
 
 impl Default for DecodeConfig {
@@ -913,6 +915,7 @@ impl Default for DecodeConfig {
             no_repeat_ngram_size: 3,
             repetition_penalty: 1.0,
             max_new_tokens: 64,
+            min_new_tokens: 0,
         }
     }
 }

@@ -31,6 +31,9 @@ pub struct GenerateConfig {
     /// The prompt is one bidirectional block (prefix attention, as the task was trained);
     /// generated tokens stay causal.
     pub prefix_prompt: bool,
+    /// The stop tokens are not chosen before this many new tokens (0 = any time), as
+    /// `min_new_tokens` in Hugging Face `generate`.
+    pub min_new_tokens: usize,
 }
 
 impl Default for GenerateConfig {
@@ -47,6 +50,7 @@ impl Default for GenerateConfig {
             seed: 0,
             no_repeat_ngram_size: 0,
             prefix_prompt: false,
+            min_new_tokens: 0,
         }
     }
 }
@@ -117,6 +121,16 @@ fn ban_ngrams(logits: Tensor, out: &[i64], n: usize) -> Tensor {
     logits.index_fill(0, &idx, f64::NEG_INFINITY)
 }
 
+/// `logits` `[vocab]` with the stop tokens at -inf while `out` is shorter than
+/// `min_new_tokens`.
+fn hold_stops(logits: Tensor, out: &[i64], cfg: &GenerateConfig) -> Tensor {
+    if out.len() >= cfg.min_new_tokens || cfg.stop_tokens.is_empty() {
+        return logits;
+    }
+    let idx = Tensor::from_slice(&cfg.stop_tokens).to_device(logits.device());
+    logits.index_fill(0, &idx, f64::NEG_INFINITY)
+}
+
 /// Filters `logits` `[vocab]` by temperature, top-k and top-p (removed tokens get -inf).
 fn filter(logits: &Tensor, cfg: &GenerateConfig) -> Tensor {
     let mut l = logits / cfg.temperature;
@@ -152,10 +166,14 @@ fn choose(
     cfg: &GenerateConfig,
     rng: &mut impl rand::Rng,
 ) -> i64 {
-    let l = ban_ngrams(
-        penalize(logits, seen, cfg.repetition_penalty),
+    let l = hold_stops(
+        ban_ngrams(
+            penalize(logits, seen, cfg.repetition_penalty),
+            out,
+            cfg.no_repeat_ngram_size,
+        ),
         out,
-        cfg.no_repeat_ngram_size,
+        cfg,
     );
     if cfg.greedy {
         return l.argmax(0, false).int64_value(&[]);
@@ -513,14 +531,18 @@ fn beam_search(gpt: &Gpt, prompt: &[i64], cfg: &GenerateConfig) -> Result<Vec<i6
                 let v = logp.size()[1];
                 let scores = logp.copy();
                 for (i, (toks, s)) in beams.iter().enumerate() {
-                    let mut row = ban_ngrams(
-                        penalize(
-                            &scores.get(i as i64),
-                            &[prompt, toks].concat(),
-                            cfg.repetition_penalty,
+                    let mut row = hold_stops(
+                        ban_ngrams(
+                            penalize(
+                                &scores.get(i as i64),
+                                &[prompt, toks].concat(),
+                                cfg.repetition_penalty,
+                            ),
+                            toks,
+                            cfg.no_repeat_ngram_size,
                         ),
                         toks,
-                        cfg.no_repeat_ngram_size,
+                        cfg,
                     );
                     row += *s;
                     scores.get(i as i64).copy_(&row);

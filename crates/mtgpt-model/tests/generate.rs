@@ -290,3 +290,33 @@ fn sequences_joining_a_running_batch_decode_as_they_would_alone() {
     assert_eq!(done, vec![(7, alone[0][..1].to_vec())]);
     assert!(dec.is_empty());
 }
+
+#[test]
+fn min_new_tokens_hold_the_stop_tokens_back() {
+    let _serial = serial();
+    let m = tiny(1);
+    let prompt = vec![3i64, 7, 1];
+    let free = generate(&m.gpt, std::slice::from_ref(&prompt), 0, &greedy(8)).unwrap();
+    // Stopping at greedy's first token ends the output at once ...
+    let stop = GenerateConfig {
+        stop_tokens: vec![free[0][0]],
+        ..greedy(8)
+    };
+    let short = generate(&m.gpt, std::slice::from_ref(&prompt), 0, &stop).unwrap();
+    assert_eq!(short[0], vec![free[0][0]]);
+    // ... unless the first 4 tokens may not be a stop token, greedy and with beams.
+    for num_beams in [1, 3] {
+        let held = GenerateConfig {
+            min_new_tokens: 4,
+            num_beams,
+            ..stop.clone()
+        };
+        let out = generate(&m.gpt, std::slice::from_ref(&prompt), 0, &held).unwrap();
+        assert!(out[0].len() >= 4, "beams {num_beams}: {:?}", out[0]);
+        assert!(
+            !out[0][..4].contains(&free[0][0]),
+            "beams {num_beams}: {:?}",
+            out[0]
+        );
+    }
+}

@@ -692,6 +692,12 @@ impl Worker {
             } else {
                 1.0
             },
+            // The task's floor, within the request's own budget.
+            min_new_tokens: if generate {
+                decode.min_new_tokens.min(params.max_tokens)
+            } else {
+                0
+            },
             prefix_prompt: head.attention == Attention::Prefix,
             ..Default::default()
         };

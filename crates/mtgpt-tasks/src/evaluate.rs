@@ -369,6 +369,7 @@ impl<'a> Evaluator<'a> {
             stop_tokens: vec![sp.endoftext as i64],
             no_repeat_ngram_size: self.decode.no_repeat_ngram_size,
             repetition_penalty: self.decode.repetition_penalty,
+            min_new_tokens: self.decode.min_new_tokens,
             prefix_prompt: self.task.attention == Attention::Prefix,
             ..Default::default()
         };
