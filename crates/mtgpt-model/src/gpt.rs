@@ -11,7 +11,7 @@ pub use cache::KvCache;
 use crate::error::{Error, Result};
 use crate::layers::{Embedding, LayerNorm, Linear};
 use crate::lora::{AdapterLayout, AdapterRows, LoraSet};
-use block::AttnMask;
+use block::{AttnMask, dropout, float};
 use mtgpt_core::{ModelConfig, Precision};
 use tch::{Device, Kind, Tensor, nn};
 
@@ -67,20 +67,6 @@ impl DecodeHead<'_> {
             None => self.gpt.logits(hidden),
         }
     }
-}
-
-/// `x` in fp32 (no op when it already is).
-fn float(x: Tensor) -> Tensor {
-    if x.kind() == Kind::Float {
-        x
-    } else {
-        x.to_kind(Kind::Float)
-    }
-}
-
-/// Dropout with probability `p` (no op at all when `p` is 0, as in evaluation).
-fn dropout(x: Tensor, p: f64) -> Tensor {
-    if p > 0.0 { x.dropout(p, true) } else { x }
 }
 
 impl Gpt {

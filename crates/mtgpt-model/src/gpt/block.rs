@@ -247,9 +247,9 @@ impl Block {
             .attn
             .forward_at(&self.ln_1.forward(x), mask, at, &rows, pass, &at_pass);
         let x_at = x.reshape([-1, d]).index_select(0, at).view([n, 1, d]);
-        let x_at = &x_at + super::dropout(super::float(a), drop);
+        let x_at = &x_at + dropout(float(a), drop);
         let m = self.mlp.forward(&self.ln_2.forward(&x_at), &at_pass);
-        &x_at + super::dropout(super::float(m), drop)
+        &x_at + dropout(float(m), drop)
     }
 }
 
@@ -280,4 +280,18 @@ impl Mlp {
             .gelu("tanh");
         self.c_proj.forward_adapted(&h, precision, adapters, train)
     }
+}
+
+/// `x` in fp32 (no op when it already is).
+pub(super) fn float(x: Tensor) -> Tensor {
+    if x.kind() == Kind::Float {
+        x
+    } else {
+        x.to_kind(Kind::Float)
+    }
+}
+
+/// Dropout with probability `p` (no op at all when `p` is 0, as in evaluation).
+pub(super) fn dropout(x: Tensor, p: f64) -> Tensor {
+    if p > 0.0 { x.dropout(p, true) } else { x }
 }
