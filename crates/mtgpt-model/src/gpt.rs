@@ -11,7 +11,7 @@ pub use cache::KvCache;
 use crate::error::{Error, Result};
 use crate::layers::{Embedding, LayerNorm, Linear};
 use crate::lora::{AdapterLayout, AdapterRows, LoraSet};
-use block::{AttnMask, dropout, float};
+use block::{AttnMask, dropout};
 use mtgpt_core::{ModelConfig, Precision};
 use tch::{Device, Kind, Tensor, nn};
 
@@ -642,10 +642,7 @@ impl Gpt {
             let a = block
                 .attn
                 .forward(&block.ln_1.forward(&x), mask, slot, &pass);
-            // Not `+=`: LayerNorm saved `x` for backward, so it must not change in place.
-            x = &x + dropout(float(a), drop);
-            let m = block.mlp.forward(&block.ln_2.forward(&x), &pass);
-            x = &x + dropout(float(m), drop);
+            x = block.finish(&x, a, &pass);
             if keep_layers {
                 layers.push(x.shallow_clone());
             }

@@ -242,14 +242,20 @@ impl Block {
             adapters: &adapters,
             ..*pass
         };
-        let drop = pass.dropout;
         let a = self
             .attn
             .forward_at(&self.ln_1.forward(x), mask, at, &rows, pass, &at_pass);
         let x_at = x.reshape([-1, d]).index_select(0, at).view([n, 1, d]);
-        let x_at = &x_at + dropout(float(a), drop);
-        let m = self.mlp.forward(&self.ln_2.forward(&x_at), &at_pass);
-        &x_at + dropout(float(m), drop)
+        self.finish(&x_at, a, &at_pass)
+    }
+
+    /// The rest of the block once attention gave `a` for the residual stream `x`: the
+    /// attention residual, then the MLP and its residual.
+    pub(super) fn finish(&self, x: &Tensor, a: Tensor, pass: &Pass<'_>) -> Tensor {
+        // Not `+=`: LayerNorm saved `x` for backward, so it must not change in place.
+        let x = x + dropout(float(a), pass.dropout);
+        let m = self.mlp.forward(&self.ln_2.forward(&x), pass);
+        &x + dropout(float(m), pass.dropout)
     }
 }
 
@@ -283,7 +289,7 @@ impl Mlp {
 }
 
 /// `x` in fp32 (no op when it already is).
-pub(super) fn float(x: Tensor) -> Tensor {
+fn float(x: Tensor) -> Tensor {
     if x.kind() == Kind::Float {
         x
     } else {
