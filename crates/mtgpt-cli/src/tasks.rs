@@ -62,6 +62,10 @@ pub struct PredictArgs {
     /// `decode.min_new_tokens`, 0 unless set).
     #[arg(long)]
     min_new_tokens: Option<usize>,
+    /// `generate` tasks: beam search with this many beams (default: the task's
+    /// `decode.num_beams`, 1 = greedy, unless set).
+    #[arg(long)]
+    num_beams: Option<usize>,
 }
 
 /// Writes the input lines with a `prediction` field added.
@@ -90,6 +94,12 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
     }
     if let Some(n) = a.min_new_tokens {
         eval.decode.min_new_tokens = n;
+    }
+    if let Some(n) = a.num_beams {
+        if n == 0 {
+            bail!("--num-beams 0: must be at least 1");
+        }
+        eval.decode.num_beams = n;
     }
     if let Some(p) = a.repetition_penalty {
         if !(p.is_finite() && p >= 1.0) {
@@ -158,7 +168,14 @@ pub struct EvalArgs {
 pub fn eval(a: &EvalArgs) -> anyhow::Result<()> {
     let config = a.config.load()?;
     let dir = crate::args::model_dir(&a.model)?;
-    let (model, heads, tok) = load(&dir)?;
+    let (model, mut heads, tok) = load(&dir)?;
+    // A `decode` the config sets (e.g. `--set task.NAME.decode.num_beams=4`) is how the
+    // user asks this run to decode; the one saved with the model applies otherwise.
+    for h in &mut heads {
+        if let Some(d) = config.task(&h.name).and_then(|t| t.decode) {
+            h.decode = Some(d);
+        }
+    }
     let run_prep = crate::args::run_prep(&dir);
     let prepared = run_prep.as_ref().map(|(p, o)| (p.as_path(), o));
     let context = || format!("scoring {} on {}", dir.display(), a.config.config.display());

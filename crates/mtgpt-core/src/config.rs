@@ -907,6 +907,9 @@ pub struct DecodeConfig {
     pub max_new_tokens: usize,
     /// The end of text is not generated before this many new tokens (0 = any time).
     pub min_new_tokens: usize,
+    /// Beam search with this many beams when the task is scored and predicted (1 = greedy).
+    /// The OpenAI-compatible endpoints of `mtgpt serve` sample or decode greedily per request.
+    pub num_beams: usize,
 }
 
 impl Default for DecodeConfig {
@@ -916,6 +919,7 @@ impl Default for DecodeConfig {
             repetition_penalty: 1.0,
             max_new_tokens: 64,
             min_new_tokens: 0,
+            num_beams: 1,
         }
     }
 }

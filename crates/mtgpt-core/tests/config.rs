@@ -183,6 +183,11 @@ fn bad_values_name_file_line_key_and_value() {
             "train = \"a.txt\"\nsample_weight = 0.0",
             "key `task[0].sample_weight` = 0: must be a number in (0, 1000]",
         ),
+        (
+            "kind = \"classify\"\ntrain = \"b.jsonl\"\nlabels = [\"x\", \"y\"]",
+            "kind = \"generate\"\ntrain = \"b.jsonl\"\ndecode = { num_beams = 0 }",
+            "cfg.toml:21: key `task[1].decode.num_beams` = 0: must be at least 1",
+        ),
     ];
     for (from, to, want) in cases {
         let text = MINI.replacen(from, to, 1);

@@ -370,6 +370,7 @@ impl<'a> Evaluator<'a> {
             no_repeat_ngram_size: self.decode.no_repeat_ngram_size,
             repetition_penalty: self.decode.repetition_penalty,
             min_new_tokens: self.decode.min_new_tokens,
+            num_beams: self.decode.num_beams,
             prefix_prompt: self.task.attention == Attention::Prefix,
             ..Default::default()
         };

@@ -323,6 +323,70 @@ fn generate_head_learns_to_copy() {
 }
 
 #[test]
+fn evaluator_decodes_by_beam_search_when_decode_sets_num_beams() {
+    let _serial = serial();
+    // A trunk barely trained on copying: greedy and beam search part ways on some prompts.
+    let m = model("gen", TaskKind::Generate, 0);
+    let f = TaskFormatter::new(&TOK, "gen", TaskKind::Generate, &[], 32).unwrap();
+    train(&m, &f, 15, |rng| {
+        let s = letters(rng, 3, b"abcde");
+        Example::Generate {
+            source: s.clone(),
+            target: s.to_uppercase(),
+        }
+    });
+    let head = mtgpt_tasks::TaskHead {
+        name: "gen".into(),
+        kind: TaskKind::Generate,
+        labels: vec![],
+        attention: Default::default(),
+        decode: None,
+        tag_context: 0,
+        tag_words: false,
+        word_splits: Default::default(),
+    };
+    let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
+    eval.decode.max_new_tokens = 6;
+    let mut rng = Rng8::seed_from_u64(5);
+    let test: Vec<Example> = (0..40)
+        .map(|_| Example::Generate {
+            source: letters(&mut rng, 3, b"abcde"),
+            target: String::new(),
+        })
+        .collect();
+    let sp = TOK.special();
+    let decode_with = |beams: usize| -> Vec<mtgpt_tasks::Prediction> {
+        test.iter()
+            .map(|ex| {
+                let Example::Generate { source, .. } = ex else {
+                    panic!()
+                };
+                let mut prompt = vec![TOK.task_id("gen").unwrap() as i64];
+                prompt.extend(TOK.encode_ids(source).unwrap().iter().map(|&i| i as i64));
+                prompt.push(sp.sep as i64);
+                let cfg = GenerateConfig {
+                    max_new_tokens: 6,
+                    greedy: true,
+                    num_beams: beams,
+                    stop_tokens: vec![sp.endoftext as i64],
+                    no_repeat_ngram_size: eval.decode.no_repeat_ngram_size,
+                    prefix_prompt: head.attention == mtgpt_core::Attention::Prefix,
+                    ..Default::default()
+                };
+                let out = generate(&m.gpt, &[prompt], sp.pad as i64, &cfg).unwrap();
+                let ids: Vec<u32> = out[0].iter().map(|&i| i as u32).collect();
+                mtgpt_tasks::Prediction::Text(TOK.decode(&ids, true).unwrap().trim().to_string())
+            })
+            .collect()
+    };
+    let (greedy, beam) = (decode_with(1), decode_with(4));
+    assert_ne!(greedy, beam, "the fixture must tell the two decoders apart");
+    assert_eq!(eval.predict(&test).unwrap(), greedy);
+    eval.decode.num_beams = 4;
+    assert_eq!(eval.predict(&test).unwrap(), beam);
+}
+
+#[test]
 fn lm_head_lowers_perplexity_and_frozen_trunk_stays_put() {
     let _serial = serial();
     let f = TaskFormatter::new(&TOK, "lm", TaskKind::Lm, &[], 32).unwrap();

@@ -420,6 +420,7 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
                 ));
             }
             positive(&key("decode.max_new_tokens"), d.max_new_tokens)?;
+            positive(&key("decode.num_beams"), d.num_beams)?;
             finite_in(
                 &key("decode.repetition_penalty"),
                 d.repetition_penalty,
