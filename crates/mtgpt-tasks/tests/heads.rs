@@ -265,6 +265,20 @@ fn span_head_finds_the_answer() {
     }
 }
 
+/// The `gen` task's head description, as a model folder's `tasks.json` holds it.
+fn generate_head() -> mtgpt_tasks::TaskHead {
+    mtgpt_tasks::TaskHead {
+        name: "gen".into(),
+        kind: TaskKind::Generate,
+        labels: vec![],
+        attention: Default::default(),
+        decode: None,
+        tag_context: 0,
+        tag_words: false,
+        word_splits: Default::default(),
+    }
+}
+
 #[test]
 fn generate_head_learns_to_copy() {
     let _serial = serial();
@@ -300,16 +314,7 @@ fn generate_head_learns_to_copy() {
     }
     assert!(exact >= 27, "{exact}/30");
 
-    let head = mtgpt_tasks::TaskHead {
-        name: "gen".into(),
-        kind: TaskKind::Generate,
-        labels: vec![],
-        attention: Default::default(),
-        decode: None,
-        tag_context: 0,
-        tag_words: false,
-        word_splits: Default::default(),
-    };
+    let head = generate_head();
     let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
     eval.decode.max_new_tokens = 6;
     let mut rng = Rng8::seed_from_u64(94);
@@ -335,16 +340,7 @@ fn evaluator_decodes_by_beam_search_when_decode_sets_num_beams() {
             target: s.to_uppercase(),
         }
     });
-    let head = mtgpt_tasks::TaskHead {
-        name: "gen".into(),
-        kind: TaskKind::Generate,
-        labels: vec![],
-        attention: Default::default(),
-        decode: None,
-        tag_context: 0,
-        tag_words: false,
-        word_splits: Default::default(),
-    };
+    let head = generate_head();
     let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
     eval.decode.max_new_tokens = 6;
     let mut rng = Rng8::seed_from_u64(5);
