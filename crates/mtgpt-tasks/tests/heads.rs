@@ -234,16 +234,7 @@ fn span_head_finds_the_answer() {
     assert!(exact >= 36, "{exact}/40");
 
     // The Evaluator's QA path (windows, best span, text back) scores the same model.
-    let head = mtgpt_tasks::TaskHead {
-        name: "qa".into(),
-        kind: TaskKind::ExtractiveQa,
-        labels: vec![],
-        attention: Default::default(),
-        decode: None,
-        tag_context: 0,
-        tag_words: false,
-        word_splits: Default::default(),
-    };
+    let head = task_head("qa", TaskKind::ExtractiveQa, vec![]);
     let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 40).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
     let test: Vec<Example> = (0..40).map(|_| make(&mut rng)).collect();
@@ -265,18 +256,27 @@ fn span_head_finds_the_answer() {
     }
 }
 
-/// The `gen` task's head description, as a model folder's `tasks.json` holds it.
-fn generate_head() -> mtgpt_tasks::TaskHead {
+/// A head description as a model folder's `tasks.json` holds it, with the defaults a task
+/// of `kind` gets when its config sets nothing else.
+fn task_head(name: &str, kind: TaskKind, labels: Vec<String>) -> mtgpt_tasks::TaskHead {
     mtgpt_tasks::TaskHead {
-        name: "gen".into(),
-        kind: TaskKind::Generate,
-        labels: vec![],
+        name: name.into(),
+        kind,
+        labels,
         attention: Default::default(),
         decode: None,
         tag_context: 0,
         tag_words: false,
         word_splits: Default::default(),
     }
+}
+
+/// The `gen` task's prompt for `source`, as the formatter writes it: task token, source, sep.
+fn generate_prompt(source: &str) -> Vec<i64> {
+    let mut prompt = vec![TOK.task_id("gen").unwrap() as i64];
+    prompt.extend(TOK.encode_ids(source).unwrap().iter().map(|&i| i as i64));
+    prompt.push(TOK.special().sep as i64);
+    prompt
 }
 
 #[test]
@@ -299,9 +299,7 @@ fn generate_head_learns_to_copy() {
         let Example::Generate { source, target } = make(&mut rng) else {
             panic!()
         };
-        let mut prompt = vec![TOK.task_id("gen").unwrap() as i64];
-        prompt.extend(TOK.encode_ids(&source).unwrap().iter().map(|&i| i as i64));
-        prompt.push(sp.sep as i64);
+        let prompt = generate_prompt(&source);
         let cfg = GenerateConfig {
             max_new_tokens: 6,
             greedy: true,
@@ -314,7 +312,7 @@ fn generate_head_learns_to_copy() {
     }
     assert!(exact >= 27, "{exact}/30");
 
-    let head = generate_head();
+    let head = task_head("gen", TaskKind::Generate, vec![]);
     let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
     eval.decode.max_new_tokens = 6;
     let mut rng = Rng8::seed_from_u64(94);
@@ -340,7 +338,7 @@ fn evaluator_decodes_by_beam_search_when_decode_sets_num_beams() {
             target: s.to_uppercase(),
         }
     });
-    let head = generate_head();
+    let head = task_head("gen", TaskKind::Generate, vec![]);
     let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
     eval.decode.max_new_tokens = 6;
     let mut rng = Rng8::seed_from_u64(5);
@@ -357,9 +355,6 @@ fn evaluator_decodes_by_beam_search_when_decode_sets_num_beams() {
                 let Example::Generate { source, .. } = ex else {
                     panic!()
                 };
-                let mut prompt = vec![TOK.task_id("gen").unwrap() as i64];
-                prompt.extend(TOK.encode_ids(source).unwrap().iter().map(|&i| i as i64));
-                prompt.push(sp.sep as i64);
                 let cfg = GenerateConfig {
                     max_new_tokens: 6,
                     greedy: true,
@@ -369,7 +364,8 @@ fn evaluator_decodes_by_beam_search_when_decode_sets_num_beams() {
                     prefix_prompt: head.attention == mtgpt_core::Attention::Prefix,
                     ..Default::default()
                 };
-                let out = generate(&m.gpt, &[prompt], sp.pad as i64, &cfg).unwrap();
+                let out =
+                    generate(&m.gpt, &[generate_prompt(source)], sp.pad as i64, &cfg).unwrap();
                 let ids: Vec<u32> = out[0].iter().map(|&i| i as u32).collect();
                 mtgpt_tasks::Prediction::Text(TOK.decode(&ids, true).unwrap().trim().to_string())
             })
@@ -431,16 +427,11 @@ fn lm_head_lowers_perplexity_and_frozen_trunk_stays_put() {
 fn model_folders_round_trip_heads_and_tasks() {
     let _serial = serial();
     let m = model("cls", TaskKind::Classify, 2);
-    let tasks = vec![mtgpt_tasks::TaskHead {
-        name: "cls".into(),
-        kind: TaskKind::Classify,
-        labels: vec!["no".into(), "yes".into()],
-        attention: Default::default(),
-        decode: None,
-        tag_context: 0,
-        tag_words: false,
-        word_splits: Default::default(),
-    }];
+    let tasks = vec![task_head(
+        "cls",
+        TaskKind::Classify,
+        vec!["no".into(), "yes".into()],
+    )];
     let dir = tempfile::tempdir().unwrap();
     m.save(dir.path(), &tasks, Some("name = \"x\"\n")).unwrap();
     let (back, t2) = MultiTaskModel::load(dir.path(), Device::Cpu).unwrap();
@@ -491,14 +482,9 @@ fn right_context_accuracy(attention: mtgpt_core::Attention, context: usize) -> f
     };
     train(&m, &f, 300, make);
     let head = mtgpt_tasks::TaskHead {
-        name: "tag".into(),
-        kind: TaskKind::Tagging,
-        labels,
         attention,
-        decode: None,
         tag_context: context,
-        tag_words: false,
-        word_splits: Default::default(),
+        ..task_head("tag", TaskKind::Tagging, labels)
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 48).unwrap();
     let mut rng = Rng8::seed_from_u64(95);
@@ -951,14 +937,9 @@ fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
     };
     let m = MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap();
     let head = mtgpt_tasks::TaskHead {
-        name: "tag".into(),
-        kind: TaskKind::Tagging,
-        labels,
-        attention: Default::default(),
-        decode: None,
         tag_context: 2,
         tag_words: true,
-        word_splits: Default::default(),
+        ..task_head("tag", TaskKind::Tagging, labels)
     };
     let eval = mtgpt_tasks::Evaluator::new(&m, &zh, &head, 48).unwrap();
     let mtgpt_tasks::Prediction::Tags(tags) = &eval.predict(std::slice::from_ref(&ex)).unwrap()[0]
