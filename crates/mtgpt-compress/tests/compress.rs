@@ -39,12 +39,14 @@ fn specs() -> Vec<HeadSpec> {
             kind: TaskKind::Lm,
             num_labels: 0,
             tag_context: 0,
+            crf: false,
         },
         HeadSpec {
             name: "cls".into(),
             kind: TaskKind::Classify,
             num_labels: 3,
             tag_context: 0,
+            crf: false,
         },
     ]
 }
@@ -197,6 +199,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             tag_context: 0,
             tag_words: false,
             word_splits: Default::default(),
+            crf: false,
         },
         TaskHead {
             name: "cls".into(),
@@ -207,6 +210,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             tag_context: 0,
             tag_words: false,
             word_splits: Default::default(),
+            crf: false,
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();
@@ -298,6 +302,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             tag_context: 0,
             tag_words: false,
             word_splits: Default::default(),
+            crf: false,
         },
         TaskHead {
             name: "cls".into(),
@@ -308,6 +313,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             tag_context: 0,
             tag_words: false,
             word_splits: Default::default(),
+            crf: false,
         },
     ];
     small.save(dir.path(), &tasks, None).unwrap();
@@ -399,6 +405,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             tag_context: 0,
             tag_words: false,
             word_splits: Default::default(),
+            crf: false,
         },
         TaskHead {
             name: "cls".into(),
@@ -409,6 +416,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             tag_context: 0,
             tag_words: false,
             word_splits: Default::default(),
+            crf: false,
         },
     ];
     m.save(dir.path(), &tasks, None).unwrap();

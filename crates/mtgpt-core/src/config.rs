@@ -850,6 +850,10 @@ pub struct TaskConfig {
     /// tags. Default: on for BIO tag sets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tag_words: Option<bool>,
+    /// `tagging`: a linear-chain CRF over the tag scores, trained by the sequence likelihood
+    /// and decoded with its learnt transitions (default off).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crf: bool,
 }
 
 /// Whether `labels` are BIO tags: each `O`, `B-X` or `I-X`.

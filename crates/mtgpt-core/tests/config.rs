@@ -174,6 +174,11 @@ fn bad_values_name_file_line_key_and_value() {
             "key `task[0].tag_context` = 2: only tagging tasks take it",
         ),
         (
+            "train = \"a.txt\"",
+            "train = \"a.txt\"\ncrf = true",
+            "key `task[0].crf` = true: only tagging tasks take it",
+        ),
+        (
             "kind = \"classify\"",
             "kind = \"tagging\"\ntag_context = 17",
             "key `task[1].tag_context` = 17: must be in 0..=16",

@@ -232,6 +232,7 @@ impl<'a> Evaluator<'a> {
             }
             TaskKind::Tagging => {
                 let logp = logits.log_softmax(-1, Kind::Float);
+                let crf = self.model.tag_transitions(&self.task.name);
                 let fallback = if self.task.labels.iter().any(|l| l == "O") {
                     "O".to_string()
                 } else {
@@ -270,7 +271,7 @@ impl<'a> Evaluator<'a> {
                     };
                     let free = tags(argmax_path(&rows));
                     if self.constrained {
-                        out.push(tags(self.scheme.decode(&rows)));
+                        out.push(tags(self.scheme.decode_with(&rows, crf.as_ref())));
                         if let Some(a) = argmax.as_deref_mut() {
                             a.push(free);
                         }

@@ -44,6 +44,9 @@ pub struct TaskHead {
     /// ([`crate::format::learn_word_splits`]); learnt when training starts.
     #[serde(default, skip_serializing_if = "WordSplits::is_empty")]
     pub word_splits: WordSplits,
+    /// `tagging`: the head has a CRF layer (folders written before the option have none).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub crf: bool,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -65,6 +68,7 @@ impl TaskHead {
             tag_context: t.tag_context(),
             tag_words: t.tag_words(&labels),
             word_splits: WordSplits::new(),
+            crf: t.kind == TaskKind::Tagging && t.crf,
             labels,
         }
     }
@@ -85,6 +89,7 @@ impl TaskHead {
             } else {
                 0
             },
+            crf: self.kind == TaskKind::Tagging && self.crf,
         }
     }
 }

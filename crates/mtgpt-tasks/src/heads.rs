@@ -1,6 +1,7 @@
 //! One head per task kind on a shared GPT trunk, with its loss and predictions, and
 //! [`MultiTaskModel`]: the trunk plus named heads whose parameters live apart under
 //! `heads.<task>.*`.
+use crate::crf::{Crf, Transitions};
 use crate::error::{Error, Result};
 use mtgpt_core::AdapterConfig;
 use mtgpt_core::{Batch, IGNORE_INDEX, ModelConfig, Targets, TaskKind};
@@ -24,6 +25,9 @@ pub enum Head {
         lin: Linear,
         /// How many following tokens the head reads.
         context: i64,
+        /// A linear-chain CRF over the tag scores (`crf = true`): trained by the sequence
+        /// likelihood, decoded by Viterbi with its learnt transitions.
+        crf: Option<Crf>,
     },
 }
 
@@ -62,6 +66,8 @@ pub struct HeadSpec {
     pub num_labels: usize,
     /// `tagging`: how many following tokens the tag head reads (0 for the other kinds).
     pub tag_context: usize,
+    /// `tagging`: a CRF layer over the tag scores (false for the other kinds).
+    pub crf: bool,
 }
 
 fn to_tensor(v: &[i64], shape: &[i64], dev: Device) -> Tensor {
@@ -91,9 +97,11 @@ impl MultiTaskModel {
                 TaskKind::ExtractiveQa => Head::Span(Linear::new(&p / "span", d, 2, 0.02)),
                 TaskKind::Tagging => {
                     let context = s.tag_context as i64;
+                    let k = s.num_labels as i64;
                     Head::Tagging {
-                        lin: Linear::new(&p / "tag", d * (context + 1), s.num_labels as i64, 0.02),
+                        lin: Linear::new(&p / "tag", d * (context + 1), k, 0.02),
                         context,
+                        crf: s.crf.then(|| Crf::new(&(&p / "crf"), k)),
                     }
                 }
             };
@@ -126,6 +134,14 @@ impl MultiTaskModel {
     /// selects the batch's task itself.
     pub fn select_task(&self, task: &str) -> Result<()> {
         Ok(self.gpt.select_task(task)?)
+    }
+
+    /// The learnt CRF scores of tagging task `task`, if its head has a CRF.
+    pub fn tag_transitions(&self, task: &str) -> Option<Transitions> {
+        match self.heads.get(task) {
+            Some((_, Head::Tagging { crf: Some(c), .. })) => Some(c.transitions()),
+            _ => None,
+        }
     }
 
     /// Trainable parameters (elements): `(trainable, all)`.
@@ -561,14 +577,17 @@ impl MultiTaskModel {
                     logits,
                 }
             }
-            (Head::Tagging { lin, context }, Targets::Tags(tg)) => {
+            (Head::Tagging { lin, context, crf }, Targets::Tags(tg)) => {
                 let logits = lin
                     .forward(
                         &right_context(&hidden, mask, *context),
                         self.gpt.config.precision,
                     )
                     .to_kind(Kind::Float);
-                let loss = ce(&logits, &to_tensor(tg, &[b, t], dev));
+                let loss = match crf {
+                    Some(crf) => crf.nll(&logits, tg),
+                    None => ce(&logits, &to_tensor(tg, &[b, t], dev)),
+                };
                 HeadOutput {
                     loss,
                     aux_loss: None,

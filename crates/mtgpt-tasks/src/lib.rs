@@ -22,6 +22,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod crf;
 pub mod data;
 pub mod error;
 pub mod evaluate;
@@ -33,6 +34,7 @@ pub mod packing;
 pub mod stream;
 pub mod viterbi;
 
+pub use crf::{Crf, Transitions};
 pub use data::{Sample, ScoreLimits, SplitScores, TaskData, WorkDir, max_len};
 pub use error::{Error, Result};
 pub use evaluate::{Evaluator, Prediction, TaskScores, aggregate, score_predictions};

@@ -1,7 +1,9 @@
 //! Tag decoding that respects the tagging scheme: the best tag path under the per-word
 //! scores among paths that are valid BIO (no `I-X` after `O` or after another type) or
 //! BMES/BIOES (spans open with `B`, continue with `M`/`I`, close with `E`; `S` alone).
-//! Labels outside these schemes constrain nothing.
+//! Labels outside these schemes constrain nothing. A CRF's learnt scores
+//! ([`Transitions`]) add to a path's when the task has one.
+use crate::crf::Transitions;
 
 /// A label as (scheme letter, entity type): `B-PER` → (`B`, `PER`), `O` → (`O`, ``).
 fn parse(label: &str) -> (char, &str) {
@@ -54,13 +56,32 @@ impl TagScheme {
     /// The best valid path under `scores` (one row of label log-probabilities per word);
     /// plain argmax where no valid path exists (a label set that cannot satisfy itself).
     pub fn decode(&self, scores: &[Vec<f32>]) -> Vec<usize> {
+        self.decode_with(scores, None)
+    }
+
+    /// [`TagScheme::decode`] with a CRF's learnt scores added to the path's
+    /// (`start` of the first label, `trans` of each step, `end` of the last).
+    pub fn decode_with(&self, scores: &[Vec<f32>], crf: Option<&Transitions>) -> Vec<usize> {
         let k = self.start.len();
         if scores.is_empty() || k == 0 {
             return Vec::new();
         }
+        let at = |v: Option<&Vec<f32>>, j: usize| v.and_then(|v| v.get(j)).copied().unwrap_or(0.0);
+        let step = |i: usize, j: usize| {
+            crf.and_then(|c| c.trans.get(i))
+                .and_then(|r| r.get(j))
+                .copied()
+                .unwrap_or(0.0)
+        };
         let ninf = f32::NEG_INFINITY;
         let mut best: Vec<f32> = (0..k)
-            .map(|j| if self.start[j] { scores[0][j] } else { ninf })
+            .map(|j| {
+                if self.start[j] {
+                    scores[0][j] + at(crf.map(|c| &c.start), j)
+                } else {
+                    ninf
+                }
+            })
             .collect();
         let mut back: Vec<Vec<usize>> = Vec::with_capacity(scores.len());
         for row in &scores[1..] {
@@ -68,8 +89,9 @@ impl TagScheme {
             let mut from = vec![0usize; k];
             for j in 0..k {
                 for (i, &b) in best.iter().enumerate() {
-                    if self.allowed[i][j] && b > ninf && b + row[j] > next[j] {
-                        next[j] = b + row[j];
+                    let v = b + row[j] + step(i, j);
+                    if self.allowed[i][j] && b > ninf && v > next[j] {
+                        next[j] = v;
                         from[j] = i;
                     }
                 }
@@ -77,9 +99,10 @@ impl TagScheme {
             back.push(from);
             best = next;
         }
+        let fin = |j: usize| best[j] + at(crf.map(|c| &c.end), j);
         let last = (0..k)
             .filter(|&j| self.end[j] && best[j] > ninf)
-            .max_by(|&a, &b| best[a].total_cmp(&best[b]));
+            .max_by(|&a, &b| fin(a).total_cmp(&fin(b)));
         let Some(mut j) = last else {
             return argmax_path(scores);
         };
@@ -145,6 +168,26 @@ mod tests {
         // Ending on an open span is refused.
         let one = s.decode(&[vec![-2.0, -0.1, -9.0, -9.0, -3.0]]);
         assert_eq!(l[one[0]], "O");
+    }
+
+    #[test]
+    fn crf_scores_move_the_path_within_the_scheme() {
+        let l = labels(&["O", "B-PER", "I-PER"]);
+        let s = TagScheme::new(&l);
+        // The emissions alone say O O; a CRF that likes B-PER → I-PER and starting on B-PER
+        // turns it into one span, and the scheme still refuses I-PER first.
+        let scores = vec![vec![-0.5, -1.0, -9.0], vec![-0.5, -9.0, -1.0]];
+        assert_eq!(s.decode(&scores), vec![0, 0]);
+        let mut crf = Transitions {
+            trans: vec![vec![0.0; 3]; 3],
+            start: vec![0.0, 1.0, 5.0],
+            end: vec![0.0; 3],
+        };
+        crf.trans[1][2] = 1.0;
+        assert_eq!(s.decode_with(&scores, Some(&crf)), vec![1, 2]);
+        // An end score decides the last label.
+        crf.end = vec![0.0, 0.0, -3.0];
+        assert_eq!(s.decode_with(&scores, Some(&crf)), vec![1, 0]);
     }
 
     #[test]

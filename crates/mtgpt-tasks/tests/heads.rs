@@ -75,6 +75,7 @@ fn model_with_context(task: &str, kind: TaskKind, labels: usize, context: usize)
         kind,
         num_labels: labels,
         tag_context: context,
+        crf: false,
     };
     MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap()
 }
@@ -268,6 +269,7 @@ fn task_head(name: &str, kind: TaskKind, labels: Vec<String>) -> mtgpt_tasks::Ta
         tag_context: 0,
         tag_words: false,
         word_splits: Default::default(),
+        crf: false,
     }
 }
 
@@ -726,6 +728,7 @@ fn mixed_model(adapters: Option<mtgpt_core::AdapterMode>) -> MultiTaskModel {
         kind: k,
         num_labels: l,
         tag_context: if k == TaskKind::Tagging { 2 } else { 0 },
+        crf: false,
     })
     .collect();
     let mut m = MultiTaskModel::new(&config, &specs, Device::Cpu).unwrap();
@@ -934,6 +937,7 @@ fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
         kind: TaskKind::Tagging,
         num_labels: 3,
         tag_context: 2,
+        crf: false,
     };
     let m = MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap();
     let head = mtgpt_tasks::TaskHead {
@@ -1074,4 +1078,68 @@ fn classify_logits_read_at_the_last_tokens_equal_the_full_pass() {
     let tag = mixed_batches().remove(1);
     let err = m.classify_logits(&tag, None).unwrap_err();
     assert!(err.to_string().contains("not classify"), "{err}");
+}
+
+/// Uppercase runs are entities: `B-UP` opens a run, `I-UP` continues it, lowercase is `O`.
+fn upper_runs(rng: &mut Rng8) -> Example {
+    let tokens: Vec<String> = (0..8)
+        .map(|_| {
+            let set = if rng.random_bool(0.4) { UPPER } else { LOWER };
+            letters(rng, 1, set)
+        })
+        .collect();
+    let upper = |i: usize| tokens[i].chars().all(|c| c.is_uppercase());
+    let tags = (0..tokens.len())
+        .map(|i| match (upper(i), i > 0 && upper(i - 1)) {
+            (false, _) => "O",
+            (true, false) => "B-UP",
+            (true, true) => "I-UP",
+        })
+        .map(String::from)
+        .collect();
+    Example::Tagging { tokens, tags }
+}
+
+#[test]
+fn a_crf_head_learns_the_tag_transitions_and_round_trips_through_a_folder() {
+    let _serial = serial();
+    tch::manual_seed(1);
+    let labels: Vec<String> = ["O", "B-UP", "I-UP"].map(String::from).to_vec();
+    let spec = HeadSpec {
+        name: "tag".into(),
+        kind: TaskKind::Tagging,
+        num_labels: 3,
+        tag_context: 0,
+        crf: true,
+    };
+    let m = MultiTaskModel::new(&tiny_config(), &[spec], Device::Cpu).unwrap();
+    // A fresh CRF adds nothing.
+    let fresh = m.tag_transitions("tag").unwrap();
+    assert!(fresh.trans.iter().flatten().all(|&x| x == 0.0));
+    let f = TaskFormatter::new(&TOK, "tag", TaskKind::Tagging, &labels, 32).unwrap();
+    train(&m, &f, 300, upper_runs);
+    let head = mtgpt_tasks::TaskHead {
+        crf: true,
+        ..task_head("tag", TaskKind::Tagging, labels)
+    };
+    let mut rng = Rng8::seed_from_u64(98);
+    let test: Vec<Example> = (0..40).map(|_| upper_runs(&mut rng)).collect();
+    let eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 32).unwrap();
+    let f1 = eval.evaluate(&test).unwrap().metrics["span_f1"];
+    assert!(f1 >= 0.95, "span F1 {f1}");
+    // The learnt scores prefer I-UP after B-UP or I-UP to I-UP after O (which the data never
+    // shows), and O or B-UP to I-UP at the start.
+    let t = m.tag_transitions("tag").unwrap();
+    assert!(t.trans[1][2] > t.trans[0][2] + 0.5, "{:?}", t.trans);
+    assert!(t.trans[2][2] > t.trans[0][2] + 0.5, "{:?}", t.trans);
+    assert!(t.start[0].min(t.start[1]) > t.start[2], "{:?}", t.start);
+    // Saved and loaded, the CRF is the same and so are the predictions.
+    let dir = tempfile::tempdir().unwrap();
+    m.save(dir.path(), std::slice::from_ref(&head), None)
+        .unwrap();
+    let (back, heads) = MultiTaskModel::load(dir.path(), Device::Cpu).unwrap();
+    assert!(heads[0].crf);
+    assert_eq!(back.tag_transitions("tag").unwrap(), t);
+    let again = mtgpt_tasks::Evaluator::new(&back, &TOK, &heads[0], 32).unwrap();
+    assert_eq!(again.predict(&test).unwrap(), eval.predict(&test).unwrap());
 }

@@ -74,6 +74,7 @@ pub fn generate_examples(
             kind: TaskKind::Lm,
             num_labels: 0,
             tag_context: 0,
+            crf: false,
         }],
         device,
     )?;

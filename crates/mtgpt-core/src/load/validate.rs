@@ -385,6 +385,13 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
                 &format!("only tagging tasks take it, this one is {}", task.kind),
             ));
         }
+        if task.crf && task.kind != TaskKind::Tagging {
+            return Err(err(
+                &key("crf"),
+                "true".to_string(),
+                &format!("only tagging tasks take it, this one is {}", task.kind),
+            ));
+        }
         if let Some(c) = task.tag_context {
             if task.kind != TaskKind::Tagging {
                 return Err(err(
