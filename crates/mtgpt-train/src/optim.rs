@@ -28,9 +28,10 @@ pub struct AdamW {
 }
 
 /// Whether a parameter gets weight decay: matrices of linear layers do; biases, norms,
-/// embeddings and learned loss weights do not.
+/// embeddings, a CRF's transition scores and learned loss weights do not.
 pub fn decays(name: &str, dims: usize) -> bool {
     dims >= 2
+        && !name.contains(".crf.")
         && !name.contains(".wte.")
         && !name.contains(".wpe.")
         && !name.starts_with("loss_weights.")
@@ -418,6 +419,16 @@ mod tests {
                 .unwrap_err()
                 .contains("missing adam.m.")
         );
+    }
+
+    #[test]
+    fn only_linear_matrices_decay() {
+        assert!(decays("heads.ner.tag.weight", 2));
+        assert!(decays("transformer.h.0.attn.c_attn.weight", 2));
+        assert!(!decays("heads.ner.tag.bias", 1));
+        assert!(!decays("heads.ner.crf.trans", 2));
+        assert!(!decays("transformer.wte.weight", 2));
+        assert!(!decays("loss_weights.ner", 2));
     }
 
     #[test]
