@@ -8,9 +8,13 @@
 //! batch at 1.75 — seen on the demo's SMS spam task) from counting as divergence; a diverging
 //! model jumps by several nats.
 //!
-//! On an event the trainer restores its last good in-memory snapshot (weights, optimizer
-//! moments, loss-weighting state), multiplies the learning rate by `guard_lr_factor`, skips
-//! the step's update and goes on with the next batch.
+//! A first spike of a task only skips the step's update ([`Verdict::Skip`]): a confident
+//! classifier that sees few rows per step (mixed batches, adapters at a high learning rate)
+//! meets single batches 4–6 nats above a mean of 0.1 that are hard examples, not divergence.
+//! A spike of the same task at its next observation too, a non-finite loss or a non-finite
+//! gradient norm is an event ([`Verdict::Diverged`]): the trainer restores its last good
+//! in-memory snapshot (weights, optimizer moments, loss-weighting state), multiplies the
+//! learning rate by `guard_lr_factor`, skips the step's update and goes on with the next batch.
 use serde::{Deserialize, Serialize};
 
 /// Observations of a task before spikes are checked.
@@ -31,6 +35,28 @@ pub struct GuardState {
     pub mean: Vec<Option<f64>>,
     /// Observations of each task.
     pub seen: Vec<usize>,
+    /// Tasks whose last observation was a spike (a second in a row is an event).
+    #[serde(default)]
+    pub suspect: Vec<bool>,
+    /// Steps skipped for a first spike.
+    #[serde(default)]
+    pub skipped: usize,
+}
+
+/// What the guard makes of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Apply the update.
+    Healthy,
+    /// A first loss spike of `task`: skip the update, remember the task.
+    Skip {
+        /// The task that spiked.
+        task: usize,
+        /// Why.
+        reason: String,
+    },
+    /// Divergence: restore the last good state.
+    Diverged(String),
 }
 
 /// Divergence detection over `n` tasks.
@@ -51,19 +77,22 @@ impl DivergenceGuard {
                 events: 0,
                 mean: vec![None; n_tasks],
                 seen: vec![0; n_tasks],
+                suspect: vec![false; n_tasks],
+                skipped: 0,
             },
         }
     }
 
-    /// Why this step diverged, or `None` when it is healthy. `task_losses` are `(task, loss)`
-    /// pairs of the step, `grad_norm` its global gradient norm before clipping.
-    pub fn check(&self, task_losses: &[(usize, f64)], grad_norm: f64) -> Option<String> {
+    /// What to do with this step. `task_losses` are `(task, loss)` pairs of the step,
+    /// `grad_norm` its global gradient norm before clipping.
+    pub fn check(&self, task_losses: &[(usize, f64)], grad_norm: f64) -> Verdict {
         if !grad_norm.is_finite() {
-            return Some(format!("gradient norm {grad_norm}"));
+            return Verdict::Diverged(format!("gradient norm {grad_norm}"));
         }
+        let mut first = None;
         for &(task, loss) in task_losses {
             if !loss.is_finite() {
-                return Some(format!("task {task}: loss {loss}"));
+                return Verdict::Diverged(format!("task {task}: loss {loss}"));
             }
             let (Some(Some(mean)), Some(&seen)) =
                 (self.state.mean.get(task), self.state.seen.get(task))
@@ -74,13 +103,33 @@ impl DivergenceGuard {
                 && loss > self.spike_factor * mean
                 && loss > mean + SPIKE_MARGIN
             {
-                return Some(format!(
+                let reason = format!(
                     "task {task}: loss {loss:.4} is over {}× its running mean {mean:.4}",
                     self.spike_factor
-                ));
+                );
+                if self.state.suspect.get(task).copied().unwrap_or(false) {
+                    return Verdict::Diverged(format!("{reason}, the second spike in a row"));
+                }
+                first.get_or_insert(Verdict::Skip { task, reason });
             }
         }
-        None
+        first.unwrap_or(Verdict::Healthy)
+    }
+
+    /// Remembers a first spike of `task` (the step was skipped).
+    pub fn skip(&mut self, task: usize) {
+        if self.state.suspect.len() < self.state.mean.len() {
+            self.state.suspect.resize(self.state.mean.len(), false);
+        }
+        if let Some(s) = self.state.suspect.get_mut(task) {
+            *s = true;
+        }
+        self.state.skipped += 1;
+    }
+
+    /// Steps skipped for a first spike so far.
+    pub fn skipped(&self) -> usize {
+        self.state.skipped
     }
 
     /// Adds a healthy step's losses to the running means.
@@ -95,6 +144,9 @@ impl DivergenceGuard {
                 Some(prev) => (1.0 - EMA_ALPHA) * prev + EMA_ALPHA * loss,
             });
             self.state.seen[task] += 1;
+            if let Some(s) = self.state.suspect.get_mut(task) {
+                *s = false;
+            }
         }
     }
 
@@ -166,28 +218,72 @@ mod tests {
     #[test]
     fn non_finite_values_are_events_at_once() {
         let g = DivergenceGuard::new(2, 5.0);
-        assert!(g.check(&[(1, f64::NAN)], 1.0).is_some());
-        assert!(g.check(&[(1, 0.5)], f64::INFINITY).is_some());
-        assert!(g.check(&[(1, 0.5)], 3.0).is_none());
+        assert!(matches!(
+            g.check(&[(1, f64::NAN)], 1.0),
+            Verdict::Diverged(_)
+        ));
+        assert!(matches!(
+            g.check(&[(1, 0.5)], f64::INFINITY),
+            Verdict::Diverged(_)
+        ));
+        assert_eq!(g.check(&[(1, 0.5)], 3.0), Verdict::Healthy);
     }
 
     #[test]
     fn spikes_need_the_factor_the_margin_and_warmup() {
+        let spike = |v: Verdict| matches!(v, Verdict::Skip { task: 0, .. });
         let g = warmed(2.0);
         // 11 > 5·2 and > 2 + 2: a spike.
-        assert!(g.check(&[(0, 11.0)], 1.0).is_some());
+        assert!(spike(g.check(&[(0, 11.0)], 1.0)));
         // 9 < 10: not.
-        assert!(g.check(&[(0, 9.0)], 1.0).is_none());
+        assert_eq!(g.check(&[(0, 9.0)], 1.0), Verdict::Healthy);
         // Small losses: 1.75 > 5·0.09 but not 2 nats above, so not a spike.
         let g = warmed(0.09);
-        assert!(g.check(&[(0, 1.75)], 1.0).is_none());
-        assert!(g.check(&[(0, 2.2)], 1.0).is_some());
+        assert_eq!(g.check(&[(0, 1.75)], 1.0), Verdict::Healthy);
+        assert!(spike(g.check(&[(0, 2.2)], 1.0)));
         // Task 1 has no history: nothing to compare with.
-        assert!(g.check(&[(1, 50.0)], 1.0).is_none());
+        assert_eq!(g.check(&[(1, 50.0)], 1.0), Verdict::Healthy);
         // Before warmup a big jump is not judged.
         let mut g = DivergenceGuard::new(1, 5.0);
         g.observe(&[(0, 1.0)]);
-        assert!(g.check(&[(0, 30.0)], 1.0).is_none());
+        assert_eq!(g.check(&[(0, 30.0)], 1.0), Verdict::Healthy);
+    }
+
+    #[test]
+    fn a_first_spike_skips_and_a_second_in_a_row_diverges() {
+        let mut g = warmed(0.1);
+        // One hard batch: skipped, not an event; a healthy observation clears it.
+        assert!(matches!(
+            g.check(&[(0, 4.4)], 1.0),
+            Verdict::Skip { task: 0, .. }
+        ));
+        g.skip(0);
+        g.observe(&[(0, 0.1)]);
+        assert!(matches!(
+            g.check(&[(0, 4.4)], 1.0),
+            Verdict::Skip { task: 0, .. }
+        ));
+        // Spiking again at the task's next observation is divergence.
+        g.skip(0);
+        assert!(matches!(g.check(&[(0, 5.0)], 1.0), Verdict::Diverged(_)));
+        // Another task's observations do not clear task 0.
+        g.observe(&[(1, 1.0)]);
+        assert!(matches!(g.check(&[(0, 5.0)], 1.0), Verdict::Diverged(_)));
+        assert_eq!(g.skipped(), 2);
+        // Skipping leaves the running mean as it was.
+        assert!((g.mean(0).unwrap() - 0.1).abs() < 1e-12);
+        // A state saved before `suspect` existed restores as no suspect.
+        let mut old = serde_json::to_value(warmed(0.1).state()).unwrap();
+        old.as_object_mut().unwrap().remove("suspect");
+        old.as_object_mut().unwrap().remove("skipped");
+        let mut h = DivergenceGuard::new(2, 5.0);
+        h.restore(serde_json::from_value(old).unwrap()).unwrap();
+        assert!(matches!(
+            h.check(&[(0, 4.4)], 1.0),
+            Verdict::Skip { task: 0, .. }
+        ));
+        h.skip(0);
+        assert!(matches!(h.check(&[(0, 4.4)], 1.0), Verdict::Diverged(_)));
     }
 
     #[test]

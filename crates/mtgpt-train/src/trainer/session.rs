@@ -9,7 +9,7 @@ use super::summary::{RunLog, TrainSummary};
 use crate::dist::Distributed;
 use crate::error::{Error, Result};
 use crate::genaug::AugmentOutcome;
-use crate::guard::DivergenceGuard;
+use crate::guard::{DivergenceGuard, Verdict};
 use crate::optim::{AdamW, learning_rate};
 use crate::sampler::TaskSampler;
 use crate::weighting::LossWeighting;
@@ -335,7 +335,7 @@ impl<'a> Session<'a> {
         self.slots_seen += so.slots;
         self.examples_seen += plan.iter().map(|g| g.1).sum::<usize>() * c.grad_accum;
         match self.guard.check(&so.task_losses, so.norm) {
-            None => {
+            Verdict::Healthy => {
                 self.opt.step(lr);
                 if let Some(e) = self.ema.as_mut() {
                     e.update(&self.trainable);
@@ -347,7 +347,17 @@ impl<'a> Session<'a> {
                 }
                 self.guard.observe(&so.task_losses);
             }
-            Some(reason) => self.restore_good_state(step, &reason)?,
+            Verdict::Skip { task, reason } => {
+                self.guard.skip(task);
+                let msg = format!(
+                    "step {step}: loss spike ({reason}); the update is skipped (a second spike of this task in a row counts as divergence)"
+                );
+                self.log().warn(&msg);
+                let line =
+                    json!({"step": step, "guard_skip": reason, "skipped": self.guard.skipped()});
+                self.log().record(&line)?;
+            }
+            Verdict::Diverged(reason) => self.restore_good_state(step, &reason)?,
         }
         self.opt.zero_grad();
         self.state.step += 1;
