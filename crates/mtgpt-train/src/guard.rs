@@ -48,11 +48,11 @@ pub struct GuardState {
 pub enum Verdict {
     /// Apply the update.
     Healthy,
-    /// A first loss spike of `task`: skip the update, remember the task.
+    /// A first loss spike of each of `tasks`: skip the update, remember the tasks.
     Skip {
-        /// The task that spiked.
-        task: usize,
-        /// Why.
+        /// The tasks that spiked.
+        tasks: Vec<usize>,
+        /// Why (the first of them).
         reason: String,
     },
     /// Divergence: restore the last good state.
@@ -89,7 +89,8 @@ impl DivergenceGuard {
         if !grad_norm.is_finite() {
             return Verdict::Diverged(format!("gradient norm {grad_norm}"));
         }
-        let mut first = None;
+        let mut spiked = Vec::new();
+        let mut first_reason = None;
         for &(task, loss) in task_losses {
             if !loss.is_finite() {
                 return Verdict::Diverged(format!("task {task}: loss {loss}"));
@@ -110,19 +111,25 @@ impl DivergenceGuard {
                 if self.state.suspect.get(task).copied().unwrap_or(false) {
                     return Verdict::Diverged(format!("{reason}, the second spike in a row"));
                 }
-                first.get_or_insert(Verdict::Skip { task, reason });
+                spiked.push(task);
+                first_reason.get_or_insert(reason);
             }
         }
-        first.unwrap_or(Verdict::Healthy)
+        match first_reason {
+            Some(reason) => Verdict::Skip {
+                tasks: spiked,
+                reason,
+            },
+            None => Verdict::Healthy,
+        }
     }
 
-    /// Remembers a first spike of `task` (the step was skipped).
-    pub fn skip(&mut self, task: usize) {
-        if self.state.suspect.len() < self.state.mean.len() {
-            self.state.suspect.resize(self.state.mean.len(), false);
-        }
-        if let Some(s) = self.state.suspect.get_mut(task) {
-            *s = true;
+    /// Remembers a first spike of each of `tasks` (the step was skipped).
+    pub fn skip(&mut self, tasks: &[usize]) {
+        for &task in tasks {
+            if let Some(s) = self.state.suspect.get_mut(task) {
+                *s = true;
+            }
         }
         self.state.skipped += 1;
     }
@@ -186,6 +193,8 @@ impl DivergenceGuard {
             ));
         }
         self.state = state;
+        // A state saved before `suspect` existed has none: no task is suspect.
+        self.state.suspect.resize(self.state.mean.len(), false);
         Ok(())
     }
 }
@@ -231,7 +240,7 @@ mod tests {
 
     #[test]
     fn spikes_need_the_factor_the_margin_and_warmup() {
-        let spike = |v: Verdict| matches!(v, Verdict::Skip { task: 0, .. });
+        let spike = |v: Verdict| matches!(v, Verdict::Skip { ref tasks, .. } if tasks == &[0]);
         let g = warmed(2.0);
         // 11 > 5·2 and > 2 + 2: a spike.
         assert!(spike(g.check(&[(0, 11.0)], 1.0)));
@@ -255,16 +264,16 @@ mod tests {
         // One hard batch: skipped, not an event; a healthy observation clears it.
         assert!(matches!(
             g.check(&[(0, 4.4)], 1.0),
-            Verdict::Skip { task: 0, .. }
+            Verdict::Skip { ref tasks, .. } if tasks == &[0]
         ));
-        g.skip(0);
+        g.skip(&[0]);
         g.observe(&[(0, 0.1)]);
         assert!(matches!(
             g.check(&[(0, 4.4)], 1.0),
-            Verdict::Skip { task: 0, .. }
+            Verdict::Skip { ref tasks, .. } if tasks == &[0]
         ));
         // Spiking again at the task's next observation is divergence.
-        g.skip(0);
+        g.skip(&[0]);
         assert!(matches!(g.check(&[(0, 5.0)], 1.0), Verdict::Diverged(_)));
         // Another task's observations do not clear task 0.
         g.observe(&[(1, 1.0)]);
@@ -280,10 +289,21 @@ mod tests {
         h.restore(serde_json::from_value(old).unwrap()).unwrap();
         assert!(matches!(
             h.check(&[(0, 4.4)], 1.0),
-            Verdict::Skip { task: 0, .. }
+            Verdict::Skip { ref tasks, .. } if tasks == &[0]
         ));
-        h.skip(0);
+        h.skip(&[0]);
         assert!(matches!(h.check(&[(0, 4.4)], 1.0), Verdict::Diverged(_)));
+        // Two tasks spiking in one step are both remembered.
+        let mut g = DivergenceGuard::new(2, 5.0);
+        for _ in 0..WARMUP_OBSERVATIONS {
+            g.observe(&[(0, 0.1), (1, 0.1)]);
+        }
+        let Verdict::Skip { tasks, .. } = g.check(&[(0, 4.4), (1, 4.4)], 1.0) else {
+            panic!("a spike of both tasks is a skip");
+        };
+        assert_eq!(tasks, vec![0, 1]);
+        g.skip(&tasks);
+        assert!(matches!(g.check(&[(1, 4.4)], 1.0), Verdict::Diverged(_)));
     }
 
     #[test]

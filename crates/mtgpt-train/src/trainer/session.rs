@@ -347,10 +347,10 @@ impl<'a> Session<'a> {
                 }
                 self.guard.observe(&so.task_losses);
             }
-            Verdict::Skip { task, reason } => {
-                self.guard.skip(task);
+            Verdict::Skip { tasks, reason } => {
+                self.guard.skip(&tasks);
                 let msg = format!(
-                    "step {step}: loss spike ({reason}); the update is skipped (a second spike of this task in a row counts as divergence)"
+                    "step {step}: loss spike ({reason}); the update is skipped (a second spike of a task in a row counts as divergence)"
                 );
                 self.log().warn(&msg);
                 let line =
