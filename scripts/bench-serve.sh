@@ -6,14 +6,19 @@
 # 32 concurrent clients (REQUESTS per point for classification, a quarter of them for
 # generation), with dynamic batching (--max-batch 32) and without (--max-batch 1).
 # Prints requests/s, p50 and p99 latency, the status codes seen, batching's speed-up, and
-# whether 256 answers to 32 concurrent clients equal `mtgpt predict`'s.
-# Usage: scripts/bench-serve.sh [MODEL_DIR] [REQUESTS]   (default runs/demo, 512 per point)
+# whether 256 answers to 32 concurrent clients equal `mtgpt predict`'s. Then ROUNDS more
+# rounds of the 32-client classification point alone, batching and batch size 1 alternated
+# (a fresh server each), and their median speed-up: on a shared machine one point moves by
+# a third between minutes, so the median of alternated rounds is the figure to quote.
+# Usage: scripts/bench-serve.sh [MODEL_DIR] [REQUESTS] [ROUNDS]
+#        (default runs/demo, 512 per point, 3 rounds of 4 × REQUESTS / REQUESTS)
 # Run it alone: a build or test suite beside it skews the figures.
 set -euo pipefail
 export RUST_BACKTRACE=0
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 model=${1:-runs/demo}
 n=${2:-512}
+rounds=${3:-3}
 source scripts/lib.sh
 build_mtgpt
 [ -e "$model" ] || { echo "no model at $model (run scripts/demo.sh first, or pass a model folder)" >&2; exit 1; }
@@ -27,11 +32,19 @@ server=
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
 cls_body='{"text": "这家餐厅的菜很好吃，服务也很周到，下次还会再来"}'
 gen_body='{"model": "poem_zh", "prompt": "滿目江山四望幽", "max_tokens": 16, "temperature": 0}'
-for batch in 32 1; do
-  "$bin" -q serve --model "$model" --addr 127.0.0.1:0 --max-batch "$batch" > "$work/addr" &
+# start_server BATCH: `mtgpt serve` on a free port in the background; sets $server, $addr.
+start_server() {
+  "$bin" -q serve --model "$model" --addr 127.0.0.1:0 --max-batch "$1" > "$work/addr" &
   server=$!
   for _ in $(seq 100); do [ -s "$work/addr" ] && break; sleep 0.1; done
   addr=$(sed -n 's#listening on http://##p' "$work/addr")
+}
+stop_server() {
+  kill -TERM "$server"; wait "$server" || true; server=
+  rm -f "$work/addr"
+}
+for batch in 32 1; do
+  start_server "$batch"
   for kind in classify generate; do
     if [ "$kind" = classify ]; then url="http://$addr/v1/tasks/sentiment_zh"; body=$cls_body; count=$n
     else url="http://$addr/v1/completions"; body=$gen_body; count=$((n / 4)); fi
@@ -66,14 +79,30 @@ def agree(a, b):
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(agree(a[k], b[k]) for k in a)
     return a == b
-same = sum(st == 200 and agree(g, w) for (st, g), w in zip(got, want))
+same = 0
+for i, ((st, g), w) in enumerate(zip(got, want)):
+    if st == 200 and agree(g, w):
+        same += 1
+    else:
+        print(f"input {i} differs: status {st}, served {json.dumps(g, ensure_ascii=False)}, predict {json.dumps(w, ensure_ascii=False)}")
 print(f"answers_equal_to_predict={same}/{len(want)} (32 concurrent clients)")
 PY
   fi
-  kill -TERM "$server"; wait "$server" || true; server=
-  rm -f "$work/addr"
+  stop_server
 done
-python3 - "$work" <<'PY'
+# The alternated rounds: batching gets 4× the requests, so both halves run a few seconds.
+for r in $(seq "$rounds"); do
+  for batch in 32 1; do
+    start_server "$batch"
+    url="http://$addr/v1/tasks/sentiment_zh"
+    count=$(( batch == 32 ? 4 * n : n ))
+    "$oha" --no-tui -n 64 -c 32 -m POST -H 'Content-Type: application/json' -d "$cls_body" "$url" > /dev/null
+    "$oha" --no-tui --output-format json -n "$count" -c 32 -m POST -H 'Content-Type: application/json' \
+      -d "$cls_body" "$url" > "$work/round-$r-$batch.json"
+    stop_server
+  done
+done
+python3 - "$work" "$rounds" <<'PY'
 import json, sys
 work = sys.argv[1]
 def point(kind, c, batch):
@@ -91,4 +120,16 @@ a, b = point("classify", 32, 32), point("classify", 32, 1)
 g, h = point("generate", 32, 32), point("generate", 32, 1)
 print(open(f"{work}/equal.txt").read().strip())
 print(f"classify_speedup_c32={a[0]/b[0]:.2f} generate_speedup_c32={g[0]/h[0]:.2f}")
+rounds = int(sys.argv[2])
+if rounds:
+    rps = lambda r, b: json.load(open(f"{work}/round-{r}-{b}.json"))["summary"]["requestsPerSec"]
+    ratios = []
+    for r in range(1, rounds + 1):
+        x, y = rps(r, 32), rps(r, 1)
+        ratios.append(x / y)
+        print(f"round {r}: classify c=32 {x:.1f} / {y:.1f} req/s = {x / y:.2f}x")
+    ratios.sort()
+    mid = len(ratios) // 2
+    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
+    print(f"classify_speedup_c32_median={median:.2f} ({rounds} alternated rounds)")
 PY
