@@ -103,7 +103,7 @@ for r in $(seq "$rounds"); do
   done
 done
 python3 - "$work" "$rounds" <<'PY'
-import json, sys
+import json, statistics, sys
 work = sys.argv[1]
 def point(kind, c, batch):
     d = json.load(open(f"{work}/{kind}-{c}-{batch}.json"))
@@ -128,8 +128,5 @@ if rounds:
         x, y = rps(r, 32), rps(r, 1)
         ratios.append(x / y)
         print(f"round {r}: classify c=32 {x:.1f} / {y:.1f} req/s = {x / y:.2f}x")
-    ratios.sort()
-    mid = len(ratios) // 2
-    median = ratios[mid] if len(ratios) % 2 else (ratios[mid - 1] + ratios[mid]) / 2
-    print(f"classify_speedup_c32_median={median:.2f} ({rounds} alternated rounds)")
+    print(f"classify_speedup_c32_median={statistics.median(ratios):.2f} ({rounds} alternated rounds)")
 PY
