@@ -1,8 +1,13 @@
 # Shared helpers of the bench and check scripts (sourced, not run).
 
-# Builds the release `mtgpt` (libtorch first, if missing) and sets $bin.
+# Builds the release `mtgpt` (libtorch first, if missing) and sets $bin; with MTGPT_BIN set,
+# uses that binary instead (e.g. an older build, to compare two in one session).
 build_mtgpt() {
   scripts/setup-libtorch.sh >/dev/null
+  if [ -n "${MTGPT_BIN:-}" ]; then
+    bin=$MTGPT_BIN
+    return
+  fi
   cargo build --release --locked -q -p mtgpt-cli
   bin=target/release/mtgpt
 }

@@ -89,6 +89,8 @@ pub fn predict(a: &PredictArgs) -> anyhow::Result<()> {
         .unwrap_or(block);
     let mut eval = Evaluator::new(&model, &tok, task, max_len)?;
     eval.batch = a.batch;
+    // An input's answer does not depend on the rest of the file (nor on a server's batch).
+    eval.invariant = true;
     if let Some(n) = a.no_repeat_ngram_size {
         eval.decode.no_repeat_ngram_size = n;
     }

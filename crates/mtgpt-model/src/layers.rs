@@ -194,6 +194,19 @@ impl Linear {
             }
             return y.view(shape.as_slice());
         }
+        if crate::invariant::is_batch_invariant()
+            && self.weight.size()[0] > crate::invariant::INVARIANT_CHUNK
+        {
+            let copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+            let (w, b) = match copies.as_ref() {
+                Some((w, b)) => (w.shallow_clone(), b.shallow_clone()),
+                None => (
+                    compute(&self.weight, precision),
+                    compute(&self.bias, precision),
+                ),
+            };
+            return crate::invariant::matmul(&compute(x, precision), &w) + b;
+        }
         // One fused op (and no casts in fp32): decoding runs many tiny layers, where the
         // per-op overhead is what costs.
         match precision {

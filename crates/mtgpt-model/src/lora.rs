@@ -102,15 +102,14 @@ impl LoraSet {
         };
         let (a, b) = (compute(&self.a, precision), compute(&self.b, precision));
         let y = match rows {
-            AdapterRows::All(k) => x.matmul(&a.get(*k)).matmul(&b.get(*k)),
+            AdapterRows::All(k) => crate::invariant::matmul(&x, &a.get(*k)).matmul(&b.get(*k)),
             AdapterRows::Rows(idx) => {
                 let idx = idx.to_device(x.device());
                 let shape = x.size();
                 // `[b, …, in]` as `[b, rest, in]` for one batched product per row.
                 let rows = shape[0];
                 let x3 = x.reshape([rows, -1, shape[shape.len() - 1]]);
-                let y = x3
-                    .bmm(&a.index_select(0, &idx))
+                let y = crate::invariant::bmm(&x3, &a.index_select(0, &idx))
                     .bmm(&b.index_select(0, &idx));
                 let mut out = shape.clone();
                 if let Some(last) = out.last_mut() {

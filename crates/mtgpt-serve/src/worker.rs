@@ -564,6 +564,8 @@ impl Worker {
             Evaluator::new(&self.model, &self.tok, head, self.max_len[h])
                 .and_then(|mut e| {
                     e.batch = self.max_batch;
+                    // The same answers as `mtgpt predict`, whatever shares the batch.
+                    e.invariant = true;
                     e.predict(&examples)
                 })
                 .map_err(|e| e.to_string())

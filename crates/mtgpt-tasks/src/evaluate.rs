@@ -1,7 +1,7 @@
 //! Predictions and per-task scores of a multi-task model (metrics from `mtgpt-metrics`).
 use crate::error::{Error, Result};
 use crate::folder::TaskHead;
-use crate::format::{Target, TaskFormatter, span_text};
+use crate::format::{Formatted, Target, TaskFormatter, span_text};
 use crate::heads::{MultiTaskModel, best_span};
 use crate::viterbi::{TagScheme, argmax_path};
 use mtgpt_core::{Attention, DecodeConfig, Example, IGNORE_INDEX, TaskKind};
@@ -76,8 +76,19 @@ pub struct Evaluator<'a> {
     /// ([`MultiTaskModel::forward_packed`]; the same outputs up to float rounding, far fewer
     /// padding tokens). On by default.
     pub packed: bool,
+    /// `classify` and `tagging`: answers that do not depend on the other examples of a call
+    /// (what `mtgpt predict` and `mtgpt serve` need to agree). Each chunk is split by
+    /// length into groups padded to a multiple of [`INVARIANT_BUCKET`] tokens and run
+    /// unpacked, so an example's attention rows have the same length and its matrix products
+    /// the same shapes whatever shares its chunk; in bf16 on CPU (row-invariant oneDNN
+    /// products) the outputs are then bit for bit those of the example alone. Off by default
+    /// (scoring packs, which is faster and equal up to float rounding).
+    pub invariant: bool,
     scheme: TagScheme,
 }
+
+/// Padded lengths of [`Evaluator::invariant`] are multiples of this many tokens.
+pub const INVARIANT_BUCKET: usize = 8;
 
 fn has_cjk(s: &str) -> bool {
     s.chars().any(mtgpt_text::segment::is_han)
@@ -102,6 +113,7 @@ impl<'a> Evaluator<'a> {
             fmt,
             batch: 16,
             packed: true,
+            invariant: false,
             decode: task.decode(),
             constrained: true,
             scheme: TagScheme::new(&task.labels),
@@ -134,7 +146,7 @@ impl<'a> Evaluator<'a> {
         &self,
         chunk: &[Example],
         offset: usize,
-        mut argmax: Option<&mut Vec<Prediction>>,
+        argmax: Option<&mut Vec<Prediction>>,
     ) -> Result<Vec<Prediction>> {
         if self.task.kind == TaskKind::Generate {
             return self.generate(chunk);
@@ -158,11 +170,68 @@ impl<'a> Evaluator<'a> {
             };
             items.extend(self.fmt.format(&ex, offset + i)?);
         }
-        let batch = self.fmt.collate(&items)?;
+        let per_example = matches!(self.task.kind, TaskKind::Classify | TaskKind::Tagging)
+            && items.len() == chunk.len();
+        if !(self.invariant && per_example) {
+            return self.score_items(chunk, &items, offset, None, argmax);
+        }
+        // Groups of examples by padded length, each run on its own; answers put back in order.
+        // Rows that fill their padded length exactly form groups of their own: a batch
+        // without padding takes the trunk's unmasked causal attention, one with padding the
+        // masked kernel, and the two round differently.
+        let block = self.model.gpt.config.block_size;
+        let mut groups: BTreeMap<(usize, bool), Vec<usize>> = BTreeMap::new();
+        for (i, it) in items.iter().enumerate() {
+            let len = it.ids.len().max(1);
+            let padded = (len.div_ceil(INVARIANT_BUCKET) * INVARIANT_BUCKET)
+                .min(block)
+                .max(len);
+            groups.entry((padded, padded == len)).or_default().push(i);
+        }
+        let mut out: Vec<Option<Prediction>> = vec![None; chunk.len()];
+        let mut free: Vec<Option<Prediction>> = vec![None; chunk.len()];
+        for ((padded, _), idx) in groups {
+            let sub: Vec<Example> = idx.iter().map(|&i| chunk[i].clone()).collect();
+            let sub_items: Vec<Formatted> = idx.iter().map(|&i| items[i].clone()).collect();
+            let mut sub_free = Vec::new();
+            let preds = mtgpt_model::batch_invariant(|| {
+                self.score_items(
+                    &sub,
+                    &sub_items,
+                    0,
+                    Some(padded),
+                    argmax.is_some().then_some(&mut sub_free),
+                )
+            })?;
+            for (k, p) in preds.into_iter().enumerate() {
+                out[idx[k]] = Some(p);
+            }
+            for (k, p) in sub_free.into_iter().enumerate() {
+                free[idx[k]] = Some(p);
+            }
+        }
+        if let Some(a) = argmax {
+            a.extend(free.into_iter().flatten());
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Predictions for `chunk` from its formatted `items` (`offset`: the chunk's first example
+    /// index, as given to the formatter); `pad_to`: rows padded to that many tokens and run
+    /// unpacked ([`Evaluator::invariant`]).
+    fn score_items(
+        &self,
+        chunk: &[Example],
+        items: &[Formatted],
+        offset: usize,
+        pad_to: Option<usize>,
+        mut argmax: Option<&mut Vec<Prediction>>,
+    ) -> Result<Vec<Prediction>> {
+        let batch = self.fmt.collate_to(items, pad_to.unwrap_or(0))?;
         let one = std::slice::from_ref(&batch);
         // Packed only when that saves at least a tenth of the token slots: rows of about
         // equal length (one text sent 32 times) gain nothing and pay for longer attention rows.
-        let packed = if self.packed && self.task.kind != TaskKind::Lm {
+        let packed = if self.packed && pad_to.is_none() && self.task.kind != TaskKind::Lm {
             let p = self.model.pack(one, self.model.gpt.config.block_size)?;
             let padded = batch.batch_size * batch.seq_len;
             ((p.rows * p.cols) as f64 <= 0.9 * padded as f64).then_some(p)

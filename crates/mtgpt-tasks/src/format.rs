@@ -579,9 +579,20 @@ impl<'a> TaskFormatter<'a> {
 
     /// Pads formatted sequences (right padding) into a batch.
     pub fn collate(&self, items: &[Formatted]) -> Result<Batch> {
+        self.collate_to(items, 0)
+    }
+
+    /// [`TaskFormatter::collate`] with rows of at least `min_len` tokens (padding included),
+    /// so that a row's padded length need not depend on its batch-mates.
+    pub fn collate_to(&self, items: &[Formatted], min_len: usize) -> Result<Batch> {
         let pad = self.tok.special().pad as i64;
         let b = items.len();
-        let t = items.iter().map(|f| f.ids.len()).max().unwrap_or(0);
+        let t = items
+            .iter()
+            .map(|f| f.ids.len())
+            .max()
+            .unwrap_or(0)
+            .max(min_len);
         let mut input_ids = vec![pad; b * t];
         let mut attention_mask = vec![0u8; b * t];
         for (r, f) in items.iter().enumerate() {

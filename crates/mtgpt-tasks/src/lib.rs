@@ -37,7 +37,9 @@ pub mod viterbi;
 pub use crf::{Crf, Transitions};
 pub use data::{Sample, ScoreLimits, SplitScores, TaskData, WorkDir, max_len};
 pub use error::{Error, Result};
-pub use evaluate::{Evaluator, Prediction, TaskScores, aggregate, score_predictions};
+pub use evaluate::{
+    Evaluator, INVARIANT_BUCKET, Prediction, TaskScores, aggregate, score_predictions,
+};
 pub use folder::{ModelDir, TaskHead, init_trunk_for, load_tokenizer, resolve_model_dir};
 pub use format::{Formatted, Target, TaskFormatter, span_text};
 pub use heads::{

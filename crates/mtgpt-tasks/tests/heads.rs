@@ -1143,3 +1143,101 @@ fn a_crf_head_learns_the_tag_transitions_and_round_trips_through_a_folder() {
     let again = mtgpt_tasks::Evaluator::new(&back, &TOK, &heads[0], 32).unwrap();
     assert_eq!(again.predict(&test).unwrap(), eval.predict(&test).unwrap());
 }
+
+#[test]
+fn invariant_predictions_do_not_depend_on_the_other_examples_of_a_call() {
+    let _serial = serial();
+    let mut rng = Rng8::seed_from_u64(41);
+    for precision in [Precision::Bf16, Precision::Fp32] {
+        for (task, kind, labels) in [
+            ("cls", TaskKind::Classify, vec!["x", "y", "z"]),
+            ("tag", TaskKind::Tagging, vec!["O", "B-X", "I-X"]),
+        ] {
+            tch::manual_seed(3);
+            // The demo's widths: products reducing over d_ff = 1024 (the MLP's output) and
+            // 3 × 256 (a tag head with two tokens of right context) are the ones libtorch
+            // splits across threads for a few rows but not for many.
+            let config = ModelConfig {
+                precision,
+                n_head: 4,
+                d_model: 256,
+                d_ff: 1024,
+                block_size: 128,
+                ..tiny_config()
+            };
+            let context = if kind == TaskKind::Tagging { 2 } else { 0 };
+            let spec = HeadSpec {
+                name: task.into(),
+                kind,
+                num_labels: labels.len(),
+                tag_context: context,
+                crf: false,
+            };
+            let m = MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap();
+            let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
+            let head = mtgpt_tasks::TaskHead {
+                tag_context: context,
+                ..task_head(task, kind, labels.clone())
+            };
+            // Lengths from 1 to 110 tokens: many padding buckets in one call, some rows
+            // filling their bucket exactly.
+            let examples: Vec<Example> = (0..120)
+                .map(|_| {
+                    let n = rng.random_range(1..=110);
+                    let text = letters(&mut rng, n, LOWER);
+                    match kind {
+                        TaskKind::Classify => Example::Classify {
+                            text,
+                            text_pair: None,
+                            label: labels[0].clone(),
+                        },
+                        _ => Example::Tagging {
+                            tokens: text.chars().map(String::from).collect(),
+                            tags: vec![labels[0].clone(); n],
+                        },
+                    }
+                })
+                .collect();
+            let mut eval = mtgpt_tasks::Evaluator::new(&m, &TOK, &head, 128).unwrap();
+            eval.invariant = true;
+            let run = |eval: &mtgpt_tasks::Evaluator, order: &[usize], batch: usize| {
+                let mut eval_b = Vec::new();
+                for chunk in order.chunks(batch) {
+                    let exs: Vec<Example> = chunk.iter().map(|&i| examples[i].clone()).collect();
+                    eval_b.extend(chunk.iter().copied().zip(eval.predict(&exs).unwrap()));
+                }
+                eval_b.sort_by_key(|(i, _)| *i);
+                eval_b.into_iter().map(|(_, p)| p).collect::<Vec<_>>()
+            };
+            let forward: Vec<usize> = (0..examples.len()).collect();
+            let alone = run(&eval, &forward, 1);
+            let mut shuffled = forward.clone();
+            shuffled.reverse();
+            shuffled.rotate_left(7);
+            for (order, batch) in [(&forward, 32), (&shuffled, 7)] {
+                let got = run(&eval, order, batch);
+                for (i, (a, g)) in alone.iter().zip(&got).enumerate() {
+                    match (precision, a, g) {
+                        // bf16 (the demo's precision here): bit for bit.
+                        (Precision::Bf16, _, _) => assert_eq!(a, g, "{task} bf16 example {i}"),
+                        // fp32 is not made batch-invariant: within 1e-6.
+                        (
+                            _,
+                            mtgpt_tasks::Prediction::Class { label, probs },
+                            mtgpt_tasks::Prediction::Class {
+                                label: l2,
+                                probs: p2,
+                            },
+                        ) => {
+                            assert_eq!(label, l2, "{task} fp32 example {i}");
+                            for (x, y) in probs.iter().zip(p2) {
+                                assert!((x - y).abs() < 1e-6, "{task} fp32 example {i}: {x} {y}");
+                            }
+                        }
+                        _ => assert_eq!(a, g, "{task} fp32 example {i}"),
+                    }
+                }
+            }
+        }
+    }
+}
