@@ -9,14 +9,18 @@ use mtgpt_text::{Normalized, Normalizer};
 use serde_json::{Value, json};
 use std::path::Path;
 
-/// An input read for prediction: the example (placeholder gold fields) and, for extractive
-/// QA, the normalizer's map of the context (to report the answer's start in the original).
+/// An input read for prediction: the example (placeholder gold fields), normalized as
+/// preprocessing normalizes training data, and what is needed to answer in terms of the input
+/// as given.
 #[derive(Debug, Clone)]
 pub struct Input {
     /// The normalized example.
     pub example: Example,
     /// The context's character map (extractive QA only).
     pub context_map: Option<Normalized>,
+    /// Tagging: which input tokens are in the example (false: normalized to nothing, e.g. a
+    /// space, as preprocessing drops such tokens); `None` when all are.
+    pub kept_tokens: Option<Vec<bool>>,
 }
 
 /// Reads one input object of a `kind` task; errors name `source`, `line` and the field.
@@ -102,18 +106,33 @@ pub fn parse_input(
                     )));
                 }
             };
-            (
-                Example::Tagging {
-                    tags: vec![String::new(); tokens.len()],
-                    tokens,
-                },
-                None,
-            )
+            // Each token normalized as preprocessing does; tokens left empty are dropped
+            // there, so here too, and answered `O` (see `with_prediction`).
+            let normed: Vec<String> = tokens.iter().map(|t| n(t)).collect();
+            let kept: Vec<bool> = normed.iter().map(|t| !t.is_empty()).collect();
+            let tokens: Vec<String> = normed.into_iter().filter(|t| !t.is_empty()).collect();
+            if tokens.is_empty() {
+                return Err(Error::Invalid(format!(
+                    "{}:{line}: field `tokens`: every token is empty after normalization",
+                    source.display()
+                )));
+            }
+            let ex = Example::Tagging {
+                tags: vec![String::new(); tokens.len()],
+                tokens,
+            };
+            let all = kept.iter().all(|&k| k);
+            return Ok(Input {
+                example: ex,
+                context_map: None,
+                kept_tokens: (!all).then_some(kept),
+            });
         }
     };
     Ok(Input {
         example,
         context_map,
+        kept_tokens: None,
     })
 }
 
@@ -131,8 +150,66 @@ pub fn with_prediction(mut v: Value, input: &Input, p: &Prediction) -> Result<Va
             let (orig, _) = m.original_range(*s, s + text.chars().count());
             json!({"text": text, "start": orig})
         }
+        (Prediction::Tags(tags), _) if input.kept_tokens.is_some() => {
+            let kept = input.kept_tokens.as_deref().unwrap_or_default();
+            let mut it = tags.iter();
+            let all: Vec<&str> = kept
+                .iter()
+                .map(|&k| {
+                    if k {
+                        it.next().map_or("O", |t| t.as_str())
+                    } else {
+                        "O"
+                    }
+                })
+                .collect();
+            json!(all)
+        }
         _ => serde_json::to_value(p).map_err(|e| Error::Invalid(e.to_string()))?,
     };
     v["prediction"] = pred;
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagging(tokens: Value) -> Result<Input> {
+        let v = json!({ "tokens": tokens });
+        parse_input(
+            &v,
+            TaskKind::Tagging,
+            &Normalizer::default(),
+            Path::new("in.jsonl"),
+            3,
+        )
+    }
+
+    #[test]
+    fn tagging_tokens_are_normalized_as_preprocessing_does_and_answered_per_input_token() {
+        // Full-width letters and digits as the training data never had them, a space token.
+        let input = tagging(json!(["Ｊ", "１", " ", "京"])).unwrap();
+        let Example::Tagging { tokens, tags } = &input.example else {
+            panic!("{:?}", input.example)
+        };
+        assert_eq!(tokens, &["J", "1", "京"]);
+        assert_eq!(tags.len(), 3);
+        assert_eq!(input.kept_tokens, Some(vec![true, true, false, true]));
+        let p = Prediction::Tags(vec!["B-ORG".into(), "I-ORG".into(), "B-LOC".into()]);
+        let v = with_prediction(json!({"tokens": []}), &input, &p).unwrap();
+        assert_eq!(v["prediction"], json!(["B-ORG", "I-ORG", "O", "B-LOC"]));
+        // Nothing dropped: the prediction as it is.
+        let plain = tagging(json!(["北", "京"])).unwrap();
+        assert_eq!(plain.kept_tokens, None);
+    }
+
+    #[test]
+    fn tagging_tokens_that_all_normalize_to_nothing_are_an_error_naming_the_field() {
+        let err = tagging(json!([" ", "\u{200b}"])).unwrap_err().to_string();
+        assert!(
+            err.contains("in.jsonl:3") && err.contains("`tokens`"),
+            "{err}"
+        );
+    }
 }
