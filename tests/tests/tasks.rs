@@ -1,5 +1,5 @@
 //! `mtgpt predict` and `mtgpt eval` on a freshly initialised multi-task model over the demo's
-//! six real tasks.
+//! seven real tasks.
 use mtgpt_e2e::{mtgpt, stderr};
 use std::path::Path;
 
@@ -76,6 +76,7 @@ fn eval_scores_every_task_and_predict_answers_each_line() {
             "sentiment_zh",
             "spam_en",
             "ner_zh",
+            "ner_pd",
             "poem_zh"
         ]
     );
