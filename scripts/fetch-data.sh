@@ -35,7 +35,7 @@ command -v python3 >/dev/null 2>&1 \
   || die "python3 not found; install it (Debian: apt-get install python3 python3-pip) and run again"
 
 if [ "$verify" = 1 ]; then
-  python3 "$root/scripts/fetch_data.py" --root "$root" --cache "$cache" --verify
+  exec python3 "$root/scripts/fetch_data.py" --root "$root" --cache "$cache" --verify
 fi
 
 python3 -m pip --version >/dev/null 2>&1 \
