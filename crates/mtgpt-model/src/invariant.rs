@@ -10,7 +10,8 @@
 //! [`crate::Linear`] and the adapters reduce over at most [`INVARIANT_CHUNK`] terms per
 //! product and add the partial products in a fixed order, in fp32, so a row's output no
 //! longer depends on its batch-mates. fp32 products are chunked the same way but are not
-//! claimed invariant (not every cause there is known).
+//! claimed invariant (not every cause there is known), and int8 layers (`mtgpt compress`)
+//! keep their own kernels.
 use std::cell::Cell;
 use tch::{Kind, Tensor};
 
