@@ -602,14 +602,23 @@ impl Gpt {
                 "the trunk has adapters but none is selected (select the task's first)".into(),
             ));
         }
-        if let Some(AdapterRows::Rows(r)) =
-            adapters.iter().find(|a| matches!(a, AdapterRows::Rows(_)))
-            && r.size() != [b]
-        {
-            return Err(Error::Invalid(format!(
-                "adapter rows are {:?}, the batch has {b} rows",
-                r.size()
-            )));
+        for a in &adapters {
+            match a {
+                AdapterRows::Rows(r) if r.size() != [b] => {
+                    return Err(Error::Invalid(format!(
+                        "adapter rows are {:?}, the batch has {b} rows",
+                        r.size()
+                    )));
+                }
+                AdapterRows::Tokens(r) if cache.is_some() || r.size() != [b, t] => {
+                    return Err(Error::Invalid(format!(
+                        "adapter tokens are {:?}, the batch is {b} × {t} (and per-token \
+                         adapters run without a cache)",
+                        r.size()
+                    )));
+                }
+                _ => {}
+            }
         }
         let mut x = dropout(
             self.wte.forward(input_ids)? + self.wpe.forward(positions)?,

@@ -30,6 +30,9 @@ pub enum AdapterRows {
     All(i64),
     /// Row `i` uses adapter `rows[i]` (`[batch]` i64).
     Rows(Tensor),
+    /// Token `j` of row `i` uses adapter `tokens[i, j]` (`[batch, seq]` i64): packed rows that
+    /// hold sequences of several tasks.
+    Tokens(Tensor),
 }
 
 impl AdapterRows {
@@ -38,6 +41,7 @@ impl AdapterRows {
         match self {
             AdapterRows::All(k) => AdapterRows::All(*k),
             AdapterRows::Rows(t) => AdapterRows::Rows(t.shallow_clone()),
+            AdapterRows::Tokens(t) => AdapterRows::Tokens(t.shallow_clone()),
         }
     }
 }
@@ -114,6 +118,31 @@ impl LoraSet {
                 let mut out = shape.clone();
                 if let Some(last) = out.last_mut() {
                     *last = y.size()[2];
+                }
+                y.view(out.as_slice())
+            }
+            AdapterRows::Tokens(idx) => {
+                // Every adapter's down projection at once (`[in, n·r]`); each token keeps
+                // only its own adapter's `r` columns, then one product with the stacked up
+                // projections (`[n·r, out]`): the other adapters contribute exact zeros.
+                let (n, r) = (self.len(), self.rank());
+                let shape = x.size();
+                let d_in = shape[shape.len() - 1];
+                let idx = idx.to_device(x.device()).reshape([-1]);
+                let keep = idx
+                    .one_hot(n)
+                    .to_kind(x.kind())
+                    .unsqueeze(-1)
+                    .expand([-1, n, r], false)
+                    .reshape([-1, n * r]);
+                let down = crate::invariant::matmul(
+                    &x.reshape([-1, d_in]),
+                    &a.permute([1, 0, 2]).reshape([d_in, n * r]),
+                );
+                let y = (down * keep).matmul(&b.reshape([n * r, -1]));
+                let mut out = shape.clone();
+                if let Some(last) = out.last_mut() {
+                    *last = y.size()[1];
                 }
                 y.view(out.as_slice())
             }
@@ -245,6 +274,45 @@ impl AdapterLayout {
                     .collect::<Result<_, _>>()?;
                 Ok(AdapterRows::Rows(
                     Tensor::from_slice(&idx).to_device(device),
+                ))
+            })
+            .collect()
+    }
+
+    /// The adapters of packed rows `[rows, cols]` whose token `i` (row-major) belongs to
+    /// task `names[i]` (`None`: padding, which goes through the first adapter and is never
+    /// read): each token through its own task's adapter, in one pass.
+    pub fn rows_per_token(
+        &self,
+        names: &[Option<&str>],
+        shape: [i64; 2],
+        device: tch::Device,
+    ) -> Result<Vec<AdapterRows>, String> {
+        if names.len() as i64 != shape[0] * shape[1] {
+            return Err(format!(
+                "{} token tasks for {} × {} packed tokens",
+                names.len(),
+                shape[0],
+                shape[1]
+            ));
+        }
+        self.stacks()
+            .into_iter()
+            .map(|(stack, _)| {
+                if stack == SHARED {
+                    return Ok(AdapterRows::All(0));
+                }
+                let idx: Vec<i64> = names
+                    .iter()
+                    .map(|n| match n {
+                        None => Ok(0),
+                        Some(n) => self
+                            .task_index(n)
+                            .ok_or_else(|| format!("no adapter for task `{n}`")),
+                    })
+                    .collect::<Result<_, _>>()?;
+                Ok(AdapterRows::Tokens(
+                    Tensor::from_slice(&idx).view(shape).to_device(device),
                 ))
             })
             .collect()

@@ -1,5 +1,6 @@
 //! LoRA adapters on tiny trunks: a fresh adapter changes nothing, each row of a mixed batch
-//! gets exactly its own adapter in one pass (fp32, bf16, with the KV cache), gradients reach
+//! gets exactly its own adapter in one pass (fp32, bf16, with the KV cache), so does each
+//! token of a packed row that holds several tasks, gradients reach
 //! only the adapters the batch used, folding gives the adapted model, and PEFT-layout files
 //! round-trip.
 use mtgpt_core::{AdapterConfig, AdapterMode, ModelConfig, Precision};
@@ -148,6 +149,79 @@ fn a_mixed_batch_gives_every_row_its_own_adapter_in_one_pass() {
             differ > 10.0 * tol,
             "{mode:?}: adapters make no difference ({differ})"
         );
+    }
+}
+
+#[test]
+fn a_packed_row_of_several_tasks_gives_every_token_its_own_adapter() {
+    let _g = serial();
+    for (mode, precision, tol) in [
+        (AdapterMode::PerTask, Precision::Fp32, 1e-5),
+        (AdapterMode::Both, Precision::Fp32, 1e-5),
+        (AdapterMode::PerTask, Precision::Bf16, 3e-2),
+    ] {
+        let m = adapted(3, mode, precision);
+        let layout = m.gpt.adapters.clone().unwrap();
+        // Row 0: task c's 6 tokens then task a's 4; row 1: task b's 6 tokens, 4 padding.
+        let x = ids();
+        let row0 = Tensor::cat(&[x.get(0), x.get(1).narrow(0, 0, 4)], 0);
+        let row1 = Tensor::cat(
+            &[x.get(2), Tensor::zeros([4], (Kind::Int64, Device::Cpu))],
+            0,
+        );
+        let packed = Tensor::stack(&[row0, row1], 0);
+        let segment = Tensor::from_slice2(&[
+            [1i64, 1, 1, 1, 1, 1, 2, 2, 2, 2],
+            [1, 1, 1, 1, 1, 1, 0, 0, 0, 0],
+        ]);
+        let position = Tensor::from_slice2(&[
+            [0i64, 1, 2, 3, 4, 5, 0, 1, 2, 3],
+            [0, 1, 2, 3, 4, 5, 0, 0, 0, 0],
+        ]);
+        let mut names = vec![Some("c"); 6];
+        names.extend([Some("a"); 4]);
+        names.extend([Some("b"); 6]);
+        names.extend([None; 4]);
+        m.gpt
+            .select_adapters(layout.rows_per_token(&names, [2, 10], Device::Cpu).unwrap());
+        let h = tch::no_grad(|| {
+            m.gpt
+                .forward_packed(&packed, &segment, &position, None, false)
+                .unwrap()
+                .hidden
+        });
+        // The last token of each sequence, read alone by the `at` path.
+        let at = Tensor::from_slice(&[5i64, 9, 15]);
+        let h_at = tch::no_grad(|| {
+            m.gpt
+                .packed_hidden_at(&packed, &segment, &position, None, &at)
+                .unwrap()
+        });
+        for (k, (task, row, start, len, src)) in
+            [("c", 0, 0, 6, 0), ("a", 0, 6, 4, 1), ("b", 1, 0, 6, 2)]
+                .into_iter()
+                .enumerate()
+        {
+            m.gpt.select_task(task).unwrap();
+            let alone = hidden(&m, &x.narrow(0, src, 1).narrow(1, 0, len));
+            let got = h.narrow(0, row, 1).narrow(1, start, len);
+            let d = max_diff(&got, &alone);
+            assert!(d < tol, "{mode:?} {precision:?} {task}: {d}");
+            let d_at = max_diff(&h_at.get(k as i64), &alone.get(0).get(len - 1));
+            assert!(d_at < tol, "{mode:?} {precision:?} {task} at: {d_at}");
+            // Another task's adapter gives something else.
+            m.gpt
+                .select_task(if task == "a" { "b" } else { "a" })
+                .unwrap();
+            let other = hidden(&m, &x.narrow(0, src, 1).narrow(1, 0, len));
+            assert!(max_diff(&got, &other) > 10.0 * tol, "{mode:?} {task}");
+        }
+        // A token list of the wrong size is an error naming both sizes.
+        let err = layout
+            .rows_per_token(&names[..19], [2, 10], Device::Cpu)
+            .err()
+            .unwrap();
+        assert!(err.contains("19 token tasks for 2 × 10"), "{err}");
     }
 }
 

@@ -258,7 +258,7 @@ impl MultiTaskModel {
             .collect()
     }
 
-    /// Whether the trunk selects adapters per task (so a packed row holds one task).
+    /// Whether the trunk selects adapters per task.
     fn per_task_adapters(&self) -> bool {
         self.gpt
             .adapters
@@ -267,22 +267,12 @@ impl MultiTaskModel {
     }
 
     /// How [`MultiTaskModel::forward_packed`] packs `batches` into rows of at most `cols`
-    /// tokens ([`crate::packing::pack`]): rows hold one task each when the trunk has
-    /// per-task adapters (they are selected per row), and each batch's input part attends
-    /// both ways under prefix attention.
+    /// tokens ([`crate::packing::pack`]): sequences of any task share a row (per-task
+    /// adapters are selected per token), and each batch's input part attends both ways
+    /// under prefix attention.
     pub fn pack(&self, batches: &[Batch], cols: usize) -> Result<crate::packing::Packed> {
         let kinds = self.kinds(batches)?;
-        let per_task = self.per_task_adapters();
-        let key: Vec<usize> = batches
-            .iter()
-            .map(|b| {
-                if per_task {
-                    batches.iter().position(|x| x.task == b.task).unwrap_or(0)
-                } else {
-                    0
-                }
-            })
-            .collect();
+        let key = vec![0; batches.len()];
         let prefix: Vec<bool> = batches
             .iter()
             .zip(&kinds)
@@ -343,10 +333,18 @@ impl MultiTaskModel {
         let names: Vec<&str> = batches.iter().map(|b| b.task.as_str()).collect();
         match &self.gpt.adapters {
             Some(layout) if self.per_task_adapters() && names.iter().any(|n| *n != names[0]) => {
-                let row_names: Vec<&str> = packed.row_batch.iter().map(|&g| names[g]).collect();
+                // Each token through its own task's adapter.
+                let mut token_names: Vec<Option<&str>> = vec![None; packed.rows * packed.cols];
+                for (g, batch) in batches.iter().enumerate() {
+                    for (i, &(row, col)) in packed.place[g].iter().enumerate() {
+                        let start = row * packed.cols + col;
+                        let end = (start + batch.row_len(i).max(1)).min(token_names.len());
+                        token_names[start..end].fill(Some(names[g]));
+                    }
+                }
                 self.gpt.select_adapters(
                     layout
-                        .rows_per_example(&row_names, dev)
+                        .rows_per_token(&token_names, [r, c], dev)
                         .map_err(Error::Invalid)?,
                 )
             }

@@ -779,6 +779,7 @@ fn packed_rows_give_the_losses_and_gradients_of_the_unpacked_batches() {
         .iter()
         .map(|b| b.attention_mask.iter().filter(|&&m| m == 1).count())
         .sum();
+    let mut plain_rows = 0;
     for adapters in [None, Some(AdapterMode::Both), Some(AdapterMode::PerTask)] {
         let m = mixed_model(adapters);
         let params: Vec<(String, tch::Tensor)> =
@@ -820,6 +821,20 @@ fn packed_rows_give_the_losses_and_gradients_of_the_unpacked_batches() {
         assert_eq!(packed.tokens, tokens, "every real token packed once");
         let rows: usize = batches.iter().map(|b| b.batch_size).sum();
         assert!(packed.rows < rows, "{} packed rows for {rows}", packed.rows);
+        // Per-task adapters are chosen per token: tasks share rows as without adapters.
+        if adapters.is_none() {
+            plain_rows = packed.rows;
+        }
+        assert_eq!(packed.rows, plain_rows, "adapters {adapters:?}");
+        let shared_row = (0..packed.rows).any(|row| {
+            packed
+                .place
+                .iter()
+                .filter(|p| p.iter().any(|&(r, _)| r == row))
+                .count()
+                > 1
+        });
+        assert!(shared_row, "adapters {adapters:?}: no row holds two tasks");
         for ((b, got), want) in batches.iter().zip(&outs).zip(&alone) {
             let l = got.loss.double_value(&[]);
             assert!(

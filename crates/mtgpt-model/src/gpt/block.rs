@@ -236,6 +236,12 @@ impl Block {
                 AdapterRows::Rows(r) => {
                     AdapterRows::Rows(r.to_device(rows.device()).index_select(0, &rows))
                 }
+                AdapterRows::Tokens(r) => AdapterRows::Tokens(
+                    r.to_device(at.device())
+                        .reshape([-1])
+                        .index_select(0, at)
+                        .view([n, 1]),
+                ),
             })
             .collect();
         let at_pass = Pass {
