@@ -35,6 +35,7 @@ fn tiny(n_layer: usize) -> ModelConfig {
 fn specs() -> Vec<HeadSpec> {
     vec![
         HeadSpec {
+            pool: Default::default(),
             name: "lm".into(),
             kind: TaskKind::Lm,
             num_labels: 0,
@@ -42,6 +43,7 @@ fn specs() -> Vec<HeadSpec> {
             crf: false,
         },
         HeadSpec {
+            pool: Default::default(),
             name: "cls".into(),
             kind: TaskKind::Classify,
             num_labels: 3,
@@ -191,6 +193,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
     let dir = tempfile::tempdir().unwrap();
     let tasks = vec![
         TaskHead {
+            pool: Default::default(),
             name: "lm".into(),
             kind: TaskKind::Lm,
             labels: vec![],
@@ -202,6 +205,7 @@ fn a_pruned_model_is_stored_sparse_and_loads_back_identical() {
             crf: false,
         },
         TaskHead {
+            pool: Default::default(),
             name: "cls".into(),
             kind: TaskKind::Classify,
             labels: vec!["a".into(), "b".into(), "c".into()],
@@ -294,6 +298,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
     let dir = tempfile::tempdir().unwrap();
     let tasks = vec![
         TaskHead {
+            pool: Default::default(),
             name: "lm".into(),
             kind: TaskKind::Lm,
             labels: vec![],
@@ -305,6 +310,7 @@ fn removing_heads_and_neurons_that_contribute_nothing_leaves_outputs_unchanged()
             crf: false,
         },
         TaskHead {
+            pool: Default::default(),
             name: "cls".into(),
             kind: TaskKind::Classify,
             labels: vec!["a".into(), "b".into(), "c".into()],
@@ -397,6 +403,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
     let dir = tempfile::tempdir().unwrap();
     let tasks = vec![
         TaskHead {
+            pool: Default::default(),
             name: "lm".into(),
             kind: TaskKind::Lm,
             labels: vec![],
@@ -408,6 +415,7 @@ fn an_int8_multi_task_folder_loads_with_its_heads_and_stays_close() {
             crf: false,
         },
         TaskHead {
+            pool: Default::default(),
             name: "cls".into(),
             kind: TaskKind::Classify,
             labels: vec!["a".into(), "b".into(), "c".into()],

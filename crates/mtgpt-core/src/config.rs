@@ -854,6 +854,10 @@ pub struct TaskConfig {
     /// and decoded with its learnt transitions (default off).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub crf: bool,
+    /// `classify`: how the head reads the trunk, `"last"` (default) or `"mean"`
+    /// ([`crate::Pool`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<crate::Pool>,
 }
 
 /// Whether `labels` are BIO tags: each `O`, `B-X` or `I-X`.
@@ -879,6 +883,14 @@ impl TaskConfig {
         match self.kind {
             TaskKind::Tagging => self.tag_context.unwrap_or(DEFAULT_TAG_CONTEXT),
             _ => 0,
+        }
+    }
+
+    /// The classify head's pooling in force ([`crate::Pool::Last`] for the other kinds).
+    pub fn pool(&self) -> crate::Pool {
+        match self.kind {
+            TaskKind::Classify => self.pool.unwrap_or_default(),
+            _ => crate::Pool::Last,
         }
     }
 

@@ -40,7 +40,7 @@ pub use config::{
 pub use config::{DEFAULT_TAG_CONTEXT, auto_precision, cpu_flags, is_bio};
 pub use error::{Error, Result};
 pub use load::{init_folder, init_shape};
-pub use task::{Answer, Attention, Batch, Example, IGNORE_INDEX, Targets, TaskKind};
+pub use task::{Answer, Attention, Batch, Example, IGNORE_INDEX, Pool, Targets, TaskKind};
 
 /// Languages of the Snowball stemmers (rust-stemmers), as written in a task's `stem` key.
 pub const STEMMER_LANGUAGES: [&str; 18] = [

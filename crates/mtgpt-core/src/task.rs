@@ -84,6 +84,29 @@ impl Attention {
     }
 }
 
+/// How a `classify` head reads the trunk: the hidden state of the input's last real token
+/// (`Last`, GPT-2's sequence classification; the default), or the mean over every real
+/// token of the input (`Mean`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pool {
+    /// The last real token.
+    #[default]
+    Last,
+    /// The mean over the real tokens.
+    Mean,
+}
+
+impl Pool {
+    /// The name used in configs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pool::Last => "last",
+            Pool::Mean => "mean",
+        }
+    }
+}
+
 impl fmt::Display for Attention {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

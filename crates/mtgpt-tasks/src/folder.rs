@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::format::WordSplits;
 use crate::heads::{HeadSpec, MultiTaskModel};
-use mtgpt_core::{Attention, DecodeConfig, ModelConfig, TaskConfig, TaskKind};
+use mtgpt_core::{Attention, DecodeConfig, ModelConfig, Pool, TaskConfig, TaskKind};
 use mtgpt_model::io::{load_weights, read_config, save_trunk, save_weights, write_text_atomically};
 use mtgpt_text::TextTokenizer;
 use serde::{Deserialize, Serialize};
@@ -47,6 +47,14 @@ pub struct TaskHead {
     /// `tagging`: the head has a CRF layer (folders written before the option have none).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub crf: bool,
+    /// `classify`: how the head reads the trunk (folders written before the option: the last
+    /// token).
+    #[serde(default, skip_serializing_if = "is_last")]
+    pub pool: Pool,
+}
+
+fn is_last(p: &Pool) -> bool {
+    *p == Pool::Last
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -69,6 +77,7 @@ impl TaskHead {
             tag_words: t.tag_words(&labels),
             word_splits: WordSplits::new(),
             crf: t.kind == TaskKind::Tagging && t.crf,
+            pool: t.pool(),
             labels,
         }
     }
@@ -90,6 +99,11 @@ impl TaskHead {
                 0
             },
             crf: self.kind == TaskKind::Tagging && self.crf,
+            pool: if self.kind == TaskKind::Classify {
+                self.pool
+            } else {
+                Pool::Last
+            },
         }
     }
 }

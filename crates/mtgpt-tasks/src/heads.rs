@@ -4,7 +4,7 @@
 use crate::crf::{Crf, Transitions};
 use crate::error::{Error, Result};
 use mtgpt_core::AdapterConfig;
-use mtgpt_core::{Batch, IGNORE_INDEX, ModelConfig, Targets, TaskKind};
+use mtgpt_core::{Batch, IGNORE_INDEX, ModelConfig, Pool, Targets, TaskKind};
 use mtgpt_model::{AdapterLayout, Gpt, Linear};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Reduction, Tensor, nn};
@@ -14,8 +14,14 @@ use tch::{Device, Kind, Reduction, Tensor, nn};
 pub enum Head {
     /// `lm` and `generate`: the tied LM head of the trunk (no parameters of its own).
     Lm,
-    /// `classify`: pooled last real token → linear over the classes.
-    Classify(Linear),
+    /// `classify`: the input pooled ([`Pool`]: last real token or mean) → linear over the
+    /// classes.
+    Classify {
+        /// `[d] → classes`.
+        lin: Linear,
+        /// How the input is pooled.
+        pool: Pool,
+    },
     /// `extractive_qa`: per-token start and end logits.
     Span(Linear),
     /// `tagging`: per-token tag logits from the token's hidden state and those of the
@@ -68,6 +74,8 @@ pub struct HeadSpec {
     pub tag_context: usize,
     /// `tagging`: a CRF layer over the tag scores (false for the other kinds).
     pub crf: bool,
+    /// `classify`: how the head pools the input ([`Pool::Last`] for the other kinds).
+    pub pool: Pool,
 }
 
 fn to_tensor(v: &[i64], shape: &[i64], dev: Device) -> Tensor {
@@ -91,9 +99,10 @@ impl MultiTaskModel {
             }
             let head = match s.kind {
                 TaskKind::Lm | TaskKind::Generate => Head::Lm,
-                TaskKind::Classify => {
-                    Head::Classify(Linear::new(&p / "score", d, s.num_labels as i64, 0.02))
-                }
+                TaskKind::Classify => Head::Classify {
+                    lin: Linear::new(&p / "score", d, s.num_labels as i64, 0.02),
+                    pool: s.pool,
+                },
                 TaskKind::ExtractiveQa => Head::Span(Linear::new(&p / "span", d, 2, 0.02)),
                 TaskKind::Tagging => {
                     let context = s.tag_context as i64;
@@ -379,12 +388,20 @@ impl MultiTaskModel {
         packed: Option<&crate::packing::Packed>,
     ) -> Result<Tensor> {
         let kind = self.kinds(std::slice::from_ref(batch))?[0];
-        let Head::Classify(lin) = &self.heads[&batch.task].1 else {
+        let Head::Classify { lin, pool } = &self.heads[&batch.task].1 else {
             return Err(Error::Invalid(format!(
                 "task `{}` is {kind}, not classify",
                 batch.task
             )));
         };
+        if *pool == Pool::Mean {
+            // Every position is read: the whole pass.
+            let mut outs = match packed {
+                Some(p) => self.forward_packing(std::slice::from_ref(batch), p, false)?,
+                None => vec![self.forward(batch, false)?],
+            };
+            return Ok(outs.remove(0).logits);
+        }
         let dev = self.gpt.device();
         self.gpt.select_task(&batch.task)?;
         let hidden = match packed {
@@ -544,13 +561,27 @@ impl MultiTaskModel {
                     logits: Tensor::new(),
                 }
             }
-            (Head::Classify(lin), Targets::Classes(c)) => {
-                // The last real token of each row (right padding).
-                let last = (mask.sum_dim_intlist(1, false, Kind::Int64) - 1).clamp_min(0);
-                let d = hidden.size()[2];
-                let pooled = hidden
-                    .gather(1, &last.view([b, 1, 1]).expand([b, 1, d], false), false)
-                    .squeeze_dim(1);
+            (Head::Classify { lin, pool }, Targets::Classes(c)) => {
+                let pooled = match pool {
+                    Pool::Last => {
+                        // The last real token of each row (right padding).
+                        let last = (mask.sum_dim_intlist(1, false, Kind::Int64) - 1).clamp_min(0);
+                        let d = hidden.size()[2];
+                        hidden
+                            .gather(1, &last.view([b, 1, 1]).expand([b, 1, d], false), false)
+                            .squeeze_dim(1)
+                    }
+                    Pool::Mean => {
+                        // The mean over each row's real tokens, summed in fp32.
+                        let m = mask.to_kind(Kind::Float).unsqueeze(-1);
+                        let sum = (hidden.to_kind(Kind::Float) * &m).sum_dim_intlist(
+                            1,
+                            false,
+                            Kind::Float,
+                        );
+                        sum / m.sum_dim_intlist(1, false, Kind::Float).clamp_min(1.0)
+                    }
+                };
                 let logits = lin
                     .forward(&pooled, self.gpt.config.precision)
                     .to_kind(Kind::Float);

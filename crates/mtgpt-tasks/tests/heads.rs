@@ -71,6 +71,7 @@ fn model_with_context(task: &str, kind: TaskKind, labels: usize, context: usize)
     tch::manual_seed(1);
     let config = tiny_config();
     let spec = HeadSpec {
+        pool: Default::default(),
         name: task.into(),
         kind,
         num_labels: labels,
@@ -135,6 +136,86 @@ fn classify_head_learns_a_rule() {
     let correct = items
         .iter()
         .zip(&pred)
+        .filter(|(it, p)| it.target == Target::Class(**p))
+        .count();
+    assert!(correct >= 60, "{correct}/64");
+}
+
+#[test]
+fn a_mean_pooled_classifier_reads_every_real_token_and_learns_a_rule() {
+    let _serial = serial();
+    use mtgpt_tasks::Head;
+    let labels = vec!["no".to_string(), "yes".to_string()];
+    let f = TaskFormatter::new(&TOK, "cls", TaskKind::Classify, &labels, 32).unwrap();
+    tch::manual_seed(1);
+    let spec = HeadSpec {
+        pool: mtgpt_core::Pool::Mean,
+        name: "cls".into(),
+        kind: TaskKind::Classify,
+        num_labels: 2,
+        tag_context: 0,
+        crf: false,
+    };
+    let m = MultiTaskModel::new(&tiny_config(), &[spec], Device::Cpu).unwrap();
+    // Rows of 2 to 20 letters: the logits of the padded batch, of the packed batch and of the
+    // fast path are the head over the mean of each row's hidden states, computed alone.
+    let mut rng = Rng8::seed_from_u64(5);
+    let items: Vec<_> = (0..6)
+        .flat_map(|i| {
+            let ex = Example::Classify {
+                text: letters(&mut rng, 2 + 3 * i, LOWER),
+                text_pair: None,
+                label: "no".into(),
+            };
+            f.format(&ex, i).unwrap()
+        })
+        .collect();
+    let batch = f.collate(&items).unwrap();
+    let Head::Classify { lin, .. } = &m.heads["cls"].1 else {
+        panic!("not a classify head")
+    };
+    tch::no_grad(|| {
+        let want = m.forward(&batch, false).unwrap().logits;
+        for (r, item) in items.iter().enumerate() {
+            let ids = tch::Tensor::from_slice(&item.ids).view([1, -1]);
+            let h = m.gpt.forward(&ids, None, None, false).unwrap().hidden;
+            let by_hand = lin.forward(&h.mean_dim(1, false, tch::Kind::Float), Precision::Fp32);
+            let d = (by_hand.get(0) - want.get(r as i64))
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(d < 1e-5, "row {r}: {d}");
+        }
+        let packed = m.pack(std::slice::from_ref(&batch), 48).unwrap();
+        assert!(packed.rows < batch.batch_size);
+        for p in [None, Some(&packed)] {
+            let got = m.classify_logits(&batch, p).unwrap();
+            let d = (&got - &want).abs().max().double_value(&[]);
+            assert!(d < 1e-5, "packed {}: {d}", p.is_some());
+        }
+    });
+    // It learns the rule of `classify_head_learns_a_rule`.
+    let make = |rng: &mut Rng8| {
+        let text = letters(rng, 6, LOWER);
+        let label = if text.as_bytes()[0] <= b'm' {
+            "yes"
+        } else {
+            "no"
+        };
+        Example::Classify {
+            text,
+            text_pair: None,
+            label: label.into(),
+        }
+    };
+    train(&m, &f, 250, make);
+    let mut rng = Rng8::seed_from_u64(99);
+    let test: Vec<Example> = (0..64).map(|_| make(&mut rng)).collect();
+    let items: Vec<_> = test.iter().flat_map(|e| f.format(e, 0).unwrap()).collect();
+    let out = tch::no_grad(|| m.forward(&f.collate(&items).unwrap(), false).unwrap());
+    let correct = items
+        .iter()
+        .zip(&predict_classes(&out.logits))
         .filter(|(it, p)| it.target == Target::Class(**p))
         .count();
     assert!(correct >= 60, "{correct}/64");
@@ -261,6 +342,7 @@ fn span_head_finds_the_answer() {
 /// of `kind` gets when its config sets nothing else.
 fn task_head(name: &str, kind: TaskKind, labels: Vec<String>) -> mtgpt_tasks::TaskHead {
     mtgpt_tasks::TaskHead {
+        pool: Default::default(),
         name: name.into(),
         kind,
         labels,
@@ -446,6 +528,7 @@ fn model_folders_round_trip_heads_and_tasks() {
     mtgpt_model::Model::load(dir.path(), Device::Cpu).unwrap();
     // A head file from another label count is refused with the tensor named.
     let three = vec![mtgpt_tasks::TaskHead {
+        pool: Default::default(),
         labels: vec!["a".into(), "b".into(), "c".into()],
         ..tasks[0].clone()
     }];
@@ -484,6 +567,7 @@ fn right_context_accuracy(attention: mtgpt_core::Attention, context: usize) -> f
     };
     train(&m, &f, 300, make);
     let head = mtgpt_tasks::TaskHead {
+        pool: Default::default(),
         attention,
         tag_context: context,
         ..task_head("tag", TaskKind::Tagging, labels)
@@ -724,6 +808,7 @@ fn mixed_model(adapters: Option<mtgpt_core::AdapterMode>) -> MultiTaskModel {
     ]
     .iter()
     .map(|&(n, k, l)| HeadSpec {
+        pool: Default::default(),
         name: n.into(),
         kind: k,
         num_labels: l,
@@ -948,6 +1033,7 @@ fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
     let mut config = tiny_config();
     config.vocab_size = zh.vocab_size();
     let spec = HeadSpec {
+        pool: Default::default(),
         name: "tag".into(),
         kind: TaskKind::Tagging,
         num_labels: 3,
@@ -956,6 +1042,7 @@ fn tag_words_tags_jieba_words_and_spreads_the_tags_back_over_their_tokens() {
     };
     let m = MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap();
     let head = mtgpt_tasks::TaskHead {
+        pool: Default::default(),
         tag_context: 2,
         tag_words: true,
         ..task_head("tag", TaskKind::Tagging, labels)
@@ -1121,6 +1208,7 @@ fn a_crf_head_learns_the_tag_transitions_and_round_trips_through_a_folder() {
     tch::manual_seed(1);
     let labels: Vec<String> = ["O", "B-UP", "I-UP"].map(String::from).to_vec();
     let spec = HeadSpec {
+        pool: Default::default(),
         name: "tag".into(),
         kind: TaskKind::Tagging,
         num_labels: 3,
@@ -1134,6 +1222,7 @@ fn a_crf_head_learns_the_tag_transitions_and_round_trips_through_a_folder() {
     let f = TaskFormatter::new(&TOK, "tag", TaskKind::Tagging, &labels, 32).unwrap();
     train(&m, &f, 300, upper_runs);
     let head = mtgpt_tasks::TaskHead {
+        pool: Default::default(),
         crf: true,
         ..task_head("tag", TaskKind::Tagging, labels)
     };
@@ -1182,6 +1271,7 @@ fn invariant_predictions_do_not_depend_on_the_other_examples_of_a_call() {
             };
             let context = if kind == TaskKind::Tagging { 2 } else { 0 };
             let spec = HeadSpec {
+                pool: Default::default(),
                 name: task.into(),
                 kind,
                 num_labels: labels.len(),
@@ -1191,6 +1281,7 @@ fn invariant_predictions_do_not_depend_on_the_other_examples_of_a_call() {
             let m = MultiTaskModel::new(&config, &[spec], Device::Cpu).unwrap();
             let labels: Vec<String> = labels.iter().map(|s| s.to_string()).collect();
             let head = mtgpt_tasks::TaskHead {
+                pool: Default::default(),
                 tag_context: context,
                 ..task_head(task, kind, labels.clone())
             };

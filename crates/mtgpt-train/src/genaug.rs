@@ -70,6 +70,7 @@ pub fn generate_examples(
     let generator = MultiTaskModel::new(
         model_cfg,
         &[HeadSpec {
+            pool: Default::default(),
             name: head.name.clone(),
             kind: TaskKind::Lm,
             num_labels: 0,

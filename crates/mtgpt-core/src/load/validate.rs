@@ -392,6 +392,15 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
                 &format!("only tagging tasks take it, this one is {}", task.kind),
             ));
         }
+        if let Some(p) = task.pool
+            && task.kind != TaskKind::Classify
+        {
+            return Err(err(
+                &key("pool"),
+                p.as_str().to_string(),
+                &format!("only classify tasks take it, this one is {}", task.kind),
+            ));
+        }
         if let Some(c) = task.tag_context {
             if task.kind != TaskKind::Tagging {
                 return Err(err(
