@@ -680,6 +680,9 @@ pub struct TrainConfig {
     /// as a fraction of `lr`; heads and loss weights train at `lr`. Below 1 keeps a pretrained
     /// trunk (`model.init`) close to where it started while new heads learn fast.
     pub trunk_lr_factor: f64,
+    /// LoRA+ (Hayou et al. 2024): every adapter's `B` matrix steps at this multiple of `lr`,
+    /// its `A` at `lr` (PEFT's `loraplus_lr_ratio`); 1 = plain LoRA.
+    pub loraplus_lr_ratio: f64,
     /// `full` (every trunk weight trains) or `frozen` (the trunk stays as it started; with
     /// `[adapters]` only the adapters, the heads and `trunk_trainable` train).
     pub trunk: TrunkTraining,
@@ -743,6 +746,7 @@ impl Default for TrainConfig {
             lr: 3e-4,
             min_lr_ratio: 0.1,
             trunk_lr_factor: 1.0,
+            loraplus_lr_ratio: 1.0,
             trunk: TrunkTraining::Full,
             trunk_trainable: Vec::new(),
             warmup_steps: 100,

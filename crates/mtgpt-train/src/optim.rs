@@ -70,10 +70,13 @@ impl AdamW {
     }
 
     /// The optimizer `[train]` asks for (with `trunk_lr_factor` on the `transformer.*`
-    /// parameters).
+    /// parameters and `loraplus_lr_ratio` on the adapters' `B` matrices).
     pub fn from_config(vs: &nn::VarStore, c: &TrainConfig) -> Self {
         let mut opt = Self::new(vs, c.beta1, c.beta2, c.eps, c.weight_decay);
         opt.scale_lr("transformer.", c.trunk_lr_factor);
+        for s in opt.slots.iter_mut().filter(|s| s.name.ends_with(".lora_b")) {
+            s.lr_scale = c.loraplus_lr_ratio;
+        }
         opt
     }
 
@@ -450,6 +453,28 @@ mod tests {
         assert!((learning_rate(&c, 35, 110) - 0.775).abs() < 1e-12);
         c.schedule = Schedule::Constant;
         assert_eq!(learning_rate(&c, 100, 110), 1.0);
+    }
+
+    #[test]
+    fn loraplus_lr_ratio_scales_only_the_adapters_b_step() {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        let root = vs.root();
+        let layer = &root / "adapters" / "task" / "h" / "0" / "attn" / "c_attn";
+        let a = (&layer).var("lora_a", &[4, 4], nn::Init::Const(1.0));
+        let b = (&layer).var("lora_b", &[4, 4], nn::Init::Const(1.0));
+        let c = TrainConfig {
+            loraplus_lr_ratio: 16.0,
+            weight_decay: 0.0,
+            ..Default::default()
+        };
+        let mut opt = AdamW::from_config(&vs, &c);
+        let x = Tensor::ones([2, 4], (tch::Kind::Float, tch::Device::Cpu));
+        (x.matmul(&a).sum(tch::Kind::Float) + x.matmul(&b).sum(tch::Kind::Float)).backward();
+        opt.step(1e-3);
+        let moved = |t: &Tensor| (1.0 - t.mean(tch::Kind::Float).double_value(&[])).abs();
+        let (da, db) = (moved(&a), moved(&b));
+        assert!((da - 1e-3).abs() < 1e-7, "A step {da}");
+        assert!((db / da - 16.0).abs() < 1e-3, "B/A step ratio {}", db / da);
     }
 
     #[test]

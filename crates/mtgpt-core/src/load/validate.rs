@@ -115,6 +115,16 @@ pub(super) fn validate(c: &Config, src: &Source<'_>, overridden: &[String]) -> R
         1.0,
         "in [0, 1] (0 freezes the trunk's updates)",
     )?;
+    if !(t.loraplus_lr_ratio.is_finite()
+        && t.loraplus_lr_ratio > 0.0
+        && t.loraplus_lr_ratio <= 1000.0)
+    {
+        return Err(err(
+            "train.loraplus_lr_ratio",
+            t.loraplus_lr_ratio.to_string(),
+            "must be a number in (0, 1000] (1 = plain LoRA; LoRA+ suggests 16)",
+        ));
+    }
     if let Err((key, reason)) = c.adapters.check() {
         let value = match key.as_str() {
             "adapters.rank" => c.adapters.rank.to_string(),
