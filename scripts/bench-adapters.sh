@@ -9,7 +9,7 @@
 # into the trunk (`mtgpt adapters fold`): its predictions on the test split against the
 # adapter model's, and `mtgpt predict` times (median of 3) of the folded, adapter and full
 # models.
-# Usage: scripts/bench-adapters.sh [SECONDS] [--reuse|--train] [per_task4|both2]
+# Usage: scripts/bench-adapters.sh [SECONDS] [--reuse|--train] [per_task4|tuned|both2]
 #   SECONDS: training budget per run (default 600); --reuse: runs already in
 #   runs/bench-adapters are scored again instead of trained again (delete one's `.time` file
 #   to train only that one); the last argument picks the adapter settings.
@@ -27,17 +27,20 @@ mkdir -p "$work"
 common=(--config configs/demo.toml --no-progress --set "train.max_seconds=$secs")
 # The adapter settings: `per_task4` (default: rank 4 per task on c_attn and mlp.c_fc) or
 # `both2` (a shared rank-2 adapter plus one per task, on all four layer kinds).
+# `tuned`: per_task4 at lr 3e-3 and alpha 32 (scale 8), the best measured on the demo.
 case "${3:-per_task4}" in
   per_task4) shape=(--set adapters.mode=per_task --set adapters.rank=4 --set adapters.alpha=8
-                    --set 'adapters.targets=["c_attn","mlp.c_fc"]') ;;
-  both2) shape=(--set adapters.mode=both --set adapters.rank=2 --set adapters.alpha=4) ;;
-  *) echo "unknown adapter settings $3 (per_task4, both2)" >&2; exit 1 ;;
+                    --set 'adapters.targets=["c_attn","mlp.c_fc"]' --set train.lr=1e-3) ;;
+  tuned) shape=(--set adapters.mode=per_task --set adapters.rank=4 --set adapters.alpha=32
+                --set 'adapters.targets=["c_attn","mlp.c_fc"]' --set train.lr=3e-3) ;;
+  both2) shape=(--set adapters.mode=both --set adapters.rank=2 --set adapters.alpha=4
+                --set train.lr=1e-3) ;;
+  *) echo "unknown adapter settings $3 (per_task4, tuned, both2)" >&2; exit 1 ;;
 esac
 adapters=(
   "${shape[@]}"
   --set train.trunk=frozen --set 'train.trunk_trainable=["ln_"]'
   --set train.sampling.mixed_batches=true --set train.sampling.one_pass=true
-  --set train.lr=1e-3
 )
 for variant in full adapters; do
   extra=()

@@ -233,23 +233,49 @@ impl AdapterLayout {
         self.tasks.iter().position(|t| t == name).map(|i| i as i64)
     }
 
-    /// The rows of a batch that is all task `name` (one entry per stack). A task without an
-    /// adapter of its own is an error when the layout has per-task adapters.
-    pub fn rows_for(&self, name: &str) -> Result<Vec<AdapterRows>, String> {
+    /// One entry per stack: adapter 0 of the shared stack, `per_task()` for the per-task one.
+    fn per_stack(
+        &self,
+        per_task: impl Fn() -> Result<AdapterRows, String>,
+    ) -> Result<Vec<AdapterRows>, String> {
         self.stacks()
             .into_iter()
             .map(|(stack, _)| {
                 if stack == SHARED {
-                    return Ok(AdapterRows::All(0));
+                    Ok(AdapterRows::All(0))
+                } else {
+                    per_task()
                 }
-                self.task_index(name).map(AdapterRows::All).ok_or_else(|| {
-                    format!(
-                        "no adapter for task `{name}` (the model has adapters for {})",
-                        self.tasks.join(", ")
-                    )
-                })
             })
             .collect()
+    }
+
+    /// The per-task adapter index of each of `names` (`None`: adapter 0).
+    fn indices<'a>(
+        &self,
+        names: impl Iterator<Item = Option<&'a str>>,
+    ) -> Result<Vec<i64>, String> {
+        names
+            .map(|n| match n {
+                None => Ok(0),
+                Some(n) => self
+                    .task_index(n)
+                    .ok_or_else(|| format!("no adapter for task `{n}`")),
+            })
+            .collect()
+    }
+
+    /// The rows of a batch that is all task `name` (one entry per stack). A task without an
+    /// adapter of its own is an error when the layout has per-task adapters.
+    pub fn rows_for(&self, name: &str) -> Result<Vec<AdapterRows>, String> {
+        self.per_stack(|| {
+            self.task_index(name).map(AdapterRows::All).ok_or_else(|| {
+                format!(
+                    "no adapter for task `{name}` (the model has adapters for {})",
+                    self.tasks.join(", ")
+                )
+            })
+        })
     }
 
     /// The rows of a batch whose row `i` is task `names[i]`: each row through its own task's
@@ -259,24 +285,12 @@ impl AdapterLayout {
         names: &[&str],
         device: tch::Device,
     ) -> Result<Vec<AdapterRows>, String> {
-        self.stacks()
-            .into_iter()
-            .map(|(stack, _)| {
-                if stack == SHARED {
-                    return Ok(AdapterRows::All(0));
-                }
-                let idx: Vec<i64> = names
-                    .iter()
-                    .map(|n| {
-                        self.task_index(n)
-                            .ok_or_else(|| format!("no adapter for task `{n}`"))
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok(AdapterRows::Rows(
-                    Tensor::from_slice(&idx).to_device(device),
-                ))
-            })
-            .collect()
+        self.per_stack(|| {
+            let idx = self.indices(names.iter().map(|&n| Some(n)))?;
+            Ok(AdapterRows::Rows(
+                Tensor::from_slice(&idx).to_device(device),
+            ))
+        })
     }
 
     /// The adapters of packed rows `[rows, cols]` whose token `i` (row-major) belongs to
@@ -296,25 +310,11 @@ impl AdapterLayout {
                 shape[1]
             ));
         }
-        self.stacks()
-            .into_iter()
-            .map(|(stack, _)| {
-                if stack == SHARED {
-                    return Ok(AdapterRows::All(0));
-                }
-                let idx: Vec<i64> = names
-                    .iter()
-                    .map(|n| match n {
-                        None => Ok(0),
-                        Some(n) => self
-                            .task_index(n)
-                            .ok_or_else(|| format!("no adapter for task `{n}`")),
-                    })
-                    .collect::<Result<_, _>>()?;
-                Ok(AdapterRows::Tokens(
-                    Tensor::from_slice(&idx).view(shape).to_device(device),
-                ))
-            })
-            .collect()
+        self.per_stack(|| {
+            let idx = self.indices(names.iter().copied())?;
+            Ok(AdapterRows::Tokens(
+                Tensor::from_slice(&idx).view(shape).to_device(device),
+            ))
+        })
     }
 }

@@ -460,8 +460,8 @@ mod tests {
         let vs = nn::VarStore::new(tch::Device::Cpu);
         let root = vs.root();
         let layer = &root / "adapters" / "task" / "h" / "0" / "attn" / "c_attn";
-        let a = (&layer).var("lora_a", &[4, 4], nn::Init::Const(1.0));
-        let b = (&layer).var("lora_b", &[4, 4], nn::Init::Const(1.0));
+        let a = layer.var("lora_a", &[4, 4], nn::Init::Const(1.0));
+        let b = layer.var("lora_b", &[4, 4], nn::Init::Const(1.0));
         let c = TrainConfig {
             loraplus_lr_ratio: 16.0,
             weight_decay: 0.0,
