@@ -281,13 +281,12 @@ impl MultiTaskModel {
     /// under prefix attention.
     pub fn pack(&self, batches: &[Batch], cols: usize) -> Result<crate::packing::Packed> {
         let kinds = self.kinds(batches)?;
-        let key = vec![0; batches.len()];
         let prefix: Vec<bool> = batches
             .iter()
             .zip(&kinds)
             .map(|(b, k)| b.prefix_attention && *k != TaskKind::Lm)
             .collect();
-        crate::packing::pack(batches, cols, &key, &prefix)
+        crate::packing::pack(batches, cols, &prefix)
     }
 
     /// Runs several batches (of one task each) through one trunk pass over **packed** rows

@@ -26,22 +26,16 @@ pub struct Packed {
     pub prefix_end: Vec<i64>,
     /// Per batch, per row of it: `(packed row, first column)`.
     pub place: Vec<Vec<(usize, usize)>>,
-    /// Per packed row, the batch whose rows it holds when rows are kept to one key (see
-    /// [`pack`]); otherwise the batch of its first sequence.
-    pub row_batch: Vec<usize>,
     /// Real tokens packed.
     pub tokens: usize,
 }
 
 /// Packs the rows of `batches` into rows of at most `cols` tokens, first fit by decreasing
-/// length (ties in input order, so a packing is a function of its input). `key` gives each
-/// batch a group: rows only hold sequences of one group (per-task adapters select per row);
-/// `prefix[g]` says whether batch `g`'s input part attends both ways.
-pub fn pack(batches: &[Batch], cols: usize, key: &[usize], prefix: &[bool]) -> Result<Packed> {
-    if key.len() != batches.len() || prefix.len() != batches.len() {
-        return Err(Error::Invalid(
-            "pack: one key and one prefix flag per batch".into(),
-        ));
+/// length (ties in input order, so a packing is a function of its input); sequences of any
+/// batch share rows. `prefix[g]` says whether batch `g`'s input part attends both ways.
+pub fn pack(batches: &[Batch], cols: usize, prefix: &[bool]) -> Result<Packed> {
+    if prefix.len() != batches.len() {
+        return Err(Error::Invalid("pack: one prefix flag per batch".into()));
     }
     let mut items: Vec<(usize, usize, usize)> = Vec::new();
     for (g, batch) in batches.iter().enumerate() {
@@ -58,28 +52,23 @@ pub fn pack(batches: &[Batch], cols: usize, key: &[usize], prefix: &[bool]) -> R
         }
     }
     items.sort_by_key(|x| std::cmp::Reverse(x.2));
-    // (used tokens, key) of every open row.
-    let mut open: Vec<(usize, usize)> = Vec::new();
+    // Used tokens of every open row.
+    let mut open: Vec<usize> = Vec::new();
     let mut place: Vec<Vec<(usize, usize)>> =
         batches.iter().map(|b| vec![(0, 0); b.batch_size]).collect();
-    let mut row_batch = Vec::new();
     for &(g, r, len) in &items {
-        let fit = open
-            .iter()
-            .position(|&(used, k)| k == key[g] && used + len <= cols);
-        let row = match fit {
+        let row = match open.iter().position(|&used| used + len <= cols) {
             Some(i) => i,
             None => {
-                open.push((0, key[g]));
-                row_batch.push(g);
+                open.push(0);
                 open.len() - 1
             }
         };
-        place[g][r] = (row, open[row].0);
-        open[row].0 += len.max(1);
+        place[g][r] = (row, open[row]);
+        open[row] += len.max(1);
     }
     let rows = open.len().max(1);
-    let width = open.iter().map(|o| o.0).max().unwrap_or(1).max(1);
+    let width = open.iter().copied().max().unwrap_or(1).max(1);
     let n = rows * width;
     let (mut ids, mut segment, mut position, mut prefix_end) =
         (vec![0; n], vec![0; n], vec![0; n], vec![0; n]);
@@ -120,7 +109,6 @@ pub fn pack(batches: &[Batch], cols: usize, key: &[usize], prefix: &[bool]) -> R
         position,
         prefix_end,
         place,
-        row_batch,
         tokens,
     })
 }
@@ -180,7 +168,7 @@ mod tests {
     fn every_token_lands_once_with_restarting_positions() {
         let a = batch("a", &[5, 3, 8], 8);
         let b = batch("b", &[2, 6], 6);
-        let p = pack(&[a.clone(), b.clone()], 10, &[0, 0], &[false, true]).unwrap();
+        let p = pack(&[a.clone(), b.clone()], 10, &[false, true]).unwrap();
         assert_eq!(p.tokens, 24);
         assert_eq!(p.rows, 3, "8+2, 6+3, 5 in rows of 10");
         for (g, bt) in [&a, &b].into_iter().enumerate() {
@@ -205,13 +193,12 @@ mod tests {
     }
 
     #[test]
-    fn keys_keep_rows_to_one_group_and_too_long_is_an_error() {
+    fn batches_share_rows_and_too_long_is_an_error() {
         let a = batch("a", &[2, 2], 2);
         let b = batch("b", &[2, 2], 2);
-        let p = pack(&[a.clone(), b.clone()], 8, &[0, 1], &[false, false]).unwrap();
-        assert_eq!(p.rows, 2);
-        assert_eq!(p.row_batch, vec![0, 1]);
-        let err = pack(&[batch("long", &[9], 9)], 8, &[0], &[false]).unwrap_err();
+        let p = pack(&[a.clone(), b.clone()], 8, &[false, false]).unwrap();
+        assert_eq!(p.rows, 1);
+        let err = pack(&[batch("long", &[9], 9)], 8, &[false]).unwrap_err();
         assert!(err.to_string().contains("`long`"), "{err}");
     }
 }
